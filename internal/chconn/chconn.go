@@ -1,0 +1,115 @@
+// Package chconn is the one place that opens ClickHouse connections. It
+// speaks the native protocol only: the HTTP transport of clickhouse-go sends a
+// setting that ClickHouse 18.16 (the Debian server used locally) rejects.
+package chconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Config is the ClickHouse part of a component's configuration.
+type Config struct {
+	// Addr is host:port of the native protocol. Default 127.0.0.1:9000.
+	Addr []string
+	// Database holds the pipeline's tables. Default livechat.
+	Database string
+	// User and Password; default user "default" with no password.
+	User     string
+	Password Secret
+	// Cluster, when set, makes migrations use ON CLUSTER and Replicated engines.
+	Cluster string
+	// DialTimeout and ReadTimeout bound each connection attempt and query.
+	DialTimeout time.Duration
+	ReadTimeout time.Duration
+	// MaxOpenConns bounds the pool. Default 8.
+	MaxOpenConns int
+}
+
+// Secret is a string that does not print, so a logged config leaks nothing.
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// LogValue hides the value from log/slog too.
+func (s Secret) LogValue() string { return s.String() }
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Addr:         []string{"127.0.0.1:9000"},
+		Database:     "livechat",
+		User:         "default",
+		DialTimeout:  5 * time.Second,
+		ReadTimeout:  5 * time.Minute,
+		MaxOpenConns: 8,
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Addr) == 0 {
+		errs = append(errs, errors.New("clickhouse: no address (CLICKHOUSE_ADDR)"))
+	}
+	if !ValidIdent(c.Database) {
+		errs = append(errs, fmt.Errorf("clickhouse: database name %q must match [A-Za-z_][A-Za-z0-9_]*", c.Database))
+	}
+	if c.Cluster != "" && !ValidIdent(c.Cluster) {
+		errs = append(errs, fmt.Errorf("clickhouse: cluster name %q must match [A-Za-z_][A-Za-z0-9_]*", c.Cluster))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidIdent reports whether s can be used unquoted as a database or cluster name.
+func ValidIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Open connects without selecting a database (migrations create it) and
+// checks the server answers.
+func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
+	conn, err := ch.Open(&ch.Options{
+		Protocol: ch.Native,
+		Addr:     cfg.Addr,
+		Auth: ch.Auth{
+			Database: "default",
+			Username: cfg.User,
+			Password: string(cfg.Password),
+		},
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		MaxOpenConns:    cfg.MaxOpenConns,
+		MaxIdleConns:    cfg.MaxOpenConns,
+		ConnMaxLifetime: time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: open %s: %w", strings.Join(cfg.Addr, ","), err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse: ping %s: %w", strings.Join(cfg.Addr, ","), err)
+	}
+	return conn, nil
+}

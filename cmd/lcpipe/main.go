@@ -30,6 +30,7 @@ func commands() []command {
 		{"ingest", "receive LiveChat webhooks and make them durable in Kafka", runIngest},
 		{"processor", "decode, de-duplicate and insert webhooks into ClickHouse", runProcessor},
 		{"migrate", "apply the ClickHouse schema migrations", runMigrate},
+		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }
 

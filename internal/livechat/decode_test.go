@@ -1,0 +1,209 @@
+package livechat
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	stdjson "encoding/json"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden/*.decoded.json")
+
+// goldenView is what a golden file records: the typed value with its Go type.
+type goldenView struct {
+	Type     string    `json:"type"`
+	Envelope *Envelope `json:"envelope"`
+	Body     any       `json:"body"`
+}
+
+func TestDecodeGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures in testdata: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := Decode(body)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if _, unknown := w.Body.(*Unknown); unknown {
+				t.Fatalf("fixture action %q decoded as Unknown", w.Action)
+			}
+			env := w.Envelope
+			env.Payload = nil // the body is in Body; keep the golden readable
+			got, err := stdjson.MarshalIndent(goldenView{Type: fmt.Sprintf("%T", w.Body), Envelope: &env, Body: w.Body}, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			golden := filepath.Join("testdata", "golden", name+".decoded.json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("decoded value differs from %s (go test -update to accept):\n%s", golden, got)
+			}
+			if bytes.Contains(got, []byte("test-secret")) {
+				t.Fatalf("decoded value carries the secret_key")
+			}
+		})
+	}
+}
+
+func TestActionsCoverV36(t *testing.T) {
+	v36 := []string{"incoming_chat", "chat_deactivated", "chat_access_updated", "chat_transferred",
+		"user_added_to_chat", "user_removed_from_chat", "incoming_event", "event_deleted", "event_updated",
+		"incoming_rich_message_postback", "chat_properties_updated", "chat_properties_deleted",
+		"thread_properties_updated", "thread_properties_deleted", "event_properties_updated",
+		"event_properties_deleted", "thread_tagged", "thread_untagged", "routing_status_set",
+		"customer_session_fields_updated", "agent_created", "agent_approved", "agent_updated",
+		"agent_suspended", "agent_unsuspended", "agent_deleted", "auto_accesses_updated", "bot_created",
+		"bot_updated", "bot_deleted", "group_created", "group_updated", "group_deleted", "tag_created",
+		"tag_updated", "tag_deleted", "events_marked_as_seen", "thread_summary_set"}
+	if len(v36) != V36Actions {
+		t.Fatalf("list has %d actions, want %d", len(v36), V36Actions)
+	}
+	types := map[string]string{}
+	for _, a := range v36 {
+		if !Known(a) {
+			t.Errorf("action %s has no payload type", a)
+			continue
+		}
+		v, err := actions[a].decode([]byte("{}"))
+		if a == "auto_accesses_updated" {
+			v, err = actions[a].decode([]byte("[]"))
+		}
+		if err != nil {
+			t.Errorf("%s: decode {}: %v", a, err)
+			continue
+		}
+		tn := fmt.Sprintf("%T", v)
+		if prev, dup := types[tn]; dup {
+			t.Errorf("%s and %s share payload type %s", prev, a, tn)
+		}
+		types[tn] = a
+	}
+}
+
+func TestDecodeCases(t *testing.T) {
+	const org = `"organization_id":"o1"`
+	tests := []struct {
+		name      string
+		body      string
+		wantErr   error  // errors.Is target; nil = success
+		stage     string // DecodeError stage when failing
+		wantType  string
+		canonical string
+	}{
+		{"not json", `{"action":`, nil, "envelope", "", ""},
+		{"array body", `[1,2]`, nil, "envelope", "", ""},
+		{"no action", `{` + org + `,"payload":{}}`, ErrNoAction, "envelope", "", ""},
+		{"no tenant", `{"action":"thread_tagged","payload":{}}`, ErrNoTenant, "envelope", "", ""},
+		{"wrong payload type", `{"action":"thread_tagged",` + org + `,"payload":{"tag":5}}`, nil, "payload", "", ""},
+		{"unknown action kept", `{"action":"brand_new_thing",` + org + `,"payload":{"x":1}}`, nil, "", "*livechat.Unknown", "brand_new_thing"},
+		{"legacy name", `{"action":"thread_closed",` + org + `,"payload":{"chat_id":"C","thread_id":"T"}}`, nil, "", "*livechat.ChatDeactivated", "chat_deactivated"},
+		{"v3.3 license", `{"action":"chat_access_granted","license_id":104130623,"payload":{"id":"C","access":{"group_ids":[1]}}}`, nil, "", "*livechat.ChatAccessGranted", "chat_access_granted"},
+		{"v3.1 data", `{"action":"thread_tagged",` + org + `,"data":{"chat_id":"C","thread_id":"T","tag":"x"}}`, nil, "", "*livechat.ThreadTagged", "thread_tagged"},
+		{"incoming_customer flat", `{"action":"incoming_customer",` + org + `,"payload":{"id":"cust-1","name":"A"}}`, nil, "", "*livechat.IncomingCustomer", "incoming_customer"},
+		{"incoming_customer no id", `{"action":"incoming_customer",` + org + `,"payload":{"name":"A"}}`, nil, "payload", "", ""},
+		{"bad time", `{"action":"incoming_event",` + org + `,"payload":{"chat_id":"C","thread_id":"T","event":{"id":"E","created_at":"yesterday"}}}`, nil, "payload", "", ""},
+		{"empty time ok", `{"action":"incoming_event",` + org + `,"payload":{"chat_id":"C","thread_id":"T","event":{"id":"E","created_at":""}}}`, nil, "", "*livechat.IncomingEvent", "incoming_event"},
+		{"null payload", `{"action":"chat_deactivated",` + org + `,"payload":null}`, nil, "", "*livechat.ChatDeactivated", "chat_deactivated"},
+		{"auto accesses array", `{"action":"auto_accesses_updated",` + org + `,"payload":[{"id":"r1","status":"deleted"}]}`, nil, "", "*livechat.AutoAccessesUpdated", "auto_accesses_updated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := Decode([]byte(tt.body))
+			if tt.stage != "" {
+				var de *DecodeError
+				if !errors.As(err, &de) {
+					t.Fatalf("want *DecodeError, got %v", err)
+				}
+				if de.Stage != tt.stage {
+					t.Fatalf("stage %q, want %q (%v)", de.Stage, tt.stage, err)
+				}
+				if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+					t.Fatalf("error %v is not %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if got := fmt.Sprintf("%T", w.Body); got != tt.wantType {
+				t.Fatalf("type %s, want %s", got, tt.wantType)
+			}
+			if w.Canonical != tt.canonical {
+				t.Fatalf("canonical %q, want %q", w.Canonical, tt.canonical)
+			}
+		})
+	}
+}
+
+func TestRoutingStatusSpellings(t *testing.T) {
+	for in, want := range map[string]string{
+		"accepting chats": "accepting_chats", "not accepting chats": "not_accepting_chats",
+		"not_accepting_chats": "not_accepting_chats", "offline": "offline",
+	} {
+		r := RoutingStatusSet{Status: in}
+		if got := r.NormalizedStatus(); got != want {
+			t.Errorf("%q → %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPropertiesAccessors(t *testing.T) {
+	w, err := Decode([]byte(`{"action":"thread_properties_updated","organization_id":"o","payload":{"chat_id":"C","thread_id":"T","properties":{"rating":{"score":0,"comment":"meh"},"routing":{"continuous":"true","start_url":"https://x"}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.Body.(*ThreadPropertiesUpdated).Properties
+	if n, ok := p.Int("rating", "score"); !ok || n != 0 {
+		t.Fatalf("score = %d,%v", n, ok)
+	}
+	if p.String("rating", "comment") != "meh" || !p.Bool("routing", "continuous") || p.String("routing", "start_url") != "https://x" {
+		t.Fatalf("accessors: %+v", p)
+	}
+	if _, ok := p.Int("rating", "missing"); ok {
+		t.Fatal("missing property reported present")
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	files, _ := filepath.Glob("testdata/*.json")
+	var bodies [][]byte
+	size := 0
+	for _, f := range files {
+		body, _ := os.ReadFile(f)
+		bodies = append(bodies, body)
+		size += len(body)
+	}
+	b.SetBytes(int64(size / len(bodies)))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := Decode(bodies[i%len(bodies)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,356 @@
+// Package lcapp is the LiveChat app install: the settings page (loaded by
+// the Agent App widget's "App Settings" placement) with "Sign in with
+// LiveChat", the OAuth 2.1 authorization code grant with PKCE (S256) and a
+// state bound to the browser session, the encrypted token store and a
+// TokenSource that persists refreshed tokens, the Configuration API calls
+// that register the analytics webhooks and enable them for the
+// organization, uninstall, and the agent/group directory used to put names
+// on ids.
+//
+// Why it is shaped like this: the LiveChat docs (shared/livechat) register
+// webhooks per Client ID, not per license — one registration per action
+// serves every organization that installed the app, at most 3 per action.
+// So the app keeps one registration set with one random secret (created at
+// the first install, reconciled — list first, then register what is missing
+// and drop our duplicates — on every install and restart) and answers the
+// ingest's per-organization secret question with that secret only for
+// organizations that are installed. An uninstalled organization's webhooks
+// are refused even if they carry the right secret.
+//
+// Everything that leaves the process through logs or HTTP bodies goes
+// through Secret, which does not print.
+package lcapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultActions are the chat webhooks the analytics consume, plus the
+// agent/group configuration webhooks that keep the directory fresh.
+var DefaultActions = []string{
+	"incoming_chat", "chat_deactivated", "chat_access_updated", "chat_transferred",
+	"user_added_to_chat", "user_removed_from_chat",
+	"incoming_event", "event_updated", "event_deleted", "incoming_rich_message_postback",
+	"chat_properties_updated", "chat_properties_deleted", "thread_properties_updated", "thread_properties_deleted",
+	"thread_tagged", "thread_untagged", "routing_status_set", "events_marked_as_seen", "thread_summary_set",
+	"agent_created", "agent_updated", "agent_deleted", "group_created", "group_updated", "group_deleted",
+}
+
+// Paths the app mounts (see Routes).
+const (
+	SettingsPath   = "/livechat/app"
+	CallbackPath   = SettingsPath + "/callback"
+	SignInPath     = SettingsPath + "/signin"
+	UninstallPath  = SettingsPath + "/uninstall"
+	AppWebhookPath = SettingsPath + "/events"
+	AssetsPath     = SettingsPath + "/assets"
+	// WebhookPath is where LiveChat delivers chat webhooks (served by ingest).
+	WebhookPath = "/webhooks/livechat"
+)
+
+// Config of the app. ClientID, ClientSecret, PublicBaseURL and
+// EncryptionKey are required.
+type Config struct {
+	// ClientID and ClientSecret of the server-side app (Developer Console).
+	ClientID     string
+	ClientSecret Secret
+	// PublicBaseURL is where LiveChat and browsers reach the ingest service,
+	// e.g. https://lcpipe.example.com. Webhooks are registered at
+	// PublicBaseURL+WebhookPath, the OAuth redirect is PublicBaseURL+CallbackPath.
+	PublicBaseURL string
+	// AccountsURL is the accounts service. Default https://accounts.livechat.com.
+	AccountsURL string
+	// APIURL is the versioned API base. Default https://api.livechatinc.com/v3.6.
+	APIURL string
+	// EncryptionKey (32 bytes) seals the store (AES-256-GCM).
+	EncryptionKey Secret
+	// StorePath is the bbolt file. Default .run/lcapp.db.
+	StorePath string
+	// Actions to register. Default DefaultActions.
+	Actions []string
+	// DirectoryRefresh is how often agent and group names are re-listed. Default 10m.
+	DirectoryRefresh time.Duration
+	// SecretCacheTTL bounds how stale the webhook-secret cache may be (an
+	// install done by another process shows up after at most this). Default 5s.
+	SecretCacheTTL time.Duration
+	// HTTPTimeout bounds each call to LiveChat. Default 15s.
+	HTTPTimeout time.Duration
+	// StoreLockTimeout bounds waiting for another process holding the store. Default 10s.
+	StoreLockTimeout time.Duration
+	// SessionTTL is how long a browser session (pending sign-in or signed in) lives. Default 12h.
+	SessionTTL time.Duration
+	// HTTPClient, when set, is used for every call to LiveChat (tests).
+	HTTPClient *http.Client
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		AccountsURL:      "https://accounts.livechat.com",
+		APIURL:           "https://api.livechatinc.com/v3.6",
+		StorePath:        ".run/lcapp.db",
+		Actions:          slices.Clone(DefaultActions),
+		DirectoryRefresh: 10 * time.Minute,
+		SecretCacheTTL:   5 * time.Second,
+		HTTPTimeout:      15 * time.Second,
+		StoreLockTimeout: 10 * time.Second,
+		SessionTTL:       12 * time.Hour,
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ClientID == "" {
+		errs = append(errs, errors.New("lcapp: client id is empty (LIVECHAT_CLIENT_ID)"))
+	}
+	if c.ClientSecret == "" {
+		errs = append(errs, errors.New("lcapp: client secret is empty (LIVECHAT_CLIENT_SECRET)"))
+	}
+	for name, v := range map[string]string{"PUBLIC_BASE_URL": c.PublicBaseURL, "LIVECHAT_ACCOUNTS_URL": c.AccountsURL, "LIVECHAT_API_URL": c.APIURL} {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			errs = append(errs, fmt.Errorf("lcapp: %s=%q is not an absolute http(s) URL without query", name, v))
+		}
+	}
+	if c.EncryptionKey == "" {
+		errs = append(errs, errors.New("lcapp: OAuth is configured but APP_ENCRYPTION_KEY is empty: refusing to store tokens unencrypted (generate one with: openssl rand -base64 32)"))
+	} else if _, err := ParseKey(c.EncryptionKey.Reveal()); err != nil {
+		errs = append(errs, fmt.Errorf("lcapp: APP_ENCRYPTION_KEY: %w", err))
+	}
+	if c.StorePath == "" {
+		errs = append(errs, errors.New("lcapp: store path is empty (APP_STORE_PATH)"))
+	}
+	if len(c.Actions) == 0 {
+		errs = append(errs, errors.New("lcapp: no webhook actions to register"))
+	}
+	for name, d := range map[string]time.Duration{"directory refresh": c.DirectoryRefresh, "secret cache ttl": c.SecretCacheTTL,
+		"http timeout": c.HTTPTimeout, "store lock timeout": c.StoreLockTimeout, "session ttl": c.SessionTTL} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("lcapp: %s must be positive", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// App is one configured LiveChat app. It is safe for concurrent use.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *store
+	oauth    *oauth2.Config
+	http     *http.Client
+	sessions *sessions
+	tokens   *tokens
+	dir      *Directory
+	secrets  secretCache
+
+	mu   sync.Mutex
+	last map[string]lastWebhook // organization -> last accepted webhook
+
+	done chan struct{}
+	stop context.CancelFunc
+}
+
+type lastWebhook struct {
+	action string
+	at     time.Time
+}
+
+// New builds the app. It touches no disk and no network: the store file is
+// opened per operation, Run starts the background refreshes.
+func New(cfg Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	key, _ := ParseKey(cfg.EncryptionKey.Reveal())
+	st, err := newStore(cfg.StorePath, key, cfg.StoreLockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: cfg.HTTPTimeout}
+	}
+	base := strings.TrimRight(cfg.PublicBaseURL, "/")
+	cfg.PublicBaseURL = base
+	a := &App{
+		cfg:   cfg,
+		log:   log,
+		store: st,
+		http:  hc,
+		oauth: &oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret.Reveal(),
+			// The authorize endpoint is the accounts root (oauth.md §3.1);
+			// the client secret travels in the form body as the docs show.
+			Endpoint: oauth2.Endpoint{
+				AuthURL:   strings.TrimRight(cfg.AccountsURL, "/") + "/",
+				TokenURL:  strings.TrimRight(cfg.AccountsURL, "/") + "/v2/token",
+				AuthStyle: oauth2.AuthStyleInParams,
+			},
+			RedirectURL: base + CallbackPath,
+			// No Scopes: the app is granted the scopes configured in the
+			// Developer Console; scope= is only documented for the JS SDK.
+		},
+		sessions: newSessions(cfg.SessionTTL, cfg.Now),
+		dir:      newDirectory(),
+		last:     map[string]lastWebhook{},
+		done:     make(chan struct{}),
+	}
+	a.tokens = &tokens{app: a, locks: map[string]*sync.Mutex{}}
+	close(a.done) // replaced by Run
+	return a, nil
+}
+
+// WebhookURL is where the registered webhooks point.
+func (a *App) WebhookURL() string { return a.cfg.PublicBaseURL + WebhookPath }
+
+// Directory returns the agent/group name directory (it implements the
+// processor's Directory interface).
+func (a *App) Directory() *Directory { return a.dir }
+
+func (a *App) ctx(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, a.http)
+}
+
+// Run refreshes the directory of every installed organization every
+// DirectoryRefresh (and soon after an agent/group webhook or a look-up of an
+// unknown organization) until ctx ends. Errors are logged, never fatal.
+func (a *App) Run(ctx context.Context) {
+	full := time.NewTicker(a.cfg.DirectoryRefresh)
+	defer full.Stop()
+	poll := time.NewTicker(min(10*time.Second, a.cfg.DirectoryRefresh))
+	defer poll.Stop()
+	a.refreshAll(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-full.C:
+			a.refreshAll(ctx)
+		case <-poll.C:
+			for _, org := range a.dir.takeWanted() {
+				a.refreshDirectory(ctx, org)
+			}
+		}
+	}
+}
+
+// Start runs Run in the background; Close stops it.
+func (a *App) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	a.mu.Lock()
+	a.stop, a.done = cancel, done
+	a.mu.Unlock()
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
+}
+
+// Close stops the background refresh and saves the "last webhook received"
+// of every organization.
+func (a *App) Close() error {
+	a.mu.Lock()
+	stop, done := a.stop, a.done
+	last := make(map[string]lastWebhook, len(a.last))
+	for k, v := range a.last {
+		last[k] = v
+	}
+	a.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	<-done
+	var errs []error
+	for org, l := range last {
+		if err := a.store.modifyInstallation(org, func(r *installationRecord) {
+			if l.at.After(r.LastWebhookAt) {
+				r.LastWebhookAt, r.LastWebhookName = l.at, l.action
+			}
+		}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OnAccepted records the last webhook accepted for an organization (shown on
+// the settings page) and schedules a directory refresh after agent and group
+// changes. Ingest calls it for every accepted webhook; it never blocks on I/O.
+func (a *App) OnAccepted(organizationID, action string, receivedAt time.Time) {
+	a.mu.Lock()
+	a.last[organizationID] = lastWebhook{action: action, at: receivedAt}
+	a.mu.Unlock()
+	if strings.HasPrefix(action, "agent_") || strings.HasPrefix(action, "group_") {
+		a.dir.want(organizationID)
+	}
+}
+
+// WebhookSecrets returns the secrets a webhook of the organization may carry:
+// the registration secret when the organization has the app installed,
+// nothing otherwise. It answers from a cache reloaded from the store at most
+// every SecretCacheTTL; when a reload fails it serves the previous snapshot
+// (logged) and fails only when it never loaded one.
+func (a *App) WebhookSecrets(ctx context.Context, organizationID string) ([]string, error) {
+	orgs, secret, err := a.secrets.get(a.cfg.Now(), a.cfg.SecretCacheTTL, func() (map[string]bool, string, error) {
+		return a.store.snapshot(a.cfg.ClientID)
+	}, a.log)
+	if err != nil {
+		return nil, err
+	}
+	if !orgs[organizationID] || secret == "" {
+		return nil, nil
+	}
+	return []string{secret}, nil
+}
+
+// secretCache is the in-memory snapshot behind WebhookSecrets.
+type secretCache struct {
+	mu     sync.Mutex
+	loaded time.Time
+	orgs   map[string]bool
+	secret string
+}
+
+func (c *secretCache) get(now time.Time, ttl time.Duration, load func() (map[string]bool, string, error), log *slog.Logger) (map[string]bool, string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.orgs == nil || now.Sub(c.loaded) >= ttl {
+		orgs, secret, err := load()
+		switch {
+		case err == nil:
+			c.orgs, c.secret, c.loaded = orgs, secret, now
+		case c.orgs == nil:
+			return nil, "", fmt.Errorf("lcapp: webhook secrets: %w", err)
+		default:
+			log.Warn("webhook secret cache reload failed; serving the previous snapshot", "err", err)
+			c.loaded = now
+		}
+	}
+	return c.orgs, c.secret, nil
+}
+
+func (c *secretCache) invalidate() {
+	c.mu.Lock()
+	c.orgs = nil
+	c.mu.Unlock()
+}

@@ -1,0 +1,239 @@
+package lcapp
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+//go:embed assets
+var assets embed.FS
+
+var pageTmpl = template.Must(template.ParseFS(assets, "assets/settings.html"))
+
+// Routes mounts the settings page, the OAuth endpoints and the app-webhook
+// endpoint on the ingest service's router.
+func (a *App) Routes(r fiber.Router) {
+	r.Get(SettingsPath, a.page)
+	r.Get(SignInPath, a.signIn)
+	r.Get(CallbackPath, a.callback)
+	r.Post(UninstallPath, a.uninstall)
+	r.Post(AppWebhookPath, a.appWebhook)
+	r.Get(AssetsPath+"/style.css", func(c *fiber.Ctx) error {
+		b, err := assets.ReadFile("assets/style.css")
+		if err != nil {
+			return err
+		}
+		c.Set("Cache-Control", "public, max-age=3600")
+		c.Type("css")
+		return c.Send(b)
+	})
+}
+
+func (a *App) basePath() string {
+	u, err := url.Parse(a.cfg.PublicBaseURL)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/")
+}
+
+type pageData struct {
+	Base        string
+	Error       string
+	Flash       string
+	SignedIn    bool
+	Org         string
+	AccountID   string
+	LicenseID   int64
+	Region      string
+	Scopes      []string
+	InstalledAt string
+	NeedsReauth bool
+	Registered  []string
+	Missing     []string
+	WebhookURL  string
+	LastAction  string
+	LastAt      string
+	CSRF        string
+}
+
+// Status is what the settings page shows about one organization.
+type Status struct {
+	OrganizationID string
+	AccountID      string
+	Registered     []string // configured actions with a registration
+	Missing        []string // configured actions without one
+	LastAction     string
+	LastAt         time.Time
+	NeedsReauth    bool
+	LastError      string
+}
+
+// Status reports the installation of an organization from the store (no
+// API call); ErrNotInstalled when there is none.
+func (a *App) Status(org string) (Status, error) {
+	rec, err := a.store.loadInstallation(org)
+	if err != nil {
+		return Status{}, err
+	}
+	if rec == nil {
+		return Status{}, ErrNotInstalled
+	}
+	reg, err := a.store.loadRegistration(a.cfg.ClientID)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{OrganizationID: org, AccountID: rec.AccountID, NeedsReauth: rec.NeedsReauth, LastError: rec.LastError,
+		LastAction: rec.LastWebhookName, LastAt: rec.LastWebhookAt}
+	for _, act := range a.cfg.Actions {
+		if reg != nil && reg.IDs[act] != "" {
+			st.Registered = append(st.Registered, act)
+		} else {
+			st.Missing = append(st.Missing, act)
+		}
+	}
+	sort.Strings(st.Registered)
+	a.mu.Lock()
+	if l, ok := a.last[org]; ok && l.at.After(st.LastAt) {
+		st.LastAction, st.LastAt = l.action, l.at
+	}
+	a.mu.Unlock()
+	return st, nil
+}
+
+func (a *App) page(c *fiber.Ctx) error {
+	d := pageData{Base: a.basePath(), WebhookURL: a.WebhookURL()}
+	if ss := a.sessions.lookup(c); ss != nil {
+		a.sessions.update(func() { d.Flash, ss.flash = ss.flash, ""; d.Org, d.CSRF = ss.org, ss.csrf })
+	}
+	if d.Org != "" {
+		rec, err := a.store.loadInstallation(d.Org)
+		if err != nil {
+			return a.fail(c, http.StatusServiceUnavailable, "the installation store is unavailable: "+err.Error())
+		}
+		st, serr := a.Status(d.Org)
+		if rec != nil && serr == nil {
+			d.SignedIn = true
+			d.AccountID, d.LicenseID, d.Region, d.Scopes = rec.AccountID, rec.LicenseID, rec.Region, rec.Scopes
+			d.InstalledAt = rec.InstalledAt.UTC().Format(time.RFC3339)
+			d.NeedsReauth, d.Registered, d.Missing = rec.NeedsReauth, st.Registered, st.Missing
+			if d.Flash == "" {
+				d.Flash = rec.LastError
+			}
+			d.LastAction = st.LastAction
+			if !st.LastAt.IsZero() {
+				d.LastAt = st.LastAt.UTC().Format(time.RFC3339)
+			}
+		}
+	}
+	return a.render(c, http.StatusOK, d)
+}
+
+func (a *App) render(c *fiber.Ctx, status int, d pageData) error {
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, d); err != nil {
+		return err
+	}
+	c.Set("Cache-Control", "no-store")
+	c.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors https://*.livechatinc.com https://*.livechat.com https://*.text.com 'self'")
+	c.Type("html", "utf-8")
+	return c.Status(status).Send(buf.Bytes())
+}
+
+// fail answers an error: an HTML page for browsers, otherwise the
+// project's JSON error body {"error", "request_id"}.
+func (a *App) fail(c *fiber.Ctx, status int, msg string) error {
+	if strings.Contains(c.Get(fiber.HeaderAccept), "text/html") {
+		return a.render(c, status, pageData{Base: a.basePath(), Error: msg})
+	}
+	return c.Status(status).JSON(fiber.Map{"error": msg, "request_id": requestID(c)})
+}
+
+func requestID(c *fiber.Ctx) string {
+	if v := c.GetRespHeader(fiber.HeaderXRequestID); v != "" {
+		return v
+	}
+	if v, ok := c.Locals("requestid").(string); ok {
+		return v
+	}
+	return c.Get(fiber.HeaderXRequestID)
+}
+
+// appWebhookBody is the App Webhooks envelope (webhooks.md §10).
+type appWebhookBody struct {
+	ClientID       string `json:"clientID"`
+	Event          string `json:"event"`
+	LicenseID      int64  `json:"licenseID"`
+	OrganizationID string `json:"organizationID"`
+	UserID         string `json:"userID"`
+}
+
+// appWebhook handles application_installed / application_uninstalled. App
+// webhooks carry no secret, so an uninstall is acted on only when LiveChat
+// confirms it: the organization's stored token no longer validates. A
+// forged uninstall for a live installation is answered 200 and ignored.
+func (a *App) appWebhook(c *fiber.Ctx) error {
+	var b appWebhookBody
+	if err := json.Unmarshal(c.Body(), &b); err != nil {
+		return c.Status(http.StatusBadRequest).JSON(fiber.Map{"error": "body is not an app webhook JSON object", "request_id": requestID(c)})
+	}
+	if b.ClientID != a.cfg.ClientID {
+		return c.Status(http.StatusBadRequest).JSON(fiber.Map{"error": "clientID is not this app's Client ID", "request_id": requestID(c)})
+	}
+	if b.OrganizationID == "" {
+		return c.Status(http.StatusBadRequest).JSON(fiber.Map{"error": "organizationID is missing", "request_id": requestID(c)})
+	}
+	ctx := c.UserContext()
+	rec, err := a.store.loadInstallation(b.OrganizationID)
+	if err != nil {
+		return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"error": "installation store unavailable", "request_id": requestID(c)})
+	}
+	if rec == nil {
+		return c.JSON(fiber.Map{"status": "ignored", "reason": "organization not installed"})
+	}
+	switch b.Event {
+	case "application_installed":
+		if b.LicenseID != 0 {
+			_ = a.store.modifyInstallation(b.OrganizationID, func(r *installationRecord) { r.LicenseID = b.LicenseID })
+		}
+		return c.JSON(fiber.Map{"status": "recorded"})
+	case "application_uninstalled":
+		_, err := a.tokens.token(ctx, b.OrganizationID, "")
+		confirmed := errors.Is(err, ErrReauthorize)
+		if err == nil {
+			cur, _ := a.store.loadInstallation(b.OrganizationID)
+			if cur != nil {
+				_, ierr := a.info(ctx, Secret(cur.AccessToken))
+				confirmed = errors.Is(ierr, errTokenInvalid)
+			}
+		}
+		if !confirmed {
+			a.log.Warn("application_uninstalled not confirmed (the organization's token still validates); ignored", "organization_id", b.OrganizationID)
+			return c.JSON(fiber.Map{"status": "ignored", "reason": "token still valid"})
+		}
+		others := slices.ContainsFunc(mustOrgs(a), func(o string) bool { return o != b.OrganizationID })
+		if err := a.forget(b.OrganizationID); err != nil {
+			return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"error": "installation store unavailable", "request_id": requestID(c)})
+		}
+		a.log.Info("organization uninstalled (app webhook, token revoked by LiveChat); stored tokens deleted",
+			"organization_id", b.OrganizationID, "other_installations", others)
+		return c.JSON(fiber.Map{"status": "uninstalled"})
+	}
+	return c.JSON(fiber.Map{"status": "ignored", "reason": "event not handled"})
+}
+
+func mustOrgs(a *App) []string {
+	o, _ := a.store.installedOrganizations()
+	return o
+}

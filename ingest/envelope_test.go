@@ -1,0 +1,197 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fixtures returns the shared LiveChat fixtures (testdata/livechat, a copy
+// of ../shared/livechat/fixtures) by file name.
+func fixtures(t testing.TB) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("testdata", "livechat", "*.json"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no fixtures in testdata/livechat: %v", err)
+	}
+	out := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(p)] = b
+	}
+	return out
+}
+
+const fixtureOrg = "3f2b8c1e-9d4a-4e6b-8f1a-2c5d7e9b0a14"
+
+// fixtureEntity is the entity each fixture's record must be keyed by.
+func fixtureEntity(name string) string {
+	switch name {
+	case "agent_created.json":
+		return "li.wei@example.com"
+	case "chat_transferred.queued.json":
+		return "RX9M3H6V1P"
+	case "group_created.json":
+		return "2"
+	case "incoming_customer.json":
+		return "c7d9e1f3-2a4b-4c6d-8e0f-1a3b5c7d9e2f"
+	case "routing_status_set.json":
+		return "anna.kowalski@example.com"
+	}
+	return "RW4T8ZQK2C"
+}
+
+func TestParseEnvelopeFixtures(t *testing.T) {
+	for name, body := range fixtures(t) {
+		t.Run(name, func(t *testing.T) {
+			env, err := parseEnvelope(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env.OrganizationID != fixtureOrg || env.SecretKey != "test-secret" || !env.HasSecret {
+				t.Fatalf("envelope %+v", env)
+			}
+			if want := strings.SplitN(strings.TrimSuffix(name, ".json"), ".", 2)[0]; env.Action != want {
+				t.Fatalf("action %q, want %q", env.Action, want)
+			}
+			if env.Entity != fixtureEntity(name) {
+				t.Fatalf("entity %q, want %q", env.Entity, fixtureEntity(name))
+			}
+			got := env.blankSecret(body)
+			want := bytes.Replace(body, []byte(`"secret_key": "test-secret"`), []byte(`"secret_key": ""`), 1)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("blanked body differs from the original beyond the secret:\n%s", got)
+			}
+		})
+	}
+}
+
+func TestParseEnvelope(t *testing.T) {
+	cases := []struct {
+		name, body     string
+		err            string // substring; "" = success
+		entity, secret string
+		blanked        string
+	}{
+		{name: "minimal", body: `{"action":"a","organization_id":"o","secret_key":"s"}`, secret: "s",
+			blanked: `{"action":"a","organization_id":"o","secret_key":""}`},
+		{name: "escaped secret and key", body: `{"action":"a","organization_id":"o","secret\u005fkey":"s\"x\\"}`, secret: `s"x\`,
+			blanked: `{"action":"a","organization_id":"o","secret\u005fkey":""}`},
+		{name: "no secret", body: `{"action":"a","organization_id":"o"}`, blanked: `{"action":"a","organization_id":"o"}`},
+		{name: "number secret blanked too", body: `{"action":"a","organization_id":"o","secret_key":123}`,
+			blanked: `{"action":"a","organization_id":"o","secret_key":""}`},
+		{name: "nested secret_key untouched", body: `{"action":"a","organization_id":"o","payload":{"secret_key":"x"},"secret_key":"s"}`,
+			secret: "s", blanked: `{"action":"a","organization_id":"o","payload":{"secret_key":"x"},"secret_key":""}`},
+		{name: "whitespace", body: " \n{ \"action\" : \"a\" ,\n\"organization_id\":\"o\" , \"secret_key\" :\t\"s\" } ", secret: "s",
+			blanked: " \n{ \"action\" : \"a\" ,\n\"organization_id\":\"o\" , \"secret_key\" :\t\"\" } "},
+		{name: "chat id", body: `{"action":"a","organization_id":"o","payload":{"chat_id":"C1","agent_id":"x"}}`, entity: "C1"},
+		{name: "chat object", body: `{"action":"a","organization_id":"o","payload":{"chat":{"users":[{"id":"u"}],"id":"C2"}}}`, entity: "C2"},
+		{name: "chat access id", body: `{"action":"chat_access_updated","organization_id":"o","payload":{"id":"C3"}}`, entity: "C3"},
+		{name: "active chat", body: `{"action":"customer_session_fields_updated","organization_id":"o","payload":{"id":"cust","active_chat":{"chat_id":"C4"}}}`, entity: "C4"},
+		{name: "agent", body: `{"action":"routing_status_set","organization_id":"o","payload":{"agent_id":"ag","status":"x"}}`, entity: "ag"},
+		{name: "customer", body: `{"action":"incoming_customer","organization_id":"o","payload":{"customer":{"id":"cu"}}}`, entity: "cu"},
+		{name: "group number", body: `{"action":"group_deleted","organization_id":"o","payload":{"id":17}}`, entity: "17"},
+		{name: "array payload", body: `{"action":"auto_accesses_updated","organization_id":"o","payload":[{"id":"r"}]}`, entity: ""},
+		{name: "chat id wrong type", body: `{"action":"a","organization_id":"o","payload":{"chat_id":5}}`, entity: ""},
+		{name: "unknown fields", body: `{"x":[1,{"y":"}"}],"action":"new_thing","organization_id":"o","z":null}`},
+		{name: "malformed", body: `{"action":"a",`, err: "not valid JSON"},
+		{name: "empty", body: ``, err: "not valid JSON"},
+		{name: "array", body: `[1]`, err: "not a JSON object"},
+		{name: "missing action", body: `{"organization_id":"o"}`, err: "action"},
+		{name: "empty action", body: `{"action":"","organization_id":"o"}`, err: "action"},
+		{name: "number action", body: `{"action":1,"organization_id":"o"}`, err: "action"},
+		{name: "missing org", body: `{"action":"a"}`, err: "organization_id"},
+		{name: "duplicate secret", body: `{"action":"a","organization_id":"o","secret_key":"s","secret_key":"t"}`, err: "duplicate"},
+		{name: "case variant secret", body: `{"action":"a","organization_id":"o","Secret_Key":"s"}`, err: "ambiguous"},
+		{name: "case variant action", body: `{"action":"a","ACTION":"b","organization_id":"o"}`, err: "ambiguous"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env, err := parseEnvelope([]byte(tc.body))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env.Entity != tc.entity || env.SecretKey != tc.secret {
+				t.Fatalf("entity %q secret %q, want %q %q", env.Entity, env.SecretKey, tc.entity, tc.secret)
+			}
+			if tc.blanked != "" {
+				if got := string(env.blankSecret([]byte(tc.body))); got != tc.blanked {
+					t.Fatalf("blanked:\n got %s\nwant %s", got, tc.blanked)
+				}
+			}
+		})
+	}
+}
+
+// FuzzParseEnvelope checks the hand-written scanner against encoding/json:
+// whatever it accepts, encoding/json decodes to the same action,
+// organization and secret; the blanked body is valid JSON whose secret_key
+// is "" and is otherwise the same document.
+func FuzzParseEnvelope(f *testing.F) {
+	for _, b := range fixtures(f) {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"action":"a","organization_id":"o","secret\u005fkey":"s"}`))
+	f.Add([]byte(`{"action":"a","organization_id":"o","payload":[{"id":1}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		env, err := parseEnvelope(body)
+		if err != nil {
+			return
+		}
+		var std struct {
+			Action         *string         `json:"action"`
+			OrganizationID *string         `json:"organization_id"`
+			SecretKey      json.RawMessage `json:"secret_key"`
+		}
+		if err := json.Unmarshal(body, &std); err != nil {
+			t.Fatalf("scanner accepted what encoding/json rejects: %v", err)
+		}
+		if std.Action == nil || *std.Action != env.Action || std.OrganizationID == nil || *std.OrganizationID != env.OrganizationID {
+			t.Fatalf("disagree on action/org: scanner %q/%q", env.Action, env.OrganizationID)
+		}
+		if env.HasSecret {
+			var s string
+			if err := json.Unmarshal(std.SecretKey, &s); err != nil || s != env.SecretKey {
+				t.Fatalf("disagree on secret: scanner %q, std %s", env.SecretKey, std.SecretKey)
+			}
+		}
+		blanked := env.blankSecret(body)
+		var after struct {
+			Action         string          `json:"action"`
+			OrganizationID string          `json:"organization_id"`
+			SecretKey      json.RawMessage `json:"secret_key"`
+		}
+		if err := json.Unmarshal(blanked, &after); err != nil {
+			t.Fatalf("blanked body is not JSON: %v\n%q", err, blanked)
+		}
+		if std.SecretKey != nil && string(after.SecretKey) != `""` {
+			t.Fatalf("secret survived blanking: %s", after.SecretKey)
+		}
+		if after.Action != env.Action || after.OrganizationID != env.OrganizationID {
+			t.Fatal("blanking changed action or organization")
+		}
+		// Same document apart from the secret.
+		var a, b map[string]any
+		if json.Unmarshal(body, &a) == nil && json.Unmarshal(blanked, &b) == nil {
+			delete(a, "secret_key")
+			delete(b, "secret_key")
+			ja, _ := json.Marshal(a)
+			jb, _ := json.Marshal(b)
+			if !bytes.Equal(ja, jb) {
+				t.Fatalf("blanking changed more than the secret")
+			}
+		}
+	})
+}

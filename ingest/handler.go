@@ -1,0 +1,290 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"mime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/lcpipe/lcpipe/ingest/spool"
+	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/wire"
+)
+
+const localRequestID = "request_id"
+
+func (s *Server) newApp() *fiber.App {
+	app := fiber.New(fiber.Config{
+		AppName:               "lcpipe-ingest",
+		BodyLimit:             s.cfg.MaxBodyBytes,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.errorHandler,
+		ReadTimeout:           15 * time.Second,
+		WriteTimeout:          15 * time.Second,
+		IdleTimeout:           75 * time.Second,
+	})
+	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
+	app.Use(recover.New())
+	app.Post(WebhookPath, s.webhook)
+	app.All(WebhookPath, func(c *fiber.Ctx) error {
+		s.counters.methodNotAllowed.Add(1)
+		c.Set(fiber.HeaderAllow, fiber.MethodPost)
+		return s.fail(c, fiber.StatusMethodNotAllowed, "method not allowed: use POST")
+	})
+	app.Get("/healthz", s.healthz)
+	app.Get("/readyz", s.readyz)
+	if s.cfg.Routes != nil {
+		s.cfg.Routes(app)
+	}
+	return app
+}
+
+// requestID returns the id of this request, making one on first use.
+func (s *Server) requestID(c *fiber.Ctx) string {
+	if id, ok := c.Locals(localRequestID).(string); ok {
+		return id
+	}
+	id := s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+	c.Locals(localRequestID, id)
+	c.Set("X-Request-ID", id)
+	return id
+}
+
+type errorBody struct {
+	Error     string `json:"error"`
+	RequestID string `json:"request_id"`
+}
+
+// fail answers with status and the JSON error body every error uses.
+func (s *Server) fail(c *fiber.Ctx, status int, msg string) error {
+	b, _ := json.Marshal(errorBody{Error: msg, RequestID: s.requestID(c)})
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(status).Send(b)
+}
+
+// errorHandler answers errors raised outside the handlers (body over the
+// limit, unknown route, panics). Anything that is not a client error is
+// ours and answers 503, never 4xx or 500.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	var fe *fiber.Error
+	if errors.As(err, &fe) && fe.Code >= 400 && fe.Code < 500 {
+		switch fe.Code {
+		case fiber.StatusRequestEntityTooLarge:
+			s.counters.tooLarge.Add(1)
+			return s.fail(c, fe.Code, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
+		case fiber.StatusMethodNotAllowed:
+			s.counters.methodNotAllowed.Add(1)
+		}
+		return s.fail(c, fe.Code, strings.ToLower(fe.Message))
+	}
+	s.counters.unavailable.Add(1)
+	s.log.Error("request failed", "request_id", s.requestID(c), "path", c.Path(), "error", err)
+	return s.fail(c, fiber.StatusServiceUnavailable, "temporarily unavailable")
+}
+
+var okPrefix = []byte(`{"status":"ok","request_id":"`)
+
+// webhook is POST /webhooks/livechat.
+func (s *Server) webhook(c *fiber.Ctx) error {
+	receivedAt := time.Now()
+	rid := s.requestID(c)
+
+	ct := c.Get(fiber.HeaderContentType)
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != fiber.MIMEApplicationJSON {
+		s.counters.unsupportedMedia.Add(1)
+		return s.fail(c, fiber.StatusUnsupportedMediaType, "content type must be application/json, got "+strconv.Quote(ct))
+	}
+	// fasthttp reuses the body buffer after the handler returns: parse the
+	// request's bytes here, keep only the copy made by blankSecret.
+	body := c.Body()
+	env, err := parseEnvelope(body)
+	if err != nil {
+		s.counters.badRequest.Add(1)
+		return s.fail(c, fiber.StatusBadRequest, err.Error())
+	}
+
+	ctx := context.Background()
+	if c.Get(wire.HeaderTraceparent) != "" {
+		ctx = s.prop.Extract(ctx, fiberCarrier{c})
+	}
+	ctx, span := s.cfg.Tracer.Start(ctx, "ingest.webhook", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			attribute.String("livechat.action", env.Action),
+			attribute.String("livechat.organization_id", env.OrganizationID),
+			attribute.String("request.id", rid),
+		))
+	defer span.End()
+
+	auth, err := s.authenticate(ctx, &env)
+	if err != nil {
+		if errors.Is(err, errUnauthorized) {
+			s.counters.unauthorized.Add(1)
+			span.SetStatus(codes.Error, "unauthorized")
+			s.log.Warn("webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
+				"action", env.Action, "remote_addr", c.Context().RemoteAddr().String())
+			return s.fail(c, fiber.StatusUnauthorized, "secret_key does not match this organization")
+		}
+		s.counters.installationErrors.Add(1)
+		s.counters.unavailable.Add(1)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "installation lookup failed")
+		s.log.Error("webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID, "error", err)
+		return s.fail(c, fiber.StatusServiceUnavailable, "cannot verify the webhook now, retry later")
+	}
+
+	req := request{
+		receivedAt: receivedAt,
+		requestID:  rid,
+		remoteAddr: c.Context().RemoteAddr().String(),
+		auth:       auth,
+		env:        env,
+		value:      env.blankSecret(body),
+	}
+	rec := s.buildRecord(&req)
+	s.prop.Inject(ctx, headerCarrier{&rec.Headers})
+
+	spooled, err := s.store(ctx, rec)
+	if err != nil {
+		s.counters.unavailable.Add(1)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "not durable")
+		msg := "cannot store the webhook now, retry later"
+		if errors.Is(err, spool.ErrFull) {
+			msg = "Kafka unavailable and local spool full, retry later"
+		}
+		s.log.Error("webhook not stored", "request_id", rid, "organization_id", env.OrganizationID, "action", env.Action, "error", err)
+		return s.fail(c, fiber.StatusServiceUnavailable, msg)
+	}
+	span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
+	s.counters.accepted.Add(1)
+	if s.cfg.OnAccepted != nil {
+		s.cfg.OnAccepted(env.OrganizationID, env.Action, receivedAt)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	out := make([]byte, 0, len(okPrefix)+len(rid)+2)
+	out = append(append(append(out, okPrefix...), rid...), '"', '}')
+	return c.Status(fiber.StatusOK).Send(out)
+}
+
+var errUnauthorized = errors.New("unauthorized")
+
+func hashSecret(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// authenticate checks the body's secret_key against the static secrets and
+// the organization's installation secrets. Both sides are hashed first, so
+// the comparison is constant-time and does not leak the length either.
+// errUnauthorized on mismatch; any other error is ours (503).
+func (s *Server) authenticate(ctx context.Context, env *envelope) (string, error) {
+	if !env.HasSecret || env.SecretKey == "" {
+		return "", errUnauthorized
+	}
+	got := hashSecret(env.SecretKey)
+	match := 0
+	for i := range s.secrets {
+		match |= subtle.ConstantTimeCompare(got[:], s.secrets[i][:])
+	}
+	if match == 1 {
+		return wire.AuthStaticSecret, nil
+	}
+	if s.cfg.Installations == nil {
+		return "", errUnauthorized
+	}
+	ictx, cancel := context.WithTimeout(ctx, s.cfg.InstallationsTimeout)
+	defer cancel()
+	secrets, err := s.cfg.Installations.WebhookSecrets(ictx, env.OrganizationID)
+	if err != nil {
+		return "", err
+	}
+	for _, sec := range secrets {
+		if sec == "" {
+			continue
+		}
+		want := hashSecret(sec)
+		match |= subtle.ConstantTimeCompare(got[:], want[:])
+	}
+	if match == 1 {
+		return wire.AuthInstallationSecret, nil
+	}
+	return "", errUnauthorized
+}
+
+// store makes rec durable: Kafka when it acks within KafkaTimeout, else the
+// spool. While the spool holds records, new ones go to the spool too, so a
+// chat's later events cannot overtake its spooled earlier ones (and a dead
+// broker costs one timeout, not one per request).
+func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err error) {
+	if s.spool.Pending() == 0 {
+		perr := s.produce(ctx, s.cfg.KafkaTimeout, rec)
+		if perr == nil {
+			return false, nil
+		}
+		s.counters.kafkaErrors.Add(1)
+		s.log.Warn("kafka did not ack in time; spooling", "error", perr)
+	}
+	// The client may still hold rec (an abandoned produce): never modify
+	// it, encode a copy with the extra header.
+	entry := encodeSpoolEntry(rec, kgo.RecordHeader{Key: wire.HeaderSpooled, Value: []byte("1")})
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.spool.Append(actx, entry); err != nil {
+		return true, err
+	}
+	s.counters.spooled.Add(1)
+	return true, nil
+}
+
+// fiberCarrier reads W3C trace context from request headers.
+type fiberCarrier struct{ c *fiber.Ctx }
+
+func (f fiberCarrier) Get(key string) string { return f.c.Get(key) }
+func (f fiberCarrier) Set(string, string)    {}
+func (f fiberCarrier) Keys() []string        { return []string{wire.HeaderTraceparent, wire.HeaderTracestate} }
+
+// healthz answers while the process is alive, with the counters.
+func (s *Server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok", "stats": s.Stats()})
+}
+
+// readyz answers 200 when a webhook can be made durable now: Kafka answers
+// or the spool accepts appends. It reports the spool depth either way.
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	kafkaState := "ok"
+	kerr := kafka.Ping(ctx, s.client)
+	if kerr != nil {
+		kafkaState = "unreachable: " + kerr.Error()
+	}
+	writable := s.spool.Writable()
+	ready := kerr == nil || writable
+	status := fiber.StatusOK
+	state := "ready"
+	if !ready {
+		status, state = fiber.StatusServiceUnavailable, "not ready"
+	}
+	return c.Status(status).JSON(fiber.Map{
+		"status":         state,
+		"kafka":          kafkaState,
+		"spool":          s.spool.Stats(),
+		"spool_writable": writable,
+	})
+}
+
+// jitter returns a duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+

@@ -1,0 +1,384 @@
+// Package ingest is the HTTP front door of the pipeline: it receives LiveChat
+// webhooks and makes each authentic one durable before answering 200.
+//
+// LiveChat retries a webhook only about three times within a minute and
+// then drops it for good, so the one promise of this package is that a 200
+// means the webhook is safe: either Kafka acknowledged the record (acks=all,
+// idempotent producer) or, when Kafka is slow or away, the record was
+// fsynced into the local spool (package spool), which drains to Kafka in
+// order once the broker is back. Anything that prevents both answers 503,
+// so LiveChat retries; 4xx is reserved for requests that can never succeed.
+//
+// LiveChat authenticates a webhook only by a plain-text secret_key inside
+// the body. Ingest verifies it in constant time, then blanks its value in
+// place so the stored body is otherwise byte-identical to what LiveChat sent
+// and the secret never reaches Kafka, the spool or a log.
+//
+// The flow of one request: Server.webhook → parseEnvelope → authenticate →
+// buildRecord → store (produce, else spool) → 200.
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/lcpipe/lcpipe/ingest/spool"
+	"github.com/lcpipe/lcpipe/internal/kafka"
+)
+
+// WebhookPath is where LiveChat posts webhooks.
+const WebhookPath = "/webhooks/livechat"
+
+// SecretSource gives the per-organization webhook secrets of installed organizations.
+type SecretSource interface {
+	WebhookSecrets(ctx context.Context, organizationID string) ([]string, error)
+}
+
+// Secret is a webhook secret; it never prints its value.
+type Secret string
+
+// String hides the value.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString hides the value from %#v.
+func (Secret) GoString() string { return "[redacted]" }
+
+// LogValue hides the value from slog.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// Config of the ingest server.
+type Config struct {
+	// Addr to listen on (Run). Default ":8080".
+	Addr string
+	// Kafka: brokers, raw and dead-letter topics (created at start when
+	// missing, with the configured partitions and replication).
+	Kafka kafka.Config
+	// KafkaTimeout is how long a request waits for the broker's ack before
+	// the webhook goes to the spool instead. Default 2s.
+	KafkaTimeout time.Duration
+	// DrainTimeout bounds one spool-to-Kafka batch. Default 10s.
+	DrainTimeout time.Duration
+	// Secrets accepted for every organization (LIVECHAT_WEBHOOK_SECRETS).
+	// With none and no Installations, every webhook is rejected.
+	Secrets []Secret
+	// Installations gives per-organization secrets (optional, nil = none).
+	// Its error answers 503, never 401.
+	Installations SecretSource
+	// InstallationsTimeout bounds one Installations lookup. Default 2s.
+	InstallationsTimeout time.Duration
+	// Spool is the local fallback (Dir default ".run/spool", MaxBytes
+	// default 1 GiB).
+	Spool spool.Config
+	// MaxBodyBytes is the largest body accepted (413 above). Default 5 MiB.
+	MaxBodyBytes int
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
+	// Default 10s (LiveChat's own timeout).
+	ShutdownTimeout time.Duration
+	// Version is written in the ingest-version header. Default "dev".
+	Version string
+	// Log receives the server's logs. Default: discard.
+	Log *slog.Logger
+	// Tracer makes one span per webhook; its context travels in the record
+	// headers (W3C). Default: no-op.
+	Tracer trace.Tracer
+	// Routes mounts extra routes on the same app (optional), e.g. /app/...
+	Routes func(r fiber.Router)
+	// OnAccepted is called after a webhook was made durable (optional). It
+	// runs on the request path: keep it fast.
+	OnAccepted func(organizationID, action string, receivedAt time.Time)
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Addr:                 ":8080",
+		Kafka:                kafka.DefaultConfig(),
+		KafkaTimeout:         2 * time.Second,
+		DrainTimeout:         10 * time.Second,
+		InstallationsTimeout: 2 * time.Second,
+		Spool:                spool.DefaultConfig(".run/spool"),
+		MaxBodyBytes:         5 << 20,
+		ShutdownTimeout:      10 * time.Second,
+		Version:              "dev",
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if c.KafkaTimeout == 0 {
+		c.KafkaTimeout = d.KafkaTimeout
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.InstallationsTimeout == 0 {
+		c.InstallationsTimeout = d.InstallationsTimeout
+	}
+	if c.Spool.Dir == "" {
+		c.Spool.Dir = d.Spool.Dir
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if c.Version == "" {
+		c.Version = d.Version
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("github.com/lcpipe/lcpipe/ingest")
+	}
+	if c.Spool.Log == nil {
+		c.Spool.Log = c.Log.With("component", "spool")
+	}
+}
+
+// Validate reports every problem of the configuration at once (after
+// defaults were applied by New).
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Spool.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.KafkaTimeout < 0 || c.DrainTimeout < 0 || c.ShutdownTimeout < 0 || c.InstallationsTimeout < 0 {
+		errs = append(errs, errors.New("ingest: timeouts must not be negative"))
+	}
+	if c.KafkaTimeout >= 10*time.Second {
+		errs = append(errs, fmt.Errorf("ingest: kafka timeout %s must stay well below LiveChat's 10s (INGEST_KAFKA_TIMEOUT)", c.KafkaTimeout))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("ingest: max body must not be negative (INGEST_MAX_BODY)"))
+	}
+	if c.Spool.MaxRecordBytes > 0 && c.MaxBodyBytes+64<<10 > c.Spool.MaxRecordBytes {
+		errs = append(errs, fmt.Errorf("ingest: max body %d does not fit a spool record (%d)", c.MaxBodyBytes, c.Spool.MaxRecordBytes))
+	}
+	for i, s := range c.Secrets {
+		if s == "" {
+			errs = append(errs, fmt.Errorf("ingest: secret #%d is empty (LIVECHAT_WEBHOOK_SECRETS)", i+1))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Counters count what happened to requests since start.
+type Counters struct {
+	Accepted          int64 `json:"accepted"`
+	Spooled           int64 `json:"spooled"`
+	Drained           int64 `json:"drained"`
+	Unauthorized      int64 `json:"unauthorized"`
+	BadRequest        int64 `json:"bad_request"`
+	UnsupportedMedia  int64 `json:"unsupported_media_type"`
+	TooLarge          int64 `json:"too_large"`
+	MethodNotAllowed  int64 `json:"method_not_allowed"`
+	Unavailable       int64 `json:"unavailable"`
+	KafkaErrors       int64 `json:"kafka_errors"`
+	DrainErrors       int64 `json:"drain_errors"`
+	InstallationError int64 `json:"installation_errors"`
+}
+
+type counters struct {
+	accepted, spooled, drained, unauthorized, badRequest, unsupportedMedia, tooLarge,
+	methodNotAllowed, unavailable, kafkaErrors, drainErrors, installationErrors atomic.Int64
+}
+
+// Stats is the server's state: counters and spool depth.
+type Stats struct {
+	Counters Counters    `json:"counters"`
+	Spool    spool.Stats `json:"spool"`
+}
+
+// Server is one ingest process. Build with New, run with Run or Serve.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	app      *fiber.App
+	client   *kgo.Client
+	spool    *spool.Spool
+	secrets  [][32]byte // SHA-256 of the static secrets
+	prop     propagation.TextMapPropagator
+	counters counters
+
+	ridPrefix string
+	ridSeq    atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, opens the spool (recovering a torn tail) and builds
+// the Kafka client; it does not contact the broker. Call Run or Serve, or
+// Close when the server is not started.
+func New(cfg Config) (*Server, error) {
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, prop: propagation.TraceContext{}}
+	for _, sec := range cfg.Secrets {
+		s.secrets = append(s.secrets, hashSecret(string(sec)))
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	s.ridPrefix = hex.EncodeToString(b[:]) + "-"
+
+	sp, err := spool.Open(cfg.Spool)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	s.spool = sp
+	// Linger 0: a request waits for its own ack, so holding records back
+	// only adds latency; batches still form while a request is in flight.
+	cl, err := kafka.NewClient(cfg.Kafka, kgo.ProducerLinger(0))
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	s.client = cl
+	s.app = s.newApp()
+	return s, nil
+}
+
+// App is the Fiber app (for tests and for mounting more middleware).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Stats returns counters and spool depth.
+func (s *Server) Stats() Stats {
+	c := &s.counters
+	return Stats{
+		Counters: Counters{
+			Accepted: c.accepted.Load(), Spooled: c.spooled.Load(), Drained: c.drained.Load(),
+			Unauthorized: c.unauthorized.Load(), BadRequest: c.badRequest.Load(),
+			UnsupportedMedia: c.unsupportedMedia.Load(), TooLarge: c.tooLarge.Load(),
+			MethodNotAllowed: c.methodNotAllowed.Load(), Unavailable: c.unavailable.Load(),
+			KafkaErrors: c.kafkaErrors.Load(), DrainErrors: c.drainErrors.Load(),
+			InstallationError: c.installationErrors.Load(),
+		},
+		Spool: s.spool.Stats(),
+	}
+}
+
+// Run listens on cfg.Addr and serves until ctx is cancelled, then shuts
+// down gracefully (see Serve).
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("ingest: listen %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled. It creates the topics (retrying
+// in the background while Kafka is away: webhooks are spooled meanwhile)
+// and drains the spool. On cancellation it stops accepting connections,
+// lets in-flight requests finish (ShutdownTimeout), stops the drain,
+// flushes the producer and fsyncs and closes the spool.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.ensureTopics(bg) }()
+	go func() {
+		defer wg.Done()
+		if err := s.spool.Drain(bg, s.deliverSpooled); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("spool drain stopped", "error", err)
+		}
+	}()
+
+	served := make(chan error, 1)
+	go func() { served <- s.app.Listener(ln) }()
+	s.log.Info("ingest listening", "addr", ln.Addr().String(), "raw_topic", s.cfg.Kafka.RawTopic,
+		"spool_dir", s.cfg.Spool.Dir, "spool_pending", s.spool.Pending(), "version", s.cfg.Version)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down: finishing in-flight requests")
+		if err := s.app.ShutdownWithTimeout(s.cfg.ShutdownTimeout); err != nil {
+			s.log.Warn("shutdown: in-flight requests did not finish in time", "error", err)
+		}
+		<-served
+	case serveErr = <-served:
+		if serveErr != nil {
+			serveErr = fmt.Errorf("ingest: serve: %w", serveErr)
+		}
+	}
+	stopBG()
+	wg.Wait()
+	if err := s.Close(); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	st := s.Stats()
+	s.log.Info("ingest stopped", "accepted", st.Counters.Accepted, "spooled", st.Counters.Spooled,
+		"spool_pending", st.Spool.Records)
+	return serveErr
+}
+
+// Close flushes the producer, then fsyncs and closes the spool. Serve calls
+// it; call it yourself only for a server that was never served.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.client.Flush(fctx); err != nil {
+			s.log.Warn("producer flush incomplete (those records are in the spool too)", "error", err)
+		}
+		cancel()
+		s.client.Close()
+		if err := s.spool.Close(); err != nil {
+			s.closeErr = fmt.Errorf("ingest: close spool: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// ensureTopics creates the raw and dead-letter topics, retrying with
+// jittered exponential back-off while the broker is unreachable.
+func (s *Server) ensureTopics(ctx context.Context) {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := kafka.EnsureTopics(cctx, s.client, s.cfg.Kafka, s.log, s.cfg.Kafka.RawTopic, s.cfg.Kafka.DLQTopic)
+		cancel()
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			s.log.Warn("cannot create topics yet; webhooks are spooled meanwhile", "attempt", attempt, "error", err)
+		}
+		t := time.NewTimer(jitter(wait))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}

@@ -1,0 +1,236 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lcpipe/lcpipe/internal/wire"
+)
+
+// request is what the handler learned about one webhook, enough to build
+// its record.
+type request struct {
+	receivedAt time.Time
+	requestID  string
+	remoteAddr string
+	auth       string
+	env        envelope
+	value      []byte // body with the secret blanked
+}
+
+// buildRecord turns a verified webhook into its raw-topic record (see
+// internal/wire). Trace headers are added by the caller.
+func (s *Server) buildRecord(r *request) *kgo.Record {
+	sum := sha256.Sum256(r.value)
+	var hexSum [64]byte
+	hex.Encode(hexSum[:], sum[:])
+	headers := make([]kgo.RecordHeader, 0, 11)
+	headers = append(headers,
+		kgo.RecordHeader{Key: wire.HeaderReceivedAt, Value: []byte(wire.FormatTime(r.receivedAt))},
+		kgo.RecordHeader{Key: wire.HeaderRequestID, Value: []byte(r.requestID)},
+		kgo.RecordHeader{Key: wire.HeaderRemoteAddr, Value: []byte(r.remoteAddr)},
+		kgo.RecordHeader{Key: wire.HeaderBodySHA256, Value: hexSum[:]},
+		kgo.RecordHeader{Key: wire.HeaderAction, Value: []byte(r.env.Action)},
+		kgo.RecordHeader{Key: wire.HeaderOrganization, Value: []byte(r.env.OrganizationID)},
+		kgo.RecordHeader{Key: wire.HeaderIngestVersion, Value: []byte(s.cfg.Version)},
+		kgo.RecordHeader{Key: wire.HeaderAuth, Value: []byte(r.auth)},
+	)
+	return &kgo.Record{
+		Topic:     s.cfg.Kafka.RawTopic,
+		Key:       wire.Key(r.env.OrganizationID, r.env.Entity),
+		Value:     r.value,
+		Headers:   headers,
+		Timestamp: r.receivedAt,
+	}
+}
+
+// headerCarrier lets the OpenTelemetry propagator write W3C trace context
+// into record headers.
+type headerCarrier struct{ h *[]kgo.RecordHeader }
+
+func (c headerCarrier) Get(key string) string {
+	for _, h := range *c.h {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func (c headerCarrier) Set(key, value string) {
+	for i, h := range *c.h {
+		if h.Key == key {
+			(*c.h)[i].Value = []byte(value)
+			return
+		}
+	}
+	*c.h = append(*c.h, kgo.RecordHeader{Key: key, Value: []byte(value)})
+}
+
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, len(*c.h))
+	for i, h := range *c.h {
+		keys[i] = h.Key
+	}
+	return keys
+}
+
+// Spool entry format, version 1: everything the record needs to be produced
+// later, exactly as it would have been produced now. The topic is not
+// stored: the drain writes to the configured raw topic.
+//
+//	0x01 | uvarint ts-unix-nanos | uvarint len | key | uvarint len | value |
+//	uvarint n-headers | n × (uvarint len | name | uvarint len | value)
+const spoolFormat = 1
+
+var errSpoolEntry = errors.New("ingest: malformed spool entry")
+
+func encodeSpoolEntry(r *kgo.Record, extra ...kgo.RecordHeader) []byte {
+	n := 1 + 10 + 10 + len(r.Key) + 10 + len(r.Value) + 10
+	for _, h := range r.Headers {
+		n += 20 + len(h.Key) + len(h.Value)
+	}
+	for _, h := range extra {
+		n += 20 + len(h.Key) + len(h.Value)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, spoolFormat)
+	b = binary.AppendUvarint(b, uint64(r.Timestamp.UnixNano()))
+	b = appendBytes(b, r.Key)
+	b = appendBytes(b, r.Value)
+	b = binary.AppendUvarint(b, uint64(len(r.Headers)+len(extra)))
+	for _, hs := range [][]kgo.RecordHeader{r.Headers, extra} {
+		for _, h := range hs {
+			b = appendBytes(b, []byte(h.Key))
+			b = appendBytes(b, h.Value)
+		}
+	}
+	return b
+}
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+func decodeSpoolEntry(b []byte) (*kgo.Record, error) {
+	if len(b) == 0 || b[0] != spoolFormat {
+		return nil, fmt.Errorf("%w: unknown format", errSpoolEntry)
+	}
+	d := decoder{b: b[1:]}
+	ts := d.uvarint()
+	r := &kgo.Record{Timestamp: time.Unix(0, int64(ts)).UTC()}
+	r.Key = d.bytes()
+	r.Value = d.bytes()
+	n := d.uvarint()
+	if n > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: header count %d", errSpoolEntry, n)
+	}
+	r.Headers = make([]kgo.RecordHeader, 0, n)
+	for range n {
+		k := d.bytes()
+		v := d.bytes()
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: string(k), Value: v})
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: truncated or trailing bytes", errSpoolEntry)
+	}
+	return r, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errSpoolEntry
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errSpoolEntry
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+// produce hands records to Kafka and waits at most timeout for every ack.
+// It does not wait for the client beyond that: a record whose request is
+// already on the wire cannot be cancelled with the idempotent producer, and
+// the caller must answer LiveChat in time. Such a record may still be
+// written later; the caller spools it too, so it may appear twice, never
+// zero times (the processor de-duplicates).
+func (s *Server) produce(ctx context.Context, timeout time.Duration, recs ...*kgo.Record) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	results := make(chan error, len(recs))
+	for _, r := range recs {
+		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { results <- err })
+	}
+	var first error
+	for range recs {
+		select {
+		case err := <-results:
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: no ack within %s: %w", timeout, ctx.Err())
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("kafka: produce: %w", first)
+	}
+	return nil
+}
+
+// deliverSpooled is the spool's drain target: it re-creates the records and
+// produces them in spool order, returning nil once all were acked.
+func (s *Server) deliverSpooled(ctx context.Context, entries [][]byte) error {
+	recs := make([]*kgo.Record, 0, len(entries))
+	for _, e := range entries {
+		r, err := decodeSpoolEntry(e)
+		if err != nil {
+			// Passed the CRC yet does not decode: a bug, not a lost
+			// webhook. Keep the bytes in the dead-letter topic.
+			s.log.Error("spool entry does not decode; sent to dead-letter topic", "error", err)
+			r = &kgo.Record{Topic: s.cfg.Kafka.DLQTopic, Value: e, Headers: []kgo.RecordHeader{
+				{Key: wire.HeaderDLQError, Value: []byte(err.Error())},
+				{Key: wire.HeaderDLQStage, Value: []byte("ingest-spool")},
+				{Key: wire.HeaderDLQAt, Value: []byte(wire.FormatTime(time.Now()))},
+			}}
+		} else {
+			r.Topic = s.cfg.Kafka.RawTopic
+		}
+		recs = append(recs, r)
+	}
+	if err := s.produce(ctx, s.cfg.DrainTimeout, recs...); err != nil {
+		s.counters.drainErrors.Add(1)
+		return err
+	}
+	s.counters.drained.Add(int64(len(recs)))
+	return nil
+}

@@ -287,4 +287,3 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
-

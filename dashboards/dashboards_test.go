@@ -1,0 +1,364 @@
+package dashboards
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/lcpipe/lcpipe/internal/simulate"
+	"github.com/lcpipe/lcpipe/internal/testenv"
+	"github.com/lcpipe/lcpipe/processor"
+	"github.com/lcpipe/lcpipe/schema"
+)
+
+// seeded is the deterministic dataset of the panel tests: 2 days, 2500
+// threads, with more retries and late deliveries than the defaults.
+func seeded(t testing.TB) *simulate.Dataset {
+	t.Helper()
+	cfg := simulate.DefaultConfig()
+	cfg.Seed = 20260314
+	cfg.RetryRate, cfg.LateRate = 0.08, 0.08
+	ds, err := simulate.Generate(cfg, time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), 48*time.Hour, 2500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// filledDB migrates a fresh test database and loads the dataset into it.
+func filledDB(t testing.TB, ds *simulate.Dataset) (driver.Conn, string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := testenv.ClickHouseConfig(t)
+	conn := testenv.ClickHouse(t, cfg)
+	if _, err := schema.Migrate(ctx, conn, schema.Options{Database: cfg.Database}, nil); err != nil {
+		t.Fatal(err)
+	}
+	kept, dropped := rowsOf(t, ds.Deliveries, func(rows []processor.Row) {
+		if err := insertRows(ctx, conn, cfg.Database, rows); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	})
+	t.Logf("loaded %d deliveries: %d rows kept, %d duplicates dropped", len(ds.Deliveries), kept, dropped)
+	return conn, cfg.Database
+}
+
+func near(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return false
+	}
+	return math.Abs(a-b) <= 1e-6*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+}
+
+// cell returns a named column of a row.
+func cell(t *testing.T, r *Result, row int, name string) float64 {
+	t.Helper()
+	for i, c := range r.Columns {
+		if c.Name == name {
+			if row >= len(r.Rows) {
+				t.Fatalf("no row %d (have %d)", row, len(r.Rows))
+			}
+			return Float(r.Rows[row][i])
+		}
+	}
+	t.Fatalf("no column %q in %v", name, r.Columns)
+	return 0
+}
+
+// byLabel maps the first (string) column to the named numeric column.
+func byLabel(t *testing.T, r *Result, name string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for i := range r.Rows {
+		out[fmt.Sprint(r.Rows[i][0])] = cell(t, r, i, name)
+	}
+	return out
+}
+
+func wantInt(t *testing.T, what string, got float64, want int) {
+	t.Helper()
+	if got != float64(want) {
+		t.Errorf("%s = %v, want %d", what, got, want)
+	}
+}
+
+func wantFloat(t *testing.T, what string, got, want float64) {
+	t.Helper()
+	if !near(got, want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func wantMap[V int | float64](t *testing.T, what string, got map[string]float64, want map[string]V) {
+	t.Helper()
+	keys := map[string]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range want {
+		keys[k] = true
+	}
+	var bad []string
+	for k := range keys {
+		if !near(got[k], float64(want[k])) {
+			bad = append(bad, fmt.Sprintf("%s: got %v want %v", k, got[k], want[k]))
+		}
+	}
+	sort.Strings(bad)
+	if len(bad) > 0 {
+		t.Errorf("%s differs:\n  %s", what, strings.Join(bad, "\n  "))
+	}
+}
+
+type checkCtx struct {
+	m  simulate.Metrics
+	ds *simulate.Dataset
+	f  simulate.Filter
+}
+
+// checks holds, for every panel, how its rows must equal the values
+// simulate computed from the ground truth. A panel without a check fails
+// TestPanelsMatchSimulation.
+var checks = map[string]func(t *testing.T, r *Result, c checkCtx){
+	"total_chats": func(t *testing.T, r *Result, c checkCtx) {
+		wantInt(t, "chats", cell(t, r, 0, "chats"), c.m.Chats)
+		wantInt(t, "continuous", cell(t, r, 0, "continuous"), c.m.Continuous)
+	},
+	"missed_chats": func(t *testing.T, r *Result, c checkCtx) {
+		wantInt(t, "missed", cell(t, r, 0, "missed_chats"), c.m.Missed)
+	},
+	"satisfaction": func(t *testing.T, r *Result, c checkCtx) {
+		wantFloat(t, "satisfaction", cell(t, r, 0, "satisfaction"), c.m.Satisfaction)
+		wantInt(t, "good", cell(t, r, 0, "good"), c.m.Good)
+		wantInt(t, "bad", cell(t, r, 0, "bad"), c.m.Bad)
+	},
+	"first_response_time": func(t *testing.T, r *Result, c checkCtx) {
+		wantFloat(t, "median", cell(t, r, 0, "median_s"), c.m.FirstResponseMedian)
+		wantFloat(t, "avg", cell(t, r, 0, "avg_s"), c.m.FirstResponseAvg)
+		wantInt(t, "chats", cell(t, r, 0, "chats"), c.m.FirstResponseCount)
+	},
+	"chats_over_time": func(t *testing.T, r *Result, c checkCtx) {
+		var chats, missed float64
+		for i := range r.Rows {
+			chats += cell(t, r, i, "chats")
+			missed += cell(t, r, i, "missed")
+		}
+		wantInt(t, "sum chats", chats, c.m.Chats)
+		wantInt(t, "sum missed", missed, c.m.Missed)
+	},
+	"engagement": func(t *testing.T, r *Result, c checkCtx) {
+		wantMap(t, "engagement", byLabel(t, r, "chats"), c.m.Engagement)
+	},
+	"frt_distribution": func(t *testing.T, r *Result, c checkCtx) {
+		wantMap(t, "frt buckets", byLabel(t, r, "chats"), c.m.FirstResponseBuckets)
+	},
+	"response_time": func(t *testing.T, r *Result, c checkCtx) {
+		wantFloat(t, "avg", cell(t, r, 0, "avg_s"), c.m.ResponseAvg)
+		wantFloat(t, "median", cell(t, r, 0, "median_s"), c.m.ResponseMedian)
+		wantInt(t, "responses", cell(t, r, 0, "responses"), c.m.ResponseCount)
+	},
+	"response_time_distribution": func(t *testing.T, r *Result, c checkCtx) {
+		wantMap(t, "response buckets", byLabel(t, r, "responses"), c.m.ResponseBuckets)
+	},
+	"chat_duration": func(t *testing.T, r *Result, c checkCtx) {
+		var sum, n float64
+		for i := range r.Rows {
+			k := cell(t, r, i, "closed_chats")
+			sum += k * cell(t, r, i, "avg_duration_s")
+			n += k
+		}
+		wantInt(t, "closed chats", n, c.m.Chats)
+		wantFloat(t, "mean duration", sum/n, c.m.DurationAvg)
+	},
+	"duration_avg": func(t *testing.T, r *Result, c checkCtx) {
+		wantFloat(t, "avg", cell(t, r, 0, "avg_s"), c.m.DurationAvg)
+	},
+	"queue": func(t *testing.T, r *Result, c checkCtx) {
+		wantInt(t, "entered", cell(t, r, 0, "entered"), c.m.QueueEntered.Count)
+		wantInt(t, "left", cell(t, r, 0, "left_queue"), c.m.QueueLeft.Count)
+		wantFloat(t, "entered wait", cell(t, r, 0, "entered_avg_wait_s"), c.m.QueueEntered.AvgWait)
+		wantFloat(t, "left wait", cell(t, r, 0, "left_avg_wait_s"), c.m.QueueLeft.AvgWait)
+		wantFloat(t, "abandonment", cell(t, r, 0, "abandonment_pct"), c.m.Abandonment)
+	},
+	"chats_per_agent": func(t *testing.T, r *Result, c checkCtx) {
+		want := map[string]int{}
+		for a, am := range c.m.Agents {
+			if c.f.Agent == "" || a == c.f.Agent {
+				want[a] = am.Chats
+			}
+		}
+		wantMap(t, "chats per agent", byLabel(t, r, "chats"), want)
+	},
+	"agent_ranking": func(t *testing.T, r *Result, c checkCtx) {
+		chats, good, bad, score := map[string]int{}, map[string]int{}, map[string]int{}, map[string]float64{}
+		for a, am := range c.m.Agents {
+			if c.f.Agent == "" || a == c.f.Agent {
+				chats[a], good[a], bad[a], score[a] = am.Chats, am.Good, am.Bad, am.Score
+			}
+		}
+		wantMap(t, "ranking chats", byLabel(t, r, "chats"), chats)
+		wantMap(t, "ranking good", byLabel(t, r, "good"), good)
+		wantMap(t, "ranking bad", byLabel(t, r, "bad"), bad)
+		wantMap(t, "ranking score", byLabel(t, r, "score"), score)
+	},
+	"chatting_time": func(t *testing.T, r *Result, c checkCtx) {
+		want := map[string]float64{}
+		for a, am := range c.m.Agents {
+			if c.f.Agent == "" || a == c.f.Agent {
+				want[a] = am.ChattingSeconds
+			}
+		}
+		wantMap(t, "chatting time", byLabel(t, r, "chatting_s"), want)
+	},
+	"availability": func(t *testing.T, r *Result, c checkCtx) {
+		wantMap(t, "availability", byLabel(t, r, "accepting_s"), c.m.Availability)
+	},
+	"chats_per_group": func(t *testing.T, r *Result, c checkCtx) {
+		want := map[string]int{}
+		for g, gm := range c.m.Groups {
+			if c.f.Group < 0 || int64(g) == c.f.Group {
+				want[fmt.Sprintf("group %d", g)] = gm.Chats
+			}
+		}
+		wantMap(t, "chats per group", byLabel(t, r, "chats"), want)
+	},
+	"group_table": func(t *testing.T, r *Result, c checkCtx) {
+		chats, missed, good, bad, sat := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]float64{}
+		for g, gm := range c.m.Groups {
+			if c.f.Group >= 0 && int64(g) != c.f.Group {
+				continue
+			}
+			k := fmt.Sprintf("group %d", g)
+			chats[k], missed[k], good[k], bad[k] = gm.Chats, gm.Missed, gm.Good, gm.Bad
+			if gm.Good+gm.Bad > 0 {
+				sat[k] = 100 * float64(gm.Good) / float64(gm.Good+gm.Bad)
+			} else {
+				sat[k] = 0
+			}
+		}
+		wantMap(t, "group chats", byLabel(t, r, "chats"), chats)
+		wantMap(t, "group missed", byLabel(t, r, "missed"), missed)
+		wantMap(t, "group good", byLabel(t, r, "good"), good)
+		wantMap(t, "group bad", byLabel(t, r, "bad"), bad)
+		wantMap(t, "group satisfaction", byLabel(t, r, "satisfaction_pct"), sat)
+	},
+	"tag_usage": func(t *testing.T, r *Result, c checkCtx) {
+		wantMap(t, "tags", byLabel(t, r, "chats"), c.m.Tags)
+	},
+	"tagging": func(t *testing.T, r *Result, c checkCtx) {
+		wantInt(t, "tagged", cell(t, r, 0, "tagged"), c.m.Tagged)
+		wantInt(t, "transferred", cell(t, r, 0, "transferred"), c.m.Transfers)
+	},
+	"webhooks_per_minute": func(t *testing.T, r *Result, c checkCtx) {
+		want, _ := c.ds.WebhookCounts(c.f.From, c.f.To, c.f.Org)
+		got := map[string]float64{}
+		b := float64(Bucket(c.f.From.UnixMilli(), c.f.To.UnixMilli()))
+		for i := range r.Rows {
+			got[fmt.Sprint(r.Rows[i][1])] += cell(t, r, i, "per_minute") * b / 60
+		}
+		for k, v := range got {
+			got[k] = math.Round(v)
+		}
+		wantMap(t, "webhooks per action (sum of per-minute)", got, want)
+	},
+	"webhooks_by_action": func(t *testing.T, r *Result, c checkCtx) {
+		want, _ := c.ds.WebhookCounts(c.f.From, c.f.To, c.f.Org)
+		wantMap(t, "webhooks per action", byLabel(t, r, "webhooks"), want)
+	},
+	"freshness": func(t *testing.T, r *Result, c checkCtx) {
+		if len(r.Rows) != 1 || r.Rows[0][0] == nil || cell(t, r, 0, "p95_s") < cell(t, r, 0, "p50_s") {
+			t.Errorf("freshness: want one row with p50 <= p95, got %v", r.Rows)
+		}
+	},
+}
+
+// pipelinePanels are keyed by receipt time and only filter by organization.
+var pipelinePanels = map[string]bool{"webhooks_per_minute": true, "webhooks_by_action": true, "freshness": true}
+
+// TestPanelsMatchSimulation runs every panel of every dashboard against
+// ClickHouse filled (through the processor's transform and de-duplication)
+// with the seeded simulated traffic, retries and out-of-order deliveries
+// included, and compares the numbers with the simulator's ground truth, for
+// several time ranges and filters.
+func TestPanelsMatchSimulation(t *testing.T) {
+	ds := seeded(t)
+	late, retries := 0, 0
+	for _, d := range ds.Deliveries {
+		if d.Late {
+			late++
+		}
+		if d.Retry {
+			retries++
+		}
+	}
+	if late < 100 || retries < 100 {
+		t.Fatalf("dataset should hold many late (%d) and retried (%d) deliveries", late, retries)
+	}
+	conn, db := filledDB(t, ds)
+	ctx := context.Background()
+
+	org := ds.Orgs[1].ID
+	agent := ds.Orgs[0].Agents[2].ID
+	all := simulate.Filter{From: ds.From, To: ds.To, Group: -1}
+	day2 := simulate.Filter{From: ds.From.Add(24 * time.Hour), To: ds.To, Group: -1}
+	hours := simulate.Filter{From: ds.From.Add(5 * time.Hour), To: ds.From.Add(11*time.Hour + 30*time.Minute), Group: -1}
+	orgF := all
+	orgF.Org = org
+	groupF := all
+	groupF.Group = 2
+	agentF := all
+	agentF.Org, agentF.Agent = ds.Orgs[0].ID, agent
+	wide := simulate.Filter{From: ds.From.Add(-time.Hour), To: ds.To.Add(2 * time.Hour), Group: -1}
+	wideOrg := wide
+	wideOrg.Org = org
+	cases := []struct {
+		name     string
+		f        simulate.Filter
+		pipeline bool
+	}{
+		{"all", all, false}, {"day2", day2, false}, {"hours", hours, false}, {"org", orgF, false},
+		{"group2", groupF, false}, {"agent", agentF, false}, {"pipeline", wide, true}, {"pipeline_org", wideOrg, true},
+	}
+	checked := map[string]bool{}
+	for _, tc := range cases {
+		m := ds.Expect(tc.f)
+		if !tc.pipeline && (m.Chats < 20 || m.Good == 0 || m.Missed == 0) {
+			t.Fatalf("%s: filter selects too little to test (%d chats)", tc.name, m.Chats)
+		}
+		for _, d := range All() {
+			for _, p := range d.Panels {
+				if pipelinePanels[p.ID] != tc.pipeline {
+					continue
+				}
+				check, ok := checks[p.ID]
+				if !ok {
+					t.Errorf("panel %s/%s has no check", d.UID, p.ID)
+					continue
+				}
+				t.Run(tc.name+"/"+p.ID, func(t *testing.T) {
+					res, err := Run(ctx, conn, p, Params{DB: db, FromMS: tc.f.From.UnixMilli(), ToMS: tc.f.To.UnixMilli(),
+						BucketS: Bucket(tc.f.From.UnixMilli(), tc.f.To.UnixMilli()), Org: tc.f.Org, Group: tc.f.Group, Agent: tc.f.Agent})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(res.Rows) == 0 {
+						t.Fatalf("no rows")
+					}
+					check(t, res, checkCtx{m: m, ds: ds, f: tc.f})
+				})
+				checked[p.ID] = true
+			}
+		}
+	}
+	for id := range checks {
+		if !checked[id] {
+			t.Errorf("check %s matches no panel", id)
+		}
+	}
+}

@@ -1,0 +1,243 @@
+package dashboards
+
+// All returns every prebuilt dashboard, in menu order.
+func All() []Dashboard {
+	return []Dashboard{overview(), agents(), groupsTags(), pipeline()}
+}
+
+// frtBucket is the SQL twin of simulate.FRTBucket.
+const frtBucket = `multiIf(x < 15, '0-15s', x < 30, '15-30s', x < 60, '30-60s', x < 120, '1-2m', x < 300, '2-5m', '5m+')`
+
+const timeBucket = `toDateTime(intDiv(intDiv(started_ms, 1000), {bucket_s}) * {bucket_s}, 'UTC')`
+
+func overview() Dashboard {
+	return Dashboard{
+		UID: "lc-overview", Title: "Chats overview",
+		Description: "LiveChat Reports parity: chats, engagement, satisfaction, response times, duration, missed and queued chats. A chat is a thread, bucketed by its start.",
+		Panels: []Panel{
+			{ID: "total_chats", Title: "Total chats", Viz: Stat, Unit: UnitNone, Width: 6, Height: 5,
+				Description: "Threads started in the range (LiveChat chats/total_chats); continuous = messaging-mode chats.",
+				SQL: `SELECT count() AS chats, sum(continuous) AS continuous
+FROM {db}.threads
+WHERE {thread_filter}`},
+			{ID: "missed_chats", Title: "Missed chats", Viz: Stat, Unit: UnitNone, Width: 6, Height: 5,
+				Description: "Closed chats without any agent message (the automatic welcome message does not count).",
+				SQL: `SELECT sum(missed) AS missed_chats, if(count() > 0, 100 * missed_chats / count(), 0) AS missed_pct
+FROM {db}.threads
+WHERE {thread_filter}`},
+			{ID: "satisfaction", Title: "Chat satisfaction", Viz: Stat, Unit: UnitPercent, Width: 6, Height: 5,
+				Description: "good / (good + bad) of the last rating of every chat (chats/ratings).",
+				SQL: `SELECT if(good + bad > 0, 100 * good / (good + bad), 0) AS satisfaction, good, bad,
+    if(chats > 0, 100 * (good + bad) / chats, 0) AS rated_pct
+FROM
+(
+    SELECT sum(rated_good) AS good, sum(rated_bad) AS bad, count() AS chats
+    FROM {db}.threads
+    WHERE {thread_filter}
+)`},
+			{ID: "first_response_time", Title: "First response time", Viz: Stat, Unit: UnitSeconds, Width: 6, Height: 5,
+				Description: "Time from the customer's first message to the first agent reply after it (welcome message excluded); median, mean and how many chats had one.",
+				SQL: `SELECT quantileExactIf(0.5)(first_response_time_s, responded = 1) AS median_s,
+    avgIf(first_response_time_s, responded = 1) AS avg_s,
+    sum(responded) AS chats
+FROM {db}.threads
+WHERE {thread_filter}`},
+			{ID: "chats_over_time", Title: "Chats over time", Viz: TimeSeries, Unit: UnitNone, Width: 16, Height: 8,
+				Description: "Chats started per bucket, and how many of them were missed.",
+				SQL: `SELECT ` + timeBucket + ` AS t, count() AS chats, sum(missed) AS missed
+FROM {db}.threads
+WHERE {thread_filter}
+GROUP BY t
+ORDER BY t`},
+			{ID: "engagement", Title: "Chat engagement", Viz: Bar, Unit: UnitNone, Width: 8, Height: 8,
+				Description: "How chats started (chats/engagement): from a greeting, by the customer without one, or by an agent.",
+				SQL: `SELECT engagement, count() AS chats
+FROM {db}.threads
+WHERE {thread_filter}
+GROUP BY engagement
+ORDER BY engagement`},
+			{ID: "frt_distribution", Title: "First response time distribution", Viz: Bar, Unit: UnitNone, Width: 8, Height: 8,
+				Description: "Chats by first response time.",
+				SQL: `SELECT ` + frtBucket + ` AS bucket, count() AS chats
+FROM (SELECT first_response_time_s AS x FROM {db}.threads WHERE {thread_filter} AND responded = 1)
+GROUP BY bucket
+ORDER BY min(x)`},
+			{ID: "response_time", Title: "Response time", Viz: Stat, Unit: UnitSeconds, Width: 8, Height: 8,
+				Description: "Every agent reply to a run of customer messages, timed from the run's first message (chats/response_time): mean, median and number of responses.",
+				SQL: `SELECT avg(rt) AS avg_s, quantileExact(0.5)(rt) AS median_s, count() AS responses
+FROM {db}.threads
+ARRAY JOIN response_times_s AS rt
+WHERE {thread_filter}`},
+			{ID: "response_time_distribution", Title: "Response time distribution", Viz: Bar, Unit: UnitNone, Width: 8, Height: 8,
+				Description: "Agent responses by response time.",
+				SQL: `SELECT ` + frtBucket + ` AS bucket, count() AS responses
+FROM (SELECT rt AS x FROM {db}.threads ARRAY JOIN response_times_s AS rt WHERE {thread_filter})
+GROUP BY bucket
+ORDER BY min(x)`},
+			{ID: "chat_duration", Title: "Chat duration", Viz: TimeSeries, Unit: UnitSeconds, Width: 16, Height: 8,
+				Description: "Mean duration (start to close) of closed chats per bucket.",
+				SQL: `SELECT ` + timeBucket + ` AS t, avg(duration_s) AS avg_duration_s, count() AS closed_chats
+FROM {db}.threads
+WHERE {thread_filter} AND ended_ms > 0
+GROUP BY t
+ORDER BY t`},
+			{ID: "duration_avg", Title: "Average chat duration", Viz: Stat, Unit: UnitSeconds, Width: 8, Height: 8,
+				Description: "Mean duration of closed chats in the range (chats/duration).",
+				SQL: `SELECT avgIf(duration_s, ended_ms > 0) AS avg_s, countIf(ended_ms > 0) AS closed_chats
+FROM {db}.threads
+WHERE {thread_filter}`},
+			{ID: "queue", Title: "Queued customers and abandonment", Viz: Table, Unit: UnitNone, Width: 24, Height: 6,
+				Description: "Customers who waited in the queue: entered a chat (wait until an agent joined) or left the queue (abandoned). Abandonment = left / (left + entered).",
+				SQL: `SELECT entered, entered_avg_wait_s, left_queue, left_avg_wait_s,
+    if(entered + left_queue > 0, 100 * left_queue / (entered + left_queue), 0) AS abandonment_pct
+FROM
+(
+    SELECT sum(queue_entered) AS entered, if(entered > 0, sumIf(queue_wait_s, queue_entered = 1) / entered, 0) AS entered_avg_wait_s,
+        sum(queue_left) AS left_queue, if(left_queue > 0, sumIf(queue_wait_s, queue_left = 1) / left_queue, 0) AS left_avg_wait_s
+    FROM {db}.threads
+    WHERE {thread_filter}
+)`},
+		},
+	}
+}
+
+func agents() Dashboard {
+	return Dashboard{
+		UID: "lc-agents", Title: "Agents",
+		Description: "Per-agent chats, LiveChat's satisfaction ranking, chatting time and availability from routing status.",
+		Panels: []Panel{
+			{ID: "chats_per_agent", Title: "Chats per agent", Viz: Bar, Unit: UnitNone, Width: 12, Height: 10,
+				Description: "Chats an agent took part in (assigned, joined or transferred to); a chat with two agents counts for both.",
+				SQL: `SELECT agent, count() AS chats
+FROM {db}.threads
+ARRAY JOIN agent_ids AS agent
+WHERE {thread_filter} AND ({agent} = '' OR agent = {agent})
+GROUP BY agent
+ORDER BY chats DESC, agent
+LIMIT 50`},
+			{ID: "agent_ranking", Title: "Agent ranking (satisfaction)", Viz: Table, Unit: UnitNone, Width: 12, Height: 10,
+				Description: "LiveChat's chats/ranking: Wilson score lower bound (z = 2.69) of good vs bad ratings.",
+				SQL: `SELECT agent, chats, good, bad,
+    if(good + bad = 0, 0,
+       (p + 2 * k - 2.69 * sqrt((k / n + p * (1 - p)) / n)) / (1 + 4 * k)) AS score
+FROM
+(
+    SELECT agent, count() AS chats, sum(rated_good) AS good, sum(rated_bad) AS bad,
+        greatest(good + bad, 1) AS n, good / n AS p, 2.69 * 2.69 / (4 * n) AS k
+    FROM {db}.threads
+    ARRAY JOIN agent_ids AS agent
+    WHERE {thread_filter} AND ({agent} = '' OR agent = {agent})
+    GROUP BY agent
+)
+ORDER BY score DESC, agent
+LIMIT 100`},
+			{ID: "chatting_time", Title: "Chatting time", Viz: Bar, Unit: UnitSeconds, Width: 12, Height: 10,
+				Description: "Sum of the durations of the closed chats each agent took part in.",
+				SQL: `SELECT agent, sum(duration_s) AS chatting_s
+FROM {db}.threads
+ARRAY JOIN agent_ids AS agent
+WHERE {thread_filter} AND ended_ms > 0 AND ({agent} = '' OR agent = {agent})
+GROUP BY agent
+ORDER BY chatting_s DESC, agent
+LIMIT 50`},
+			{ID: "availability", Title: "Availability (accepting chats)", Viz: Bar, Unit: UnitSeconds, Width: 12, Height: 10,
+				Description: "Time each agent spent accepting chats in the range, from routing_status_set (agents/availability). The group filter does not apply (webhooks do not say an agent's groups).",
+				SQL: `SELECT agent, arraySum(arrayMap((t0, a, t1) -> if(a = 1,
+        greatest(toInt64(0), toInt64(least(t1, end_ms)) - toInt64(greatest(t0, toUInt64({from_ms})))), toInt64(0)),
+        ts, acc, arrayPushBack(arrayPopFront(ts), end_ms))) / 1000 AS accepting_s
+FROM
+(
+    SELECT agent_id AS agent,
+        arrayMap(x -> tupleElement(x, 1), s) AS ts,
+        arrayMap(x -> tupleElement(x, 2), s) AS acc,
+        least(toUInt64({to_ms}), toUInt64(toUnixTimestamp(now())) * 1000) AS end_ms
+    FROM
+    (
+        SELECT agent_id, arraySort(groupArray((changed_at_ms, accepting))) AS s
+        FROM {db}.agent_status
+        WHERE changed_at_ms < {to_ms} AND ({org} = '' OR organization_id = {org}) AND ({agent} = '' OR agent_id = {agent})
+        GROUP BY agent_id
+    )
+)
+ORDER BY accepting_s DESC, agent
+LIMIT 50`},
+		},
+	}
+}
+
+func groupsTags() Dashboard {
+	return Dashboard{
+		UID: "lc-groups-tags", Title: "Groups & tags",
+		Description: "Chats per group (initial group and transfer targets), satisfaction per group, tag usage.",
+		Panels: []Panel{
+			{ID: "chats_per_group", Title: "Chats per group", Viz: Bar, Unit: UnitNone, Width: 12, Height: 8,
+				Description: "Chats per group (chats/groups): a chat counts for its starting group and every group it was transferred to.",
+				SQL: `SELECT concat('group ', toString(g)) AS group, count() AS chats
+FROM {db}.threads
+ARRAY JOIN group_ids AS g
+WHERE {thread_filter} AND ({group} < 0 OR g = toUInt32({group}))
+GROUP BY g
+ORDER BY g`},
+			{ID: "group_table", Title: "Groups: chats, missed, satisfaction", Viz: Table, Unit: UnitNone, Width: 12, Height: 8,
+				Description: "Per group: chats, missed chats, ratings and satisfaction %.",
+				SQL: `SELECT concat('group ', toString(g)) AS group, count() AS chats, sum(missed) AS missed,
+    sum(rated_good) AS good, sum(rated_bad) AS bad,
+    if(good + bad > 0, 100 * good / (good + bad), 0) AS satisfaction_pct
+FROM {db}.threads
+ARRAY JOIN group_ids AS g
+WHERE {thread_filter} AND ({group} < 0 OR g = toUInt32({group}))
+GROUP BY g
+ORDER BY g`},
+			{ID: "tag_usage", Title: "Tag usage", Viz: Bar, Unit: UnitNone, Width: 12, Height: 8,
+				Description: "Chats per tag (tags/chat_usage), after untagging.",
+				SQL: `SELECT tag, count() AS chats
+FROM {db}.threads
+ARRAY JOIN tags AS tag
+WHERE {thread_filter}
+GROUP BY tag
+ORDER BY chats DESC, tag`},
+			{ID: "tagging", Title: "Tagged chats and transfers", Viz: Stat, Unit: UnitNone, Width: 12, Height: 8,
+				Description: "Chats with at least one tag, their share, and chats that were transferred.",
+				SQL: `SELECT countIf(length(tags) > 0) AS tagged, if(count() > 0, 100 * countIf(length(tags) > 0) / count(), 0) AS tagged_pct,
+    countIf(transfers > 0) AS transferred
+FROM {db}.threads
+WHERE {thread_filter}`},
+		},
+	}
+}
+
+func pipeline() Dashboard {
+	const minuteFilter = `minute >= toDateTime(intDiv({from_ms}, 1000), 'UTC') AND minute < toDateTime(intDiv({to_ms}, 1000), 'UTC')
+    AND ({org} = '' OR organization_id = {org})`
+	return Dashboard{
+		UID: "lc-pipeline", Title: "Pipeline health",
+		Description: "The pipeline's own facts: webhooks per minute by action, received-to-queryable latency, freshness.",
+		Panels: []Panel{
+			{ID: "webhooks_per_minute", Title: "Webhooks per minute by action", Viz: TimeSeries, Long: true, Unit: UnitPerMin, Width: 24, Height: 9,
+				Description: "Distinct webhooks stored per minute (after de-duplication), by action, by time of receipt.",
+				SQL: `SELECT toDateTime(intDiv(toUInt32(minute), {bucket_s}) * {bucket_s}, 'UTC') AS t, action,
+    uniqExactMerge(webhooks) * 60 / {bucket_s} AS per_minute
+FROM {db}.webhook_minutes
+WHERE ` + minuteFilter + `
+GROUP BY t, action
+ORDER BY t, action`},
+			{ID: "webhooks_by_action", Title: "Webhooks by action", Viz: Table, Unit: UnitNone, Width: 12, Height: 9,
+				Description: "Distinct webhooks and stored event rows in the range, by action.",
+				SQL: `SELECT action, uniqExactMerge(webhooks) AS webhooks, countMerge(events) AS events
+FROM {db}.webhook_minutes
+WHERE ` + minuteFilter + `
+GROUP BY action
+ORDER BY webhooks DESC, action`},
+			{ID: "freshness", Title: "Received → queryable latency", Viz: Stat, Unit: UnitSeconds, Width: 12, Height: 9,
+				Description: "Time from ingest receiving a webhook to its row being in ClickHouse (p50/p95/p99; second resolution), and the age of the newest webhook.",
+				SQL: `SELECT q[1] / 1000 AS p50_s, q[2] / 1000 AS p95_s, q[3] / 1000 AS p99_s,
+    if(last_ms > 0, toUnixTimestamp(now()) - intDiv(last_ms, 1000), 0) AS newest_age_s
+FROM
+(
+    SELECT quantilesMerge(0.5, 0.95, 0.99)(latency_ms) AS q, maxMerge(last_received_ms) AS last_ms
+    FROM {db}.webhook_minutes
+    WHERE ` + minuteFilter + `
+)`},
+		},
+	}
+}

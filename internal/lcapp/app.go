@@ -36,15 +36,20 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// DefaultActions are the chat webhooks the analytics consume, plus the
-// agent/group configuration webhooks that keep the directory fresh.
+// DefaultActions are every v3.6 webhook action: the processor decodes and
+// stores all of them (chat actions as facts, configuration actions as
+// config rows), and agent_*/group_* also keep the directory fresh.
 var DefaultActions = []string{
 	"incoming_chat", "chat_deactivated", "chat_access_updated", "chat_transferred",
 	"user_added_to_chat", "user_removed_from_chat",
 	"incoming_event", "event_updated", "event_deleted", "incoming_rich_message_postback",
 	"chat_properties_updated", "chat_properties_deleted", "thread_properties_updated", "thread_properties_deleted",
-	"thread_tagged", "thread_untagged", "routing_status_set", "events_marked_as_seen", "thread_summary_set",
-	"agent_created", "agent_updated", "agent_deleted", "group_created", "group_updated", "group_deleted",
+	"event_properties_updated", "event_properties_deleted",
+	"thread_tagged", "thread_untagged", "routing_status_set", "customer_session_fields_updated",
+	"events_marked_as_seen", "thread_summary_set",
+	"agent_created", "agent_approved", "agent_updated", "agent_suspended", "agent_unsuspended", "agent_deleted",
+	"auto_accesses_updated", "bot_created", "bot_updated", "bot_deleted",
+	"group_created", "group_updated", "group_deleted", "tag_created", "tag_updated", "tag_deleted",
 }
 
 // Paths the app mounts (see Routes).

@@ -102,6 +102,13 @@ type harnessOpt func(*lcfake.Config, *Config)
 
 func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	t.Helper()
+	return buildHarness(t, nil, opts...)
+}
+
+// buildHarness starts the fake and the app; serve, when not nil, serves the
+// app's routes on ln instead of the stand-in receiver (the real ingest).
+func buildHarness(t *testing.T, serve func(*harness, net.Listener), opts ...harnessOpt) *harness {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -136,12 +143,16 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	h := &harness{t: t, fake: fake, cfg: cfg, base: base}
 	h.log = slog.New(slog.NewTextHandler(io.MultiWriter(logSink, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.app = h.newApp()
+	h.browser = newBrowser(t)
+	if serve != nil {
+		serve(h, ln)
+		return h
+	}
 	h.srv = fiber.New(fiber.Config{DisableStartupMessage: true})
 	h.app.Routes(h.srv)
 	h.srv.Post(WebhookPath, h.receive)
 	go func() { _ = h.srv.Listener(ln) }()
-	t.Cleanup(func() { _ = h.srv.Shutdown() })
-	h.browser = newBrowser(t)
+	t.Cleanup(func() { _ = h.srv.ShutdownWithTimeout(200 * time.Millisecond) })
 	return h
 }
 

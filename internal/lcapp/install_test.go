@@ -2,6 +2,7 @@ package lcapp
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,7 +15,20 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/lcpipe/lcpipe/internal/lcfake"
+	"github.com/lcpipe/lcpipe/internal/livechat"
 )
+
+// The registered actions are exactly the v3.6 actions the processor decodes.
+func TestDefaultActionsMatchDecoder(t *testing.T) {
+	if len(DefaultActions) != livechat.V36Actions {
+		t.Fatalf("%d default actions, the decoder knows %d v3.6 actions", len(DefaultActions), livechat.V36Actions)
+	}
+	for _, a := range DefaultActions {
+		if !livechat.Known(a) || livechat.CanonicalAction(a) != a {
+			t.Errorf("action %q is not a v3.6 action of the decoder", a)
+		}
+	}
+}
 
 // TestInstallEndToEnd: settings page → Sign in → fake authorize (PKCE) →
 // callback → confirmation; one registration per action with the stored
@@ -27,7 +41,7 @@ func TestInstallEndToEnd(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Request.URL.Path != SettingsPath {
 		t.Fatalf("after sign-in: %d at %s: %s", resp.StatusCode, resp.Request.URL, body)
 	}
-	for _, want := range []string{`id="confirmation"`, testOrg, "Registered actions (25)", "none yet", "incoming_event"} {
+	for _, want := range []string{`id="confirmation"`, testOrg, fmt.Sprintf("Registered actions (%d)", len(DefaultActions)), "none yet", "incoming_event"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("confirmation page lacks %q:\n%s", want, body)
 		}

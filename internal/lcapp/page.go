@@ -160,14 +160,20 @@ func (a *App) fail(c *fiber.Ctx, status int, msg string) error {
 	return c.Status(status).JSON(fiber.Map{"error": msg, "request_id": requestID(c)})
 }
 
+// requestID reuses the id the ingest middleware gave the request (its
+// Locals key or response header), or makes one.
 func requestID(c *fiber.Ctx) string {
+	for _, k := range []string{"request_id", "requestid"} {
+		if v, ok := c.Locals(k).(string); ok && v != "" {
+			return v
+		}
+	}
 	if v := c.GetRespHeader(fiber.HeaderXRequestID); v != "" {
 		return v
 	}
-	if v, ok := c.Locals("requestid").(string); ok {
-		return v
-	}
-	return c.Get(fiber.HeaderXRequestID)
+	id := "lcapp-" + randomToken()[:12]
+	c.Set(fiber.HeaderXRequestID, id)
+	return id
 }
 
 // appWebhookBody is the App Webhooks envelope (webhooks.md §10).

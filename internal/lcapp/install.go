@@ -215,3 +215,8 @@ func (a *App) forget(org string) error {
 	a.mu.Unlock()
 	return nil
 }
+
+// LicenseWebhooksEnabled reports get_license_webhooks_state for the organization.
+func (a *App) LicenseWebhooksEnabled(ctx context.Context, org string) (bool, error) {
+	return a.licenseWebhooksEnabled(ctx, org)
+}

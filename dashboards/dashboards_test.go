@@ -9,12 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/lcpipe/lcpipe/internal/simulate"
-	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/processor"
-	"github.com/lcpipe/lcpipe/schema"
 )
 
 // seeded is the deterministic dataset of the panel tests: 2 days, 2500
@@ -29,24 +26,6 @@ func seeded(t testing.TB) *simulate.Dataset {
 		t.Fatal(err)
 	}
 	return ds
-}
-
-// filledDB migrates a fresh test database and loads the dataset into it.
-func filledDB(t testing.TB, ds *simulate.Dataset) (driver.Conn, string) {
-	t.Helper()
-	ctx := context.Background()
-	cfg := testenv.ClickHouseConfig(t)
-	conn := testenv.ClickHouse(t, cfg)
-	if _, err := schema.Migrate(ctx, conn, schema.Options{Database: cfg.Database}, nil); err != nil {
-		t.Fatal(err)
-	}
-	kept, dropped := rowsOf(t, ds.Deliveries, func(rows []processor.Row) {
-		if err := insertRows(ctx, conn, cfg.Database, rows); err != nil {
-			t.Fatalf("insert: %v", err)
-		}
-	})
-	t.Logf("loaded %d deliveries: %d rows kept, %d duplicates dropped", len(ds.Deliveries), kept, dropped)
-	return conn, cfg.Database
 }
 
 func near(a, b float64) bool {
@@ -120,6 +99,7 @@ type checkCtx struct {
 	m  simulate.Metrics
 	ds *simulate.Dataset
 	f  simulate.Filter
+	st *processor.Stats
 }
 
 // checks holds, for every panel, how its rows must equal the values
@@ -271,6 +251,28 @@ var checks = map[string]func(t *testing.T, r *Result, c checkCtx){
 		want, _ := c.ds.WebhookCounts(c.f.From, c.f.To, c.f.Org)
 		wantMap(t, "webhooks per action", byLabel(t, r, "webhooks"), want)
 	},
+	"dedup_dlq": func(t *testing.T, r *Result, c checkCtx) {
+		wantInt(t, "duplicates", cell(t, r, 0, "duplicates"), int(c.st.DupIdentity.Load()+c.st.DupWindow.Load()))
+		wantInt(t, "dead letters", cell(t, r, 0, "dead_letters"), int(c.st.DeadLetters.Load()))
+		wantInt(t, "inserted", cell(t, r, 0, "inserted"), int(c.st.Inserted.Load()))
+		wantInt(t, "records", cell(t, r, 0, "records"), len(c.ds.Deliveries))
+		if _, retries := c.ds.WebhookCounts(c.ds.From.Add(-time.Hour), c.ds.To.Add(24*time.Hour), ""); cell(t, r, 0, "duplicates") < float64(retries) {
+			t.Errorf("duplicates %v < retried deliveries %d", cell(t, r, 0, "duplicates"), retries)
+		}
+	},
+	"flushes_over_time": func(t *testing.T, r *Result, c checkCtx) {
+		b := float64(Bucket(c.f.From.UnixMilli(), c.f.To.UnixMilli()))
+		var recs float64
+		for i := range r.Rows {
+			recs += cell(t, r, i, "records") * b / 60
+		}
+		wantInt(t, "records", math.Round(recs), len(c.ds.Deliveries))
+	},
+	"consumer_lag": func(t *testing.T, r *Result, c checkCtx) {
+		if cell(t, r, 0, "flushes") < 1 || cell(t, r, 0, "p95_oldest_s") < cell(t, r, 0, "median_oldest_s") {
+			t.Errorf("consumer lag: want flushes and median <= p95, got %v", r.Rows)
+		}
+	},
 	"freshness": func(t *testing.T, r *Result, c checkCtx) {
 		if len(r.Rows) != 1 || r.Rows[0][0] == nil || cell(t, r, 0, "p95_s") < cell(t, r, 0, "p50_s") {
 			t.Errorf("freshness: want one row with p50 <= p95, got %v", r.Rows)
@@ -278,12 +280,22 @@ var checks = map[string]func(t *testing.T, r *Result, c checkCtx){
 	},
 }
 
-// pipelinePanels are keyed by receipt time and only filter by organization.
-var pipelinePanels = map[string]bool{"webhooks_per_minute": true, "webhooks_by_action": true, "freshness": true}
+// panelScope says which test cases apply to a panel: thread panels filter
+// on the simulated start time; webhook panels on the (simulated) receipt
+// time; flush panels on the real time the processor flushed.
+func panelScope(id string) string {
+	switch id {
+	case "webhooks_per_minute", "webhooks_by_action", "freshness":
+		return "received"
+	case "dedup_dlq", "flushes_over_time", "consumer_lag":
+		return "flushed"
+	}
+	return "threads"
+}
 
 // TestPanelsMatchSimulation runs every panel of every dashboard against
-// ClickHouse filled (through the processor's transform and de-duplication)
-// with the seeded simulated traffic, retries and out-of-order deliveries
+// ClickHouse filled through Kafka and the real processor with the seeded
+// simulated traffic, retries and out-of-order deliveries
 // included, and compares the numbers with the simulator's ground truth, for
 // several time ranges and filters.
 func TestPanelsMatchSimulation(t *testing.T) {
@@ -300,8 +312,10 @@ func TestPanelsMatchSimulation(t *testing.T) {
 	if late < 100 || retries < 100 {
 		t.Fatalf("dataset should hold many late (%d) and retried (%d) deliveries", late, retries)
 	}
-	conn, db := filledDB(t, ds)
+	began := time.Now()
+	conn, db, st := throughProcessor(t, ds)
 	ctx := context.Background()
+	flushed := simulate.Filter{From: began.Add(-time.Minute), To: time.Now().Add(time.Minute), Group: -1}
 
 	org := ds.Orgs[1].ID
 	agent := ds.Orgs[0].Agents[2].ID
@@ -318,22 +332,23 @@ func TestPanelsMatchSimulation(t *testing.T) {
 	wideOrg := wide
 	wideOrg.Org = org
 	cases := []struct {
-		name     string
-		f        simulate.Filter
-		pipeline bool
+		name  string
+		f     simulate.Filter
+		scope string
 	}{
-		{"all", all, false}, {"day2", day2, false}, {"hours", hours, false}, {"org", orgF, false},
-		{"group2", groupF, false}, {"agent", agentF, false}, {"pipeline", wide, true}, {"pipeline_org", wideOrg, true},
+		{"all", all, "threads"}, {"day2", day2, "threads"}, {"hours", hours, "threads"}, {"org", orgF, "threads"},
+		{"group2", groupF, "threads"}, {"agent", agentF, "threads"},
+		{"received", wide, "received"}, {"received_org", wideOrg, "received"}, {"flushed", flushed, "flushed"},
 	}
 	checked := map[string]bool{}
 	for _, tc := range cases {
 		m := ds.Expect(tc.f)
-		if !tc.pipeline && (m.Chats < 20 || m.Good == 0 || m.Missed == 0) {
+		if tc.scope == "threads" && (m.Chats < 20 || m.Good == 0 || m.Missed == 0) {
 			t.Fatalf("%s: filter selects too little to test (%d chats)", tc.name, m.Chats)
 		}
 		for _, d := range All() {
 			for _, p := range d.Panels {
-				if pipelinePanels[p.ID] != tc.pipeline {
+				if panelScope(p.ID) != tc.scope {
 					continue
 				}
 				check, ok := checks[p.ID]
@@ -350,7 +365,7 @@ func TestPanelsMatchSimulation(t *testing.T) {
 					if len(res.Rows) == 0 {
 						t.Fatalf("no rows")
 					}
-					check(t, res, checkCtx{m: m, ds: ds, f: tc.f})
+					check(t, res, checkCtx{m: m, ds: ds, f: tc.f, st: st})
 				})
 				checked[p.ID] = true
 			}

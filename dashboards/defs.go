@@ -209,9 +209,10 @@ WHERE {thread_filter}`},
 func pipeline() Dashboard {
 	const minuteFilter = `minute >= toDateTime(intDiv({from_ms}, 1000), 'UTC') AND minute < toDateTime(intDiv({to_ms}, 1000), 'UTC')
     AND ({org} = '' OR organization_id = {org})`
+	const flushFilter = `flushed_at_ms >= {from_ms} AND flushed_at_ms < {to_ms}`
 	return Dashboard{
 		UID: "lc-pipeline", Title: "Pipeline health",
-		Description: "The pipeline's own facts: webhooks per minute by action, received-to-queryable latency, freshness.",
+		Description: "The pipeline's own facts: webhooks per minute by action, received-to-queryable latency, duplicates dropped, dead letters, consumer lag. Flush facts (pipeline_batches) are not per organization: the organization filter does not apply to them.",
 		Panels: []Panel{
 			{ID: "webhooks_per_minute", Title: "Webhooks per minute by action", Viz: TimeSeries, Long: true, Unit: UnitPerMin, Width: 24, Height: 9,
 				Description: "Distinct webhooks stored per minute (after de-duplication), by action, by time of receipt.",
@@ -237,6 +238,33 @@ FROM
     SELECT quantilesMerge(0.5, 0.95, 0.99)(latency_ms) AS q, maxMerge(last_received_ms) AS last_ms
     FROM {db}.webhook_minutes
     WHERE ` + minuteFilter + `
+)`},
+			{ID: "dedup_dlq", Title: "Duplicates and dead letters", Viz: Stat, Unit: UnitNone, Width: 12, Height: 6,
+				Description: "From the processor's flushes (pipeline_batches): rows dropped as duplicates (same event id, or the same state change within the dedup window), their share of decoded rows, records sent to the dead-letter topic, and rows inserted.",
+				SQL: `SELECT sum(duplicates_identity) + sum(duplicates_window) AS duplicates,
+    if(sum(rows_in) > 0, 100 * duplicates / sum(rows_in), 0) AS duplicate_pct,
+    sum(dead_letters) AS dead_letters, sum(events_inserted) AS inserted, sum(records) AS records
+FROM {db}.pipeline_batches
+WHERE ` + flushFilter + ``},
+			{ID: "flushes_over_time", Title: "Records, duplicates and dead letters per minute", Viz: TimeSeries, Unit: UnitPerMin, Width: 12, Height: 6,
+				Description: "Processor throughput per minute: records consumed, duplicate rows dropped, dead letters.",
+				SQL: `SELECT toDateTime(intDiv(toUInt32(flushed_at), {bucket_s}) * {bucket_s}, 'UTC') AS t,
+    sum(records) * 60 / {bucket_s} AS records, (sum(duplicates_identity) + sum(duplicates_window)) * 60 / {bucket_s} AS duplicates,
+    sum(dead_letters) * 60 / {bucket_s} AS dead_letters
+FROM {db}.pipeline_batches
+WHERE ` + flushFilter + `
+GROUP BY t
+ORDER BY t`},
+			{ID: "consumer_lag", Title: "Consumer lag (received → stored)", Viz: Stat, Unit: UnitSeconds, Width: 12, Height: 6,
+				Description: "Per flush, how long its oldest and newest records waited between ingest receiving them and the insert: median and p95 over flushes of the oldest record's wait, and the newest record's wait in the last flush.",
+				SQL: `SELECT quantileExact(0.5)(oldest_s) AS median_oldest_s, quantileExact(0.95)(oldest_s) AS p95_oldest_s,
+    argMax(newest_s, flushed_at_ms) AS last_flush_newest_s, count() AS flushes
+FROM
+(
+    SELECT flushed_at_ms, (toInt64(flushed_at_ms) - toInt64(min_received_at_ms)) / 1000 AS oldest_s,
+        (toInt64(flushed_at_ms) - toInt64(max_received_at_ms)) / 1000 AS newest_s
+    FROM {db}.pipeline_batches
+    WHERE ` + flushFilter + ` AND min_received_at_ms > 0
 )`},
 		},
 	}

@@ -591,7 +591,10 @@ func (g *Generator) Statuses(from, to time.Time) ([]StatusChange, []Delivery) {
 				b.send(at, "routing_status_set", routingStatus{AgentID: a.ID, Status: status}, false)
 				changes = append(changes, StatusChange{OrgID: org.ID, AgentID: a.ID, At: at, Accepting: accepting})
 				accepting = !accepting
-				at = at.Add(g.logNormal(g.cfg.StatusEvery, time.Minute, 6*g.cfg.StatusEvery))
+				// At least 6 minutes apart, so the same status twice is more
+				// than the processor's 10-minute dedup window apart: a
+				// timestamp-less repeat inside it is a retry by definition.
+				at = at.Add(g.logNormal(g.cfg.StatusEvery, 6*time.Minute, 6*g.cfg.StatusEvery))
 			}
 		}
 		for i := range b.out {

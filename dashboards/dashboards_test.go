@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/lcpipe/lcpipe/internal/simulate"
 	"github.com/lcpipe/lcpipe/processor"
 )

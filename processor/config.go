@@ -1,0 +1,179 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/lcpipe/lcpipe/internal/chconn"
+	"github.com/lcpipe/lcpipe/internal/kafka"
+)
+
+// Config tunes the processor. Zero values take the defaults documented on
+// each field (DefaultConfig).
+type Config struct {
+	// Group is the Kafka consumer group. Default livechat-processor. A new
+	// group starts at the earliest offset.
+	Group string
+	// BatchRows, BatchBytes and BatchLinger end a batch: whichever comes
+	// first. Defaults 50 000 rows, 16 MiB, 1s.
+	BatchRows   int
+	BatchBytes  int64
+	BatchLinger time.Duration
+	// DedupWindow is how far apart (by received-at) two identical state
+	// changes must be to both count. Default 10m (LiveChat retries within
+	// about a minute).
+	DedupWindow time.Duration
+	// MaxPendingBatches is how many full batches may wait for ClickHouse
+	// before fetching pauses (PauseFetchTopics). Default 2. Memory is
+	// bounded by about (MaxPendingBatches+1) × BatchBytes plus fetch buffers.
+	MaxPendingBatches int
+	// FetchMaxBytes bounds one fetch response (and so the fetch buffer).
+	// Default 8 MiB.
+	FetchMaxBytes int32
+	// IDCacheSize, WindowCacheSize and UserCacheSize bound the in-memory
+	// caches (two generations of this many entries each). Defaults 1 000 000
+	// event IDs, 200 000 dedup keys, 100 000 chats.
+	IDCacheSize     int
+	WindowCacheSize int
+	UserCacheSize   int
+	// DecodeWorkers decode records in parallel. Default 2.
+	DecodeWorkers int
+	// RetryMin and RetryMax bound the jittered exponential backoff of
+	// ClickHouse and dead-letter retries. Defaults 100ms and 10s.
+	RetryMin, RetryMax time.Duration
+	// ShutdownTimeout bounds the final flush on shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+	// Instance names this process in pipeline_batches. Default host-pid.
+	Instance string
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Group:             "livechat-processor",
+		BatchRows:         50_000,
+		BatchBytes:        16 << 20,
+		BatchLinger:       time.Second,
+		DedupWindow:       10 * time.Minute,
+		MaxPendingBatches: 2,
+		FetchMaxBytes:     8 << 20,
+		IDCacheSize:       1_000_000,
+		WindowCacheSize:   200_000,
+		UserCacheSize:     100_000,
+		DecodeWorkers:     2,
+		RetryMin:          100 * time.Millisecond,
+		RetryMax:          10 * time.Second,
+		ShutdownTimeout:   30 * time.Second,
+		Instance:          host + "-" + strconv.Itoa(os.Getpid()),
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Group == "" {
+		c.Group = d.Group
+	}
+	if c.BatchRows == 0 {
+		c.BatchRows = d.BatchRows
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = d.BatchBytes
+	}
+	if c.BatchLinger == 0 {
+		c.BatchLinger = d.BatchLinger
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = d.DedupWindow
+	}
+	if c.MaxPendingBatches == 0 {
+		c.MaxPendingBatches = d.MaxPendingBatches
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = d.FetchMaxBytes
+	}
+	if c.IDCacheSize == 0 {
+		c.IDCacheSize = d.IDCacheSize
+	}
+	if c.WindowCacheSize == 0 {
+		c.WindowCacheSize = d.WindowCacheSize
+	}
+	if c.UserCacheSize == 0 {
+		c.UserCacheSize = d.UserCacheSize
+	}
+	if c.DecodeWorkers == 0 {
+		c.DecodeWorkers = d.DecodeWorkers
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = d.RetryMin
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = d.RetryMax
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if c.Instance == "" {
+		c.Instance = d.Instance
+	}
+	return c
+}
+
+// Validate reports every problem at once (after defaults are applied).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("processor: "+format, args...))
+		}
+	}
+	check(c.BatchRows > 0, "BATCH_ROWS must be > 0, got %d", c.BatchRows)
+	check(c.BatchBytes >= 64<<10, "BATCH_BYTES must be >= 64KiB, got %d", c.BatchBytes)
+	check(c.BatchLinger > 0, "BATCH_LINGER must be > 0, got %s", c.BatchLinger)
+	check(c.DedupWindow >= time.Second, "DEDUP_WINDOW must be >= 1s, got %s", c.DedupWindow)
+	check(c.MaxPendingBatches > 0, "max pending batches must be > 0, got %d", c.MaxPendingBatches)
+	check(c.FetchMaxBytes >= 1<<20, "fetch max bytes must be >= 1MiB, got %d", c.FetchMaxBytes)
+	check(c.IDCacheSize > 0 && c.WindowCacheSize > 0 && c.UserCacheSize > 0, "cache sizes must be > 0")
+	check(c.DecodeWorkers > 0, "decode workers must be > 0, got %d", c.DecodeWorkers)
+	check(c.RetryMin > 0 && c.RetryMax >= c.RetryMin, "retry bounds must satisfy 0 < min <= max, got %s..%s", c.RetryMin, c.RetryMax)
+	check(c.ShutdownTimeout > 0, "shutdown timeout must be > 0")
+	return errors.Join(errs...)
+}
+
+// Options are what New needs: configuration and the clients' settings.
+type Options struct {
+	Config Config
+	Kafka  kafka.Config
+	// ClickHouse is an open connection (chconn.Open) and Database the
+	// database holding events and pipeline_batches (migrated).
+	ClickHouse driver.Conn
+	Database   string
+	// Directory names agents and groups; nil means empty names.
+	Directory Directory
+	Log       *slog.Logger
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if err := o.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.ClickHouse == nil {
+		errs = append(errs, errors.New("processor: no ClickHouse connection"))
+	}
+	if !chconn.ValidIdent(o.Database) {
+		errs = append(errs, fmt.Errorf("processor: bad database name %q", o.Database))
+	}
+	return errors.Join(errs...)
+}

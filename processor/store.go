@@ -1,0 +1,163 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// store is the processor's ClickHouse side: the lookups that make
+// de-duplication exact, the one insert per batch into events, and the
+// statistics row. Lookups send the batch's IDs as an external table (no
+// query-size limit, one round trip), and prune by occurred_at so only
+// recent parts are read.
+type store struct {
+	conn driver.Conn
+	db   string
+}
+
+// lookupMargin widens the occurred_at range of ID lookups. A row's
+// occurred_at is either a server time that every delivery repeats, or the
+// received-at of its first delivery (events without a time of their own),
+// and LiveChat retries within minutes: a day is ample.
+const lookupMargin = 24 * time.Hour
+
+// storedIDs returns which of ids are already in events. occLo/occHi bound
+// the occurred_at of the rows being checked (epoch ms).
+func (s *store) storedIDs(ctx context.Context, ids []string, occLo, occHi uint64) (map[string]struct{}, error) {
+	out := map[string]struct{}{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	tbl, err := ext.NewTable("_ids", ext.Column("id", "String"))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: external table: %w", err)
+	}
+	for _, id := range ids {
+		if err := tbl.Append(id); err != nil {
+			return nil, fmt.Errorf("clickhouse: external table: %w", err)
+		}
+	}
+	lo, hi := marginRange(occLo, occHi)
+	q := "SELECT event_id FROM " + s.db + ".events WHERE occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC') AND event_id IN _ids"
+	rows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: look up %d event ids: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan event id: %w", err)
+		}
+		out[id] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: look up event ids: %w", err)
+	}
+	return out, nil
+}
+
+// keptTimes returns, per dedup key, the received-at (ms) of the stored
+// events with that key received within [lo, hi].
+func (s *store) keptTimes(ctx context.Context, keys []string, lo, hi uint64) (map[string][]uint64, error) {
+	out := map[string][]uint64{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	tbl, err := ext.NewTable("_keys", ext.Column("k", "String"))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: external table: %w", err)
+	}
+	for _, k := range keys {
+		if err := tbl.Append(k); err != nil {
+			return nil, fmt.Errorf("clickhouse: external table: %w", err)
+		}
+	}
+	// Windowed rows have occurred_at = received_at, so the partition and
+	// part pruning on occurred_at applies.
+	q := "SELECT dedup_key, received_at_ms FROM " + s.db + ".events WHERE occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC')" +
+		" AND received_at_ms >= ? AND received_at_ms <= ? AND dedup_key IN _keys"
+	rows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, lo/1000, hi/1000+1, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: look up %d dedup keys: %w", len(keys), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var ms uint64
+		if err := rows.Scan(&k, &ms); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan dedup key: %w", err)
+		}
+		out[k] = append(out[k], ms)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: look up dedup keys: %w", err)
+	}
+	return out, nil
+}
+
+func marginRange(occLo, occHi uint64) (uint64, uint64) {
+	m := uint64(lookupMargin / time.Millisecond)
+	lo := uint64(0)
+	if occLo > m {
+		lo = occLo - m
+	}
+	return lo / 1000, (occHi+m)/1000 + 1
+}
+
+// insert writes rows into events as one block: one INSERT, atomic per
+// partition of the table. An error does not prove nothing was written
+// (see clickhouse-compat.md): callers re-check stored IDs before retrying.
+func (s *store) insert(ctx context.Context, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".events ("+insertColumns+")")
+	if err != nil {
+		return fmt.Errorf("clickhouse: prepare insert of %d rows: %w", len(rows), err)
+	}
+	if err := appendColumns(b, rows); err != nil {
+		_ = b.Abort()
+		return fmt.Errorf("clickhouse: append %d rows: %w", len(rows), err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert %d rows: %w", len(rows), err)
+	}
+	return nil
+}
+
+// batchStats is one pipeline_batches row.
+type batchStats struct {
+	FlushedAt                    time.Time
+	Instance, Group, Topic       string
+	Partitions                   []int32
+	Records, RowsIn, Inserted    uint32
+	DupIdentity, DupWindow, Dead uint32
+	MinReceivedMs, MaxReceivedMs uint64
+	Attempts                     uint32
+	LookupMs, InsertMs, FlushMs  uint32
+	Actions                      []string
+	ActionCounts                 []uint32
+}
+
+func (s *store) insertStats(ctx context.Context, st batchStats) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".pipeline_batches (flushed_at, flushed_at_ms, instance, consumer_group, src_topic, partitions, records, rows_in, events_inserted, duplicates_identity, duplicates_window, dead_letters, min_received_at_ms, max_received_at_ms, insert_attempts, lookup_ms, insert_ms, flush_ms, actions, action_counts)")
+	if err != nil {
+		return fmt.Errorf("clickhouse: prepare pipeline_batches insert: %w", err)
+	}
+	if err := b.Append(st.FlushedAt.UTC(), uint64(st.FlushedAt.UnixMilli()), st.Instance, st.Group, st.Topic, st.Partitions,
+		st.Records, st.RowsIn, st.Inserted, st.DupIdentity, st.DupWindow, st.Dead, st.MinReceivedMs, st.MaxReceivedMs,
+		st.Attempts, st.LookupMs, st.InsertMs, st.FlushMs, st.Actions, st.ActionCounts); err != nil {
+		_ = b.Abort()
+		return fmt.Errorf("clickhouse: append pipeline_batches row: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert pipeline_batches row: %w", err)
+	}
+	return nil
+}

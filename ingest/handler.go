@@ -259,7 +259,7 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 }
 
 // readyz answers 200 when a webhook can be made durable now: Kafka answers
-// or the spool accepts appends. It reports the spool depth either way.
+// or the spool has room. It reports the spool depth either way.
 func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -268,7 +268,8 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	if kerr != nil {
 		kafkaState = "unreachable: " + kerr.Error()
 	}
-	writable := s.spool.Writable()
+	// Ready to spool means room for a typical large webhook, not one byte.
+	writable := s.spool.Writable(min(s.cfg.MaxBodyBytes, 64<<10))
 	ready := kerr == nil || writable
 	status := fiber.StatusOK
 	state := "ready"

@@ -396,12 +396,13 @@ func (s *Spool) Stats() Stats {
 	return Stats{Records: s.records.Load(), Bytes: s.bytes.Load(), Segments: n, MaxBytes: s.cfg.MaxBytes}
 }
 
-// Writable reports whether the spool accepts appends (not closed, not full).
-func (s *Spool) Writable() bool {
+// Writable reports whether the spool accepts a record of n bytes now (not
+// closed, room left under MaxBytes).
+func (s *Spool) Writable(n int) bool {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	return !closed && s.bytes.Load()+frameHeader < s.cfg.MaxBytes
+	return !closed && s.bytes.Load()+int64(n+frameHeader) <= s.cfg.MaxBytes
 }
 
 func (s *Spool) signal() {

@@ -189,7 +189,7 @@ func TestFullReturnsErrFull(t *testing.T) {
 	if err := s.Append(context.Background(), rec); !errors.Is(err, ErrFull) {
 		t.Fatalf("append over cap: %v, want ErrFull", err)
 	}
-	if s.Writable() {
+	if s.Writable(1) {
 		t.Fatal("full spool reports writable")
 	}
 	collect(t, s, 10)

@@ -1,0 +1,182 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/lcpipe/lcpipe/ingest/spool"
+	"github.com/lcpipe/lcpipe/internal/kafka"
+)
+
+// The test binary doubles as a child process (helper-process pattern): the
+// kill -9 test and the load benchmark run ingest, or a bare Fiber app, in a
+// process of its own so they can SIGKILL it or measure its RSS.
+const childEnv = "LCPIPE_INGEST_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(childEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "ingest":
+		os.Exit(childIngest())
+	case "bare":
+		os.Exit(childBare())
+	default:
+		fmt.Fprintln(os.Stderr, "unknown child mode")
+		os.Exit(2)
+	}
+}
+
+func childIngest() int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := DefaultConfig()
+	cfg.Addr = os.Getenv("CHILD_ADDR")
+	cfg.Kafka = kafka.DefaultConfig()
+	cfg.Kafka.Brokers = strings.Split(os.Getenv("CHILD_BROKERS"), ",")
+	cfg.Kafka.RawTopic = os.Getenv("CHILD_RAW_TOPIC")
+	cfg.Kafka.DLQTopic = os.Getenv("CHILD_DLQ_TOPIC")
+	cfg.Kafka.Partitions = 3
+	cfg.Secrets = []Secret{"test-secret"}
+	cfg.Spool = spool.DefaultConfig(os.Getenv("CHILD_SPOOL_DIR"))
+	cfg.Spool.RetryMax = 500 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("CHILD_KAFKA_TIMEOUT")); err == nil {
+		cfg.KafkaTimeout = d
+	}
+	cfg.Version = "test-child"
+	cfg.Log = log
+	s, err := New(cfg)
+	if err != nil {
+		log.Error("child: new", "error", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		log.Error("child: run", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// childBare is the ceiling: Fiber answering 200 to the same requests,
+// doing nothing else.
+func childBare() int {
+	app := fiber.New(fiber.Config{DisableStartupMessage: true, BodyLimit: 5 << 20})
+	app.Post(WebhookPath, func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Status(200).SendString(`{"status":"ok"}`)
+	})
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() { <-ctx.Done(); _ = app.Shutdown() }()
+	if err := app.Listen(os.Getenv("CHILD_ADDR")); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// child is a running child process.
+type child struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startChild re-executes the test binary in the given mode with env and
+// waits until it answers /healthz. The child is stopped (SIGTERM, then
+// SIGKILL) at the end of the test.
+func startChild(t testing.TB, mode, addr string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{childEnv + "=" + mode, "CHILD_ADDR=" + addr}, env...)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start child: %v", err)
+	}
+	c := &child{cmd: cmd, addr: addr, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() { c.stop(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return c
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("child %s exited before answering", mode)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %s does not answer on %s: %v", mode, addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
+
+func (c *child) stop(t testing.TB) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		t.Errorf("child %d did not stop on SIGTERM; killing", c.cmd.Process.Pid)
+		c.kill()
+	}
+}
+
+// rssKB reads a process's resident set (current and peak) from /proc.
+func rssKB(pid int) (cur, peak int64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			cur = n
+		case "VmHWM:":
+			peak = n
+		}
+	}
+	return cur, peak
+}

@@ -144,7 +144,7 @@ type Fake struct {
 	agents       map[string][]Agent
 	groups       map[string][]Group
 	calls        map[string]int
-	redirectLog  []time.Time
+	redirectLog  map[string][]time.Time // account -> authorize redirects
 	installedOrg map[string]bool
 	gone         []string // secrets of unregistered webhooks, for Issued
 }
@@ -166,7 +166,7 @@ func New(cfg Config) *Fake {
 	f := &Fake{
 		cfg: cfg, users: map[string]User{}, codes: map[string]*code{}, access: map[string]*token{},
 		refresh: map[string]*token{}, disabled: map[string]bool{}, agents: map[string][]Agent{},
-		groups: map[string][]Group{}, calls: map[string]int{}, installedOrg: map[string]bool{},
+		groups: map[string][]Group{}, calls: map[string]int{}, installedOrg: map[string]bool{}, redirectLog: map[string][]time.Time{},
 	}
 	acc := http.NewServeMux()
 	acc.HandleFunc("GET /{$}", f.authorize)
@@ -406,19 +406,6 @@ func (f *Fake) authorize(w http.ResponseWriter, r *http.Request) {
 		f.ooopsRedirect(w, r, "unsupported_response_type", "")
 		return
 	}
-	// Max 3 redirects to the OAuth server per 30 s per client per user.
-	now := f.now()
-	recent := f.redirectLog[:0]
-	for _, t := range f.redirectLog {
-		if now.Sub(t) < 30*time.Second {
-			recent = append(recent, t)
-		}
-	}
-	f.redirectLog = append(recent, now)
-	if len(f.redirectLog) > 3 {
-		f.ooopsRedirect(w, r, "invalid_request", "too_many_redirects")
-		return
-	}
 	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
 	if challenge != "" {
 		if len(challenge) < 43 || len(challenge) > 128 {
@@ -440,6 +427,19 @@ func (f *Fake) authorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		// Not signed in: the accounts service would show its login page.
 		http.Redirect(w, r, "/ooops?identity_exception=unauthorized", http.StatusFound)
+		return
+	}
+	// Max 3 redirects to the OAuth server per 30 s per client per user.
+	now := f.now()
+	var recent []time.Time
+	for _, t := range f.redirectLog[user.AccountID] {
+		if now.Sub(t) < 30*time.Second {
+			recent = append(recent, t)
+		}
+	}
+	f.redirectLog[user.AccountID] = append(recent, now)
+	if len(recent) >= 3 {
+		f.ooopsRedirect(w, r, "invalid_request", "too_many_redirects")
 		return
 	}
 	for _, s := range f.cfg.Scopes {

@@ -587,3 +587,103 @@ func TestKafkaStoppedWhilePosting(t *testing.T) {
 	}
 	t.Logf("topic: %d records for %d acked webhooks (%d duplicates, %d via the spool)", len(recs), chats*perChat+1, dups, spooled)
 }
+
+// healthStats reads a server's /healthz stats.
+func healthStats(url string) (Stats, error) {
+	r, err := doRequest("GET", url+"/healthz", "", nil)
+	if err != nil {
+		return Stats{}, err
+	}
+	var h struct {
+		Stats Stats `json:"stats"`
+	}
+	if err := json.Unmarshal(r.body, &h); err != nil {
+		return Stats{}, fmt.Errorf("healthz %d %s: %w", r.status, r.body, err)
+	}
+	return h.Stats, nil
+}
+
+// TestKill9DuringSpoolWrite runs ingest as a child process with Kafka
+// unreachable, so every webhook is appended to the spool, posts from 16
+// connections and SIGKILLs the child while appends are in flight. A restart
+// on the same spool (now with Kafka) must drain it: every webhook that got
+// a 200 is in the topic, still marked spooled, with its original
+// received-at.
+func TestKill9DuringSpoolWrite(t *testing.T) {
+	kcfg := testenv.KafkaConfig(t)
+	spoolDir := t.TempDir()
+	addr := freeAddr(t)
+	env := []string{"CHILD_RAW_TOPIC=" + kcfg.RawTopic, "CHILD_DLQ_TOPIC=" + kcfg.DLQTopic, "CHILD_SPOOL_DIR=" + spoolDir,
+		"CHILD_KAFKA_TIMEOUT=200ms"}
+	first := startChild(t, "ingest", addr, append(env, "CHILD_BROKERS="+freeAddr(t))...)
+
+	tmpl := fixtures(t)["incoming_event.agent_message.json"]
+	const workers = 16
+	var mu sync.Mutex
+	acked := map[string]int{}
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	killed := make(chan struct{})
+	for w := range workers {
+		chat := fmt.Sprintf("KILL%02d", w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				r, err := doRequest("POST", "http://"+addr+WebhookPath, "application/json", eventBody(tmpl, chat, seq))
+				if err != nil || r.status != 200 {
+					select {
+					case <-killed:
+						return // expected: the process is gone
+					default:
+					}
+					t.Errorf("%s/%d before the kill: %d %s %v", chat, seq, r.status, r.body, err)
+					return
+				}
+				mu.Lock()
+				acked[chat] = seq + 1
+				mu.Unlock()
+				total.Add(1)
+			}
+		}()
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := total.Load(); n < 3000 {
+			return fmt.Errorf("only %d acked", n)
+		}
+		return nil
+	})
+	close(killed)
+	first.kill() // SIGKILL while 16 requests are appending
+	wg.Wait()
+	killedAt := time.Now()
+	mu.Lock()
+	n := 0
+	for _, v := range acked {
+		n += v
+	}
+	mu.Unlock()
+	t.Logf("killed after %d acked webhooks", n)
+	assertSpoolHasNoSecret(t, spoolDir)
+
+	second := startChild(t, "ingest", addr, append(env, "CHILD_BROKERS="+strings.Join(kcfg.Brokers, ","))...)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		st, err := healthStats("http://" + second.addr)
+		if err != nil {
+			return err
+		}
+		if st.Spool.Records > 0 || st.Counters.Drained == 0 {
+			return fmt.Errorf("spool still holds %d records (drained %d)", st.Spool.Records, st.Counters.Drained)
+		}
+		return nil
+	})
+	recs := consume(t, kcfg, kcfg.RawTopic, n, 2*time.Second)
+	dups := checkDelivered(t, recs, acked)
+	for _, r := range recs {
+		at, err := wire.ParseTime(wire.Header(r, wire.HeaderReceivedAt))
+		if wire.Header(r, wire.HeaderSpooled) != "1" || err != nil || at.After(killedAt) {
+			t.Fatalf("record not marked spooled or received-at %q not kept", wire.Header(r, wire.HeaderReceivedAt))
+		}
+	}
+	t.Logf("topic: %d records for %d acked webhooks (%d duplicates or unacked-but-written)", len(recs), n, dups)
+}

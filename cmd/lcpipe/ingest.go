@@ -2,13 +2,55 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+
+	"github.com/lcpipe/lcpipe/ingest"
+	"github.com/lcpipe/lcpipe/ingest/spool"
 )
 
-// runIngest is replaced by the ingest issue's implementation.
+// runIngest serves POST /webhooks/livechat until SIGTERM/SIGINT, then shuts
+// down gracefully (in-flight requests finish, producer flushed, spool
+// fsynced). With the LiveChat app configured, the per-organization secrets
+// of installed organizations are accepted too and the settings page is
+// served by the same listener.
 func runIngest(ctx context.Context, inv *invocation) error {
-	if err := inv.parse(); err != nil {
+	def := ingest.DefaultConfig()
+	cfg := def
+	cfg.Addr = inv.String("INGEST_ADDR", def.Addr, "listen address of the webhook endpoint")
+	cfg.Kafka = inv.Kafka()
+	for _, s := range inv.List("LIVECHAT_WEBHOOK_SECRETS", "", "webhook secret_key values accepted for every organization, comma-separated (single-tenant setups)") {
+		cfg.Secrets = append(cfg.Secrets, ingest.Secret(s))
+	}
+	cfg.KafkaTimeout = inv.Duration("INGEST_KAFKA_TIMEOUT", def.KafkaTimeout, "wait for Kafka's ack before a webhook goes to the local spool instead")
+	cfg.MaxBodyBytes = int(inv.Bytes("INGEST_MAX_BODY", int64(def.MaxBodyBytes), "largest webhook body accepted (413 above)"))
+	cfg.ShutdownTimeout = inv.Duration("INGEST_SHUTDOWN_TIMEOUT", def.ShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish")
+	cfg.Spool = spool.DefaultConfig(inv.String("SPOOL_DIR", def.Spool.Dir, "folder of the local spool used while Kafka is slow or away"))
+	cfg.Spool.MaxBytes = inv.Bytes("SPOOL_MAX_BYTES", def.Spool.MaxBytes, "spool size cap; when full and Kafka is away ingest answers 503")
+	cfg.Spool.SegmentBytes = inv.Bytes("SPOOL_SEGMENT_BYTES", def.Spool.SegmentBytes, "size of one spool segment file")
+	app, err := setupApp(ctx, inv)
+	if perr := inv.parse(); perr != nil {
+		if app != nil {
+			app.Close()
+		}
+		return perr
+	}
+	if err != nil {
+		return fmt.Errorf("ingest: LiveChat app: %w", err)
+	}
+	if app != nil {
+		defer app.Close()
+		cfg.Installations = app
+		cfg.Routes = app.Routes
+		cfg.OnAccepted = app.OnAccepted
+	}
+	if len(cfg.Secrets) == 0 && app == nil {
+		inv.log.Warn("no LIVECHAT_WEBHOOK_SECRETS and no LiveChat app configured: every webhook will be rejected with 401")
+	}
+	cfg.Version = version
+	cfg.Log = inv.log
+	srv, err := ingest.New(cfg)
+	if err != nil {
 		return err
 	}
-	return errors.New("ingest is being built (issue 3)")
+	return srv.Run(ctx)
 }

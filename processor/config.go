@@ -51,6 +51,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Instance names this process in pipeline_batches. Default host-pid.
 	Instance string
+	// SessionTimeout is the consumer group session: how long a crashed
+	// member keeps its partitions before the group moves them. Default 45s
+	// (franz-go's); the broker allows 6s..5m.
+	SessionTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -72,6 +76,7 @@ func DefaultConfig() Config {
 		RetryMax:          10 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
 		Instance:          host + "-" + strconv.Itoa(os.Getpid()),
+		SessionTimeout:    45 * time.Second,
 	}
 }
 
@@ -123,6 +128,9 @@ func (c Config) withDefaults() Config {
 	if c.Instance == "" {
 		c.Instance = d.Instance
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = d.SessionTimeout
+	}
 	return c
 }
 
@@ -145,6 +153,7 @@ func (c Config) Validate() error {
 	check(c.DecodeWorkers > 0, "decode workers must be > 0, got %d", c.DecodeWorkers)
 	check(c.RetryMin > 0 && c.RetryMax >= c.RetryMin, "retry bounds must satisfy 0 < min <= max, got %s..%s", c.RetryMin, c.RetryMax)
 	check(c.ShutdownTimeout > 0, "shutdown timeout must be > 0")
+	check(c.SessionTimeout >= 6*time.Second, "session timeout must be >= 6s (the broker's minimum), got %s", c.SessionTimeout)
 	return errors.Join(errs...)
 }
 

@@ -155,6 +155,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.FetchMaxBytes(p.cfg.FetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(p.cfg.FetchMaxBytes/2),
 		kgo.MaxConcurrentFetches(2),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/6)),
 	)
 	if err != nil {
 		return err

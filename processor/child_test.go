@@ -1,0 +1,117 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lcpipe/lcpipe/internal/chconn"
+	"github.com/lcpipe/lcpipe/internal/kafka"
+)
+
+// The crash test and the benchmark run the processor in a child process
+// (this test binary re-executed with childEnv set), so it can be killed
+// with SIGKILL and its peak RSS measured alone.
+const childEnv = "LCPIPE_PROCESSOR_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(runChild())
+	}
+	os.Exit(m.Run())
+}
+
+func runChild() int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	get := func(k string) string { return os.Getenv("CHILD_" + k) }
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = strings.Split(get("BROKERS"), ",")
+	kcfg.RawTopic, kcfg.DLQTopic, kcfg.ClientID = get("RAW"), get("DLQ"), "lcpipe-child"
+	chcfg := chconn.DefaultConfig()
+	chcfg.Addr, chcfg.Database = strings.Split(get("CH"), ","), get("DB")
+	cfg := DefaultConfig()
+	cfg.Group = get("GROUP")
+	cfg.SessionTimeout = 6 * time.Second
+	if n, err := strconv.Atoi(get("BATCH_ROWS")); err == nil {
+		cfg.BatchRows = n
+	}
+	if d, err := time.ParseDuration(get("LINGER")); err == nil {
+		cfg.BatchLinger = d
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	conn, err := chconn.Open(ctx, chcfg)
+	if err != nil {
+		log.Error("clickhouse", "err", err)
+		return 2
+	}
+	defer conn.Close()
+	p, err := New(Options{Config: cfg, Kafka: kcfg, ClickHouse: conn, Database: chcfg.Database, Log: log})
+	if err != nil {
+		log.Error("new", "err", err)
+		return 2
+	}
+	if err := p.Run(ctx); err != nil {
+		log.Error("run", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// startChild starts a processor child process for the env.
+func startChild(t testing.TB, e *env, group string, extra ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1",
+		"CHILD_BROKERS="+strings.Join(e.kafka.Brokers, ","), "CHILD_RAW="+e.kafka.RawTopic, "CHILD_DLQ="+e.kafka.DLQTopic,
+		"CHILD_CH="+strings.Join(e.ch.Addr, ","), "CHILD_DB="+e.ch.Database, "CHILD_GROUP="+group)
+	cmd.Env = append(cmd.Env, extra...)
+	if os.Getenv("PROCESSOR_TEST_LOG") != "" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start child: %v", err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+// stopChild sends SIGTERM and waits; the child must exit 0.
+func stopChild(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("child exit: %v", err)
+		}
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("child did not stop on SIGTERM")
+	}
+}
+
+// maxRSSMiB is the child's peak RSS after it exited.
+func maxRSSMiB(cmd *exec.Cmd) float64 {
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return float64(ru.Maxrss) / 1024
+	}
+	return 0
+}
+
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

@@ -63,8 +63,8 @@ func TestMain(m *testing.M) {
 		}
 	}
 	fmt.Printf("log grep: %d log bytes, %d credentials checked, %d found in logs\n", len(logs), len(secrets), leaks)
-	if len(secrets) < 10 || len(logs) == 0 {
-		fmt.Println("log grep: FAIL: too little to check (tests did not run?)")
+	if len(fakes) > 0 && (len(secrets) < 10 || len(logs) == 0) {
+		fmt.Println("log grep: FAIL: fakes ran but too little to check")
 		code = 1
 	}
 	if leaks > 0 {

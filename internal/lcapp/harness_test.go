@@ -228,6 +228,12 @@ func (h *harness) get(c *http.Client, u string) (*http.Response, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	// No page, error or confirmation, ever shows a LiveChat credential.
+	for _, s := range h.fake.Issued() {
+		if len(s) >= 8 && strings.Contains(string(b), s) {
+			h.t.Errorf("GET %s: a token or secret appears in the response body", resp.Request.URL.Path)
+		}
+	}
 	return resp, string(b)
 }
 

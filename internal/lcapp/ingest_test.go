@@ -14,10 +14,14 @@ import (
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
+	"github.com/lcpipe/lcpipe/processor"
 )
 
-// The app is an ingest.SecretSource.
-var _ ingest.SecretSource = (*App)(nil)
+// The app is an ingest.SecretSource and its directory a processor.Directory.
+var (
+	_ ingest.SecretSource = (*App)(nil)
+	_ processor.Directory = (*Directory)(nil)
+)
 
 // TestIngestUsesInstallationSecret runs the real ingest server (real Kafka)
 // with the App as its Installations, Routes and OnAccepted: the settings

@@ -252,7 +252,7 @@ func New(cfg Config) (*Server, error) {
 	s.spool = sp
 	// Linger 0: a request waits for its own ack, so holding records back
 	// only adds latency; batches still form while a request is in flight.
-	cl, err := kafka.NewClient(cfg.Kafka, kgo.ProducerLinger(0))
+	cl, err := kafka.NewClient(cfg.Kafka, kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("ingest: %w", err)

@@ -687,3 +687,65 @@ func TestKill9DuringSpoolWrite(t *testing.T) {
 	}
 	t.Logf("topic: %d records for %d acked webhooks (%d duplicates or unacked-but-written)", len(recs), n, dups)
 }
+
+// TestGracefulShutdownFinishesInFlight cancels Serve while ten requests are
+// inside the handler (held by a slow installation lookup): all ten must get
+// their 200 and be in the topic, and the port must be closed afterwards.
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	kcfg := testenv.KafkaConfig(t)
+	cfg := testConfig(t, kcfg)
+	cfg.Secrets = nil
+	var inside sync.WaitGroup
+	inside.Add(10)
+	cfg.Installations = secretsFunc(func(context.Context, string) ([]string, error) {
+		inside.Done()
+		time.Sleep(500 * time.Millisecond)
+		return []string{testSecret}, nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	url := "http://" + ln.Addr().String()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, err := doRequest("GET", url+"/healthz", "", nil)
+		return err
+	})
+
+	body := fixtures(t)["thread_tagged.json"]
+	statuses := make(chan int, 10)
+	for range 10 {
+		go func() {
+			r, err := doRequest("POST", url+WebhookPath, "application/json", body)
+			if err != nil {
+				t.Errorf("in-flight request failed: %v", err)
+				statuses <- 0
+				return
+			}
+			statuses <- r.status
+		}()
+	}
+	inside.Wait()
+	cancel() // SIGTERM in the binary
+	for range 10 {
+		if s := <-statuses; s != 200 {
+			t.Fatalf("in-flight request answered %d during shutdown", s)
+		}
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		t.Fatal("still accepting connections after shutdown")
+	}
+	if recs := consume(t, kcfg, kcfg.RawTopic, 10, time.Second); len(recs) != 10 {
+		t.Fatalf("topic holds %d records, want 10", len(recs))
+	}
+}

@@ -1,0 +1,264 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lcpipe/lcpipe/internal/testenv"
+)
+
+// loadResult is one run of the load generator.
+type loadResult struct {
+	requests, errors int64
+	elapsed          time.Duration
+	lat              []time.Duration // sorted
+	peakRSSKB        int64
+	// CPU seconds used during the measured part by the server process,
+	// the Kafka broker (0 for the bare run) and the load generator.
+	cpuServer, cpuKafka, cpuLoad float64
+}
+
+// cpuSeconds is utime+stime of a process from /proc/<pid>/stat.
+func cpuSeconds(pid string) float64 {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100 // CLK_TCK
+}
+
+// kafkaPID is the shared broker's pid (scripts/services.sh writes it).
+func kafkaPID(b *testing.B) string {
+	p, err := os.ReadFile(filepath.Join(testenv.RepoRoot(b), ".run", "kafka.pid"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(p))
+}
+
+// perReq is CPU microseconds per measured request.
+func (r loadResult) perReq(cpu float64) float64 { return cpu * 1e6 / float64(r.requests) }
+
+func (r loadResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+func (r loadResult) pct(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.lat)-1) * p)
+	return r.lat[i]
+}
+
+func (r loadResult) String() string {
+	return fmt.Sprintf("%.0f req/s, p50 %s, p99 %s, p99.9 %s, errors %d, peak RSS %.1f MB; CPU µs/req: server %.0f, kafka %.0f, load generator %.0f",
+		r.rps(), r.pct(0.50), r.pct(0.99), r.pct(0.999), r.errors, float64(r.peakRSSKB)/1024,
+		r.perReq(r.cpuServer), r.perReq(r.cpuKafka), r.perReq(r.cpuLoad))
+}
+
+// benchBodies are the shared fixtures, each in many variants with another
+// chat id so records spread over keys and partitions as real traffic does.
+func benchBodies(b *testing.B) (bodies [][]byte, meanSize int) {
+	fx := fixtures(b)
+	names := slices.Sorted(func(yield func(string) bool) {
+		for n := range fx {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	total := 0
+	for v := range 64 {
+		for _, n := range names {
+			body := bytes.ReplaceAll(fx[n], []byte("RW4T8ZQK2C"), []byte(fmt.Sprintf("BENCH%05d", v)))
+			bodies = append(bodies, body)
+			total += len(body)
+		}
+	}
+	return bodies, total / len(bodies)
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// load posts bodies round-robin from conc connections, each waiting for its
+// answer before the next request (closed loop, steady concurrency), for
+// warm-up plus d, and measures the part after warm-up.
+func load(b *testing.B, addr string, pid int, kafkaPid string, bodies [][]byte, conc int, warm, d time.Duration) loadResult {
+	b.Helper()
+	hc := &fasthttp.HostClient{Addr: addr, MaxConns: conc, ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second}
+	var next atomic.Int64
+	var measuring, stop atomic.Bool
+	var errs atomic.Int64
+	lats := make([][]time.Duration, conc)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + addr + WebhookPath)
+			req.Header.SetMethod("POST")
+			req.Header.SetContentType("application/json")
+			mine := make([]time.Duration, 0, 1<<16)
+			for !stop.Load() {
+				req.SetBodyRaw(bodies[int(next.Add(1))%len(bodies)])
+				t0 := time.Now()
+				err := hc.Do(req, resp)
+				lat := time.Since(t0)
+				if measuring.Load() {
+					if err != nil || resp.StatusCode() != 200 {
+						errs.Add(1)
+						continue
+					}
+					mine = append(mine, lat)
+				}
+			}
+			lats[w] = mine
+		}()
+	}
+	time.Sleep(warm)
+	spid := strconv.Itoa(pid)
+	cs0, ck0, cl0 := cpuSeconds(spid), cpuSeconds(kafkaPid), cpuSeconds("self")
+	measuring.Store(true)
+	start := time.Now()
+	var peak int64
+	// Sample RSS during the run: VmHWM of a child includes its start-up,
+	// which is the same for both, but sampling shows the steady state.
+	for time.Since(start) < d {
+		time.Sleep(200 * time.Millisecond)
+		if cur, _ := rssKB(pid); cur > peak {
+			peak = cur
+		}
+	}
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	cs1, ck1, cl1 := cpuSeconds(spid), cpuSeconds(kafkaPid), cpuSeconds("self")
+	stop.Store(true)
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	res := loadResult{requests: int64(len(all)), errors: errs.Load(), elapsed: elapsed, lat: all, peakRSSKB: peak,
+		cpuServer: cs1 - cs0, cpuKafka: ck1 - ck0, cpuLoad: cl1 - cl0}
+	if kafkaPid == "" {
+		res.cpuKafka = 0
+	}
+	return res
+}
+
+// BenchmarkIngestVsBareFiber is `make bench-ingest`: the same closed-loop
+// load (INGEST_BENCH_CONCURRENCY connections, default 16, for
+// INGEST_BENCH_SECONDS, default 10, after 2 s warm-up) against a bare Fiber
+// app that answers 200 (the ceiling on this machine) and against real
+// ingest producing to the real Kafka on loopback, both in child processes.
+// Reports throughput, latency percentiles, peak RSS and the ratio; checks
+// that the topic holds at least as many records as ingest acknowledged.
+func BenchmarkIngestVsBareFiber(b *testing.B) {
+	conc := envInt("INGEST_BENCH_CONCURRENCY", 16)
+	d := time.Duration(envInt("INGEST_BENCH_SECONDS", 10)) * time.Second
+	warm := 2 * time.Second
+	bodies, mean := benchBodies(b)
+	kcfg := testenv.KafkaConfig(b)
+
+	for range b.N {
+		bareAddr := freeAddr(b)
+		bare := startChild(b, "bare", bareAddr)
+		rb := load(b, bareAddr, bare.cmd.Process.Pid, "", bodies, conc, warm, d)
+		bare.stop(b)
+
+		ingAddr := freeAddr(b)
+		ing := startChild(b, "ingest", ingAddr, "CHILD_BROKERS="+strings.Join(kcfg.Brokers, ","),
+			"CHILD_RAW_TOPIC="+kcfg.RawTopic, "CHILD_DLQ_TOPIC="+kcfg.DLQTopic, "CHILD_SPOOL_DIR="+b.TempDir())
+		ri := load(b, ingAddr, ing.cmd.Process.Pid, kafkaPID(b), bodies, conc, warm, d)
+		st, err := healthStats("http://" + ingAddr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ing.stop(b)
+
+		b.Logf("bodies: %d variants of the %d fixtures, mean %d bytes; concurrency %d, %s measured after %s warm-up",
+			len(bodies), len(fixtures(b)), mean, conc, d, warm)
+		b.Logf("bare Fiber: %s", rb)
+		b.Logf("ingest:     %s", ri)
+		b.Logf("ingest/bare throughput: %.1f %%; ingest stats: accepted %d, spooled %d", 100*ri.rps()/rb.rps(), st.Counters.Accepted, st.Counters.Spooled)
+		if ri.errors > 0 || rb.errors > 0 {
+			b.Errorf("non-200 answers: ingest %d, bare %d", ri.errors, rb.errors)
+		}
+
+		// Every 200 is a record in the topic (warm-up requests included).
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ends, err := kadm.NewClient(testenv.KafkaClient(b, kcfg)).ListEndOffsets(ctx, kcfg.RawTopic)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var stored int64
+		ends.Each(func(o kadm.ListedOffset) { stored += o.Offset })
+		if stored < st.Counters.Accepted {
+			b.Errorf("topic holds %d records, ingest acknowledged %d", stored, st.Counters.Accepted)
+		}
+
+		b.ReportMetric(rb.rps(), "bare_req/s")
+		b.ReportMetric(ri.rps(), "ingest_req/s")
+		b.ReportMetric(100*ri.rps()/rb.rps(), "ingest/bare_%")
+		b.ReportMetric(float64(ri.pct(0.50).Microseconds())/1000, "ingest_p50_ms")
+		b.ReportMetric(float64(ri.pct(0.99).Microseconds())/1000, "ingest_p99_ms")
+		b.ReportMetric(float64(ri.pct(0.999).Microseconds())/1000, "ingest_p99.9_ms")
+		b.ReportMetric(float64(rb.pct(0.99).Microseconds())/1000, "bare_p99_ms")
+		b.ReportMetric(float64(ri.peakRSSKB)/1024, "ingest_rss_MB")
+		b.ReportMetric(ri.perReq(ri.cpuServer), "ingest_cpu_µs/req")
+		b.ReportMetric(ri.perReq(ri.cpuKafka), "kafka_cpu_µs/req")
+		b.ReportMetric(rb.perReq(rb.cpuServer), "bare_cpu_µs/req")
+	}
+}
+
+// BenchmarkHandlerPath measures the CPU work of one webhook before the
+// hand-off: envelope scan, secret check, blanking, record and headers.
+func BenchmarkHandlerPath(b *testing.B) {
+	body := fixtures(b)["incoming_event.json"]
+	s := &Server{cfg: DefaultConfig(), secrets: [][32]byte{hashSecret(testSecret)}}
+	s.cfg.fill()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		env, err := parseEnvelope(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		auth, err := s.authenticate(context.Background(), &env)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := request{receivedAt: time.Now(), requestID: "x-1", remoteAddr: "127.0.0.1:1", auth: auth, env: env, value: env.blankSecret(body)}
+		_ = s.buildRecord(&r)
+	}
+}

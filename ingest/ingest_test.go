@@ -167,7 +167,9 @@ func TestFixturesStoredExactly(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("%s: status %d %s", name, r.status, r.body)
 		}
-		var ok struct{ RequestID string `json:"request_id"` }
+		var ok struct {
+			RequestID string `json:"request_id"`
+		}
 		if err := json.Unmarshal(r.body, &ok); err != nil || ok.RequestID == "" || ok.RequestID != r.header.Get("X-Request-ID") {
 			t.Fatalf("%s: response %s", name, r.body)
 		}
@@ -270,7 +272,9 @@ func assertSpoolHasNoSecret(t testing.TB, dir string) int {
 
 type secretsFunc func(ctx context.Context, org string) ([]string, error)
 
-func (f secretsFunc) WebhookSecrets(ctx context.Context, org string) ([]string, error) { return f(ctx, org) }
+func (f secretsFunc) WebhookSecrets(ctx context.Context, org string) ([]string, error) {
+	return f(ctx, org)
+}
 
 func TestRejectsAndStoresNothing(t *testing.T) {
 	kcfg := testenv.KafkaConfig(t)

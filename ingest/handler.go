@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"mime"
 	"strconv"
@@ -13,7 +14,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/recover"
+	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -37,7 +38,7 @@ func (s *Server) newApp() *fiber.App {
 		IdleTimeout:           75 * time.Second,
 	})
 	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
-	app.Use(recover.New())
+	app.Use(fiberrecover.New())
 	app.Post(WebhookPath, s.webhook)
 	app.All(WebhookPath, func(c *fiber.Ctx) error {
 		s.counters.methodNotAllowed.Add(1)
@@ -107,9 +108,15 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		s.counters.unsupportedMedia.Add(1)
 		return s.fail(c, fiber.StatusUnsupportedMediaType, "content type must be application/json, got "+strconv.Quote(ct))
 	}
+	// The body is stored raw, so it must arrive raw: no decoding step that
+	// could change bytes (or inflate a small request into a huge one).
+	if ce := c.Get(fiber.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
+		s.counters.unsupportedMedia.Add(1)
+		return s.fail(c, fiber.StatusUnsupportedMediaType, "content encoding "+strconv.Quote(ce)+" is not supported; send the body uncompressed")
+	}
 	// fasthttp reuses the body buffer after the handler returns: parse the
 	// request's bytes here, keep only the copy made by blankSecret.
-	body := c.Body()
+	body := c.Request().Body()
 	env, err := parseEnvelope(body)
 	if err != nil {
 		s.counters.badRequest.Add(1)
@@ -170,13 +177,26 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	}
 	span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
 	s.counters.accepted.Add(1)
-	if s.cfg.OnAccepted != nil {
-		s.cfg.OnAccepted(env.OrganizationID, env.Action, receivedAt)
-	}
+	s.accepted(rid, env.OrganizationID, env.Action, receivedAt)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	out := make([]byte, 0, len(okPrefix)+len(rid)+2)
 	out = append(append(append(out, okPrefix...), rid...), '"', '}')
 	return c.Status(fiber.StatusOK).Send(out)
+}
+
+// accepted runs the OnAccepted hook. The webhook is durable by then, so a
+// panicking hook must not turn the answer into a 503 (LiveChat would send
+// it again): it is logged instead.
+func (s *Server) accepted(rid, org, action string, receivedAt time.Time) {
+	if s.cfg.OnAccepted == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("OnAccepted hook panicked", "request_id", rid, "panic", fmt.Sprint(p))
+		}
+	}()
+	s.cfg.OnAccepted(org, action, receivedAt)
 }
 
 var errUnauthorized = errors.New("unauthorized")

@@ -314,6 +314,7 @@ func TestRejectsAndStoresNothing(t *testing.T) {
 		{"not json content type", "POST", "text/plain", good, 415, "application/json"},
 		{"no content type", "POST", "", good, 415, "application/json"},
 		{"form content type", "POST", "application/x-www-form-urlencoded", good, 415, "application/json"},
+		{"gzip encoded", "POST", "application/json", good, 415, "content encoding"},
 		{"too large", "POST", "application/json", big, 413, "larger than"},
 		{"malformed json", "POST", "application/json", good[:len(good)/2], 400, "not valid JSON"},
 		{"not an object", "POST", "application/json", []byte(`["x"]`), 400, "object"},
@@ -326,7 +327,11 @@ func TestRejectsAndStoresNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := doRequest(tc.method, srv.url+WebhookPath, tc.ctype, tc.body)
+			var hdr []string
+			if tc.name == "gzip encoded" {
+				hdr = []string{"Content-Encoding", "gzip"}
+			}
+			r, err := doRequest(tc.method, srv.url+WebhookPath, tc.ctype, tc.body, hdr...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -370,7 +375,7 @@ func TestRejectsAndStoresNothing(t *testing.T) {
 		t.Fatalf("auth headers %v", auths)
 	}
 	st := srv.Stats().Counters
-	if st.Unauthorized != 4 || st.TooLarge != 1 || st.UnsupportedMedia != 3 || st.BadRequest != 5 || st.MethodNotAllowed != 3 || st.InstallationError != 1 {
+	if st.Unauthorized != 4 || st.TooLarge != 1 || st.UnsupportedMedia != 4 || st.BadRequest != 5 || st.MethodNotAllowed != 3 || st.InstallationError != 1 {
 		t.Fatalf("counters %+v", st)
 	}
 

@@ -312,50 +312,95 @@ func (a *App) OnAccepted(organizationID, action string, receivedAt time.Time) {
 
 // WebhookSecrets returns the secrets a webhook of the organization may carry:
 // the registration secret when the organization has the app installed,
-// nothing otherwise. It answers from a cache reloaded from the store at most
-// every SecretCacheTTL; when a reload fails it serves the previous snapshot
-// (logged) and fails only when it never loaded one.
+// nothing otherwise. It answers from memory: a snapshot of the store that
+// is refreshed in the background once older than SecretCacheTTL (the request
+// that notices keeps the old one). Only when there is no snapshot (start,
+// or just after an install or uninstall in this process) does it read the
+// store itself, bounded by ctx; a failing store then returns an error (the
+// ingest answers 503, so LiveChat retries).
 func (a *App) WebhookSecrets(ctx context.Context, organizationID string) ([]string, error) {
-	orgs, secret, err := a.secrets.get(a.cfg.Now(), a.cfg.SecretCacheTTL, func() (map[string]bool, string, error) {
-		return a.store.snapshot(a.cfg.ClientID)
+	snap, err := a.secrets.get(ctx, a.cfg.Now(), a.cfg.SecretCacheTTL, func() (*secretSnapshot, error) {
+		orgs, secret, err := a.store.snapshot(a.cfg.ClientID)
+		return &secretSnapshot{orgs: orgs, secret: secret}, err
 	}, a.log)
 	if err != nil {
 		return nil, err
 	}
-	if !orgs[organizationID] || secret == "" {
+	if !snap.orgs[organizationID] || snap.secret == "" {
 		return nil, nil
 	}
-	return []string{secret}, nil
+	return []string{snap.secret}, nil
 }
 
-// secretCache is the in-memory snapshot behind WebhookSecrets.
-type secretCache struct {
-	mu     sync.Mutex
-	loaded time.Time
+type secretSnapshot struct {
 	orgs   map[string]bool
 	secret string
 }
 
-func (c *secretCache) get(now time.Time, ttl time.Duration, load func() (map[string]bool, string, error), log *slog.Logger) (map[string]bool, string, error) {
+// secretCache is the in-memory snapshot behind WebhookSecrets.
+type secretCache struct {
+	mu        sync.Mutex
+	snap      *secretSnapshot
+	loaded    time.Time
+	reloading bool
+	gen       uint64 // bumped by invalidate: a reload started earlier must not win
+}
+
+func (c *secretCache) get(ctx context.Context, now time.Time, ttl time.Duration, load func() (*secretSnapshot, error), log *slog.Logger) (*secretSnapshot, error) {
+	c.mu.Lock()
+	if snap := c.snap; snap != nil {
+		if now.Sub(c.loaded) >= ttl && !c.reloading {
+			c.reloading = true
+			go c.reload(c.gen, now, load, log)
+		}
+		c.mu.Unlock()
+		return snap, nil
+	}
+	gen := c.gen
+	c.mu.Unlock()
+	type result struct {
+		snap *secretSnapshot
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := load()
+		ch <- result{s, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("lcapp: webhook secrets: %w", r.err)
+		}
+		c.mu.Lock()
+		if c.gen == gen {
+			c.snap, c.loaded = r.snap, now
+		}
+		c.mu.Unlock()
+		return r.snap, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("lcapp: webhook secrets: store not readable in time: %w", ctx.Err())
+	}
+}
+
+func (c *secretCache) reload(gen uint64, now time.Time, load func() (*secretSnapshot, error), log *slog.Logger) {
+	s, err := load()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.orgs == nil || now.Sub(c.loaded) >= ttl {
-		orgs, secret, err := load()
-		switch {
-		case err == nil:
-			c.orgs, c.secret, c.loaded = orgs, secret, now
-		case c.orgs == nil:
-			return nil, "", fmt.Errorf("lcapp: webhook secrets: %w", err)
-		default:
-			log.Warn("webhook secret cache reload failed; serving the previous snapshot", "err", err)
-			c.loaded = now
-		}
+	c.reloading = false
+	if err != nil {
+		log.Warn("webhook secret cache reload failed; serving the previous snapshot", "err", err)
+		c.loaded = now // retry after another TTL, not on every request
+		return
 	}
-	return c.orgs, c.secret, nil
+	if c.gen == gen {
+		c.snap, c.loaded = s, now
+	}
 }
 
 func (c *secretCache) invalidate() {
 	c.mu.Lock()
-	c.orgs = nil
+	c.snap = nil
+	c.gen++
 	c.mu.Unlock()
 }

@@ -62,6 +62,8 @@ type Panel struct {
 	Unit        Unit
 	// Long marks a TimeSeries whose rows are (t, series, value).
 	Long bool
+	// Hidden columns are returned (tests and tooltips use them) but not drawn.
+	Hidden []string
 	// Width in a 24-column grid (default 8) and Height in grid rows (default 8).
 	Width, Height int
 	SQL           string
@@ -152,6 +154,20 @@ func Bucket(fromMS, toMS int64) int64 {
 		return 60
 	}
 	return s / 60 * 60
+}
+
+// withDefaults fills the layout defaults.
+func (p Panel) withDefaults() Panel {
+	if p.Width == 0 {
+		p.Width = 8
+	}
+	if p.Height == 0 {
+		p.Height = 8
+	}
+	if p.Unit == "" {
+		p.Unit = UnitNone
+	}
+	return p
 }
 
 func (p Panel) String() string { return fmt.Sprintf("%s (%s)", p.ID, p.Title) }

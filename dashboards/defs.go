@@ -74,7 +74,7 @@ WHERE {thread_filter}`},
 FROM (SELECT rt AS x FROM {db}.threads ARRAY JOIN response_times_s AS rt WHERE {thread_filter})
 GROUP BY bucket
 ORDER BY min(x)`},
-			{ID: "chat_duration", Title: "Chat duration", Viz: TimeSeries, Unit: UnitSeconds, Width: 16, Height: 8,
+			{ID: "chat_duration", Title: "Chat duration", Viz: TimeSeries, Unit: UnitSeconds, Width: 16, Height: 8, Hidden: []string{"closed_chats"},
 				Description: "Mean duration (start to close) of closed chats per bucket.",
 				SQL: `SELECT ` + timeBucket + ` AS t, avg(duration_s) AS avg_duration_s, count() AS closed_chats
 FROM {db}.threads

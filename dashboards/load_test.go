@@ -70,6 +70,16 @@ func insertRows(ctx context.Context, conn driver.Conn, db string, rows []process
 	if err != nil {
 		return err
 	}
+	for i, c := range columnsOf(rows) {
+		if err := b.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return b.Send()
+}
+
+// columnsOf returns one typed slice per loadColumns column.
+func columnsOf(rows []processor.Row) []any {
 	n := len(rows)
 	strs := func(f func(*processor.Row) string) []string {
 		out := make([]string, n)
@@ -158,10 +168,5 @@ func insertRows(ctx context.Context, conn driver.Conn, db string, rows []process
 		strs(func(r *processor.Row) string { return r.RequestID }),
 		strs(func(r *processor.Row) string { return r.BodySHA256 }),
 	}
-	for i, c := range cols {
-		if err := b.Column(i).Append(c); err != nil {
-			return fmt.Errorf("column %d: %w", i, err)
-		}
-	}
-	return b.Send()
+	return cols
 }

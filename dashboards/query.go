@@ -27,7 +27,12 @@ type Result struct {
 // Run executes the panel's SQL filled with p and returns its rows. The
 // connection should be the read-only analyst user's: Run only reads.
 func Run(ctx context.Context, conn driver.Conn, panel Panel, p Params) (*Result, error) {
-	sql := panel.Render(p)
+	return RunSQL(ctx, conn, panel.ID, panel.Render(p))
+}
+
+// RunSQL runs complete SQL (name labels errors) and returns its rows.
+func RunSQL(ctx context.Context, conn driver.Conn, name, sql string) (*Result, error) {
+	panel := Panel{ID: name}
 	start := time.Now()
 	rows, err := conn.Query(ctx, sql)
 	if err != nil {
@@ -65,7 +70,7 @@ func Run(ctx context.Context, conn driver.Conn, panel Panel, p Params) (*Result,
 func jsonValue(v any) any {
 	switch x := v.(type) {
 	case time.Time:
-		return x.UnixMilli()
+		return float64(x.UnixMilli())
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return nil

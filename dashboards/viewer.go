@@ -1,0 +1,265 @@
+package dashboards
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/lcpipe/lcpipe/internal/chconn"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// ViewerConfig configures the built-in viewer.
+type ViewerConfig struct {
+	// Addr is the listen address. Default 127.0.0.1:3000 (not the public
+	// webhook listener: dashboards are for people inside).
+	Addr string
+	// Database holds the analytics tables. Default livechat.
+	Database string
+	// Refresh is the page's default auto-refresh period. Default 30s.
+	Refresh time.Duration
+	// QueryTimeout cancels a panel query. Default 20s.
+	QueryTimeout time.Duration
+}
+
+// DefaultViewerConfig returns the defaults documented on ViewerConfig.
+func DefaultViewerConfig() ViewerConfig {
+	return ViewerConfig{Addr: "127.0.0.1:3000", Database: "livechat", Refresh: 30 * time.Second, QueryTimeout: 20 * time.Second}
+}
+
+// Validate reports every problem at once.
+func (c ViewerConfig) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("dashboards: empty listen address (DASHBOARDS_ADDR)"))
+	}
+	if !chconn.ValidIdent(c.Database) {
+		errs = append(errs, fmt.Errorf("dashboards: bad database name %q", c.Database))
+	}
+	if c.Refresh < time.Second {
+		errs = append(errs, fmt.Errorf("dashboards: refresh %s must be >= 1s", c.Refresh))
+	}
+	if c.QueryTimeout <= 0 {
+		errs = append(errs, errors.New("dashboards: query timeout must be > 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// Viewer serves the dashboards as a web page (assets embedded, nothing from
+// the internet) and a small JSON API that runs the panels' SQL. Give it a
+// connection of the read-only analyst user: the API only ever reads.
+type Viewer struct {
+	cfg  ViewerConfig
+	conn driver.Conn
+	log  *slog.Logger
+}
+
+// NewViewer checks the configuration.
+func NewViewer(cfg ViewerConfig, conn driver.Conn, log *slog.Logger) (*Viewer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return nil, errors.New("dashboards: no ClickHouse connection")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Viewer{cfg: cfg, conn: conn, log: log}, nil
+}
+
+// Handler returns the routes:
+//
+//	GET /                 the page (web/index.html)
+//	GET /assets/...       its script and style
+//	GET /api/dashboards   every dashboard and its panels
+//	GET /api/query        ?dashboard=&panel=&from=&to=&org=&group=&agent= → rows
+//	GET /api/filters      ?from=&to= → organizations, groups, agents to filter by
+//	GET /healthz          200 "ok"
+func (v *Viewer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	assets, _ := fs.Sub(webFS, "web")
+	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := webFS.ReadFile("web/index.html")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /api/dashboards", v.dashboards)
+	mux.HandleFunc("GET /api/query", v.query)
+	mux.HandleFunc("GET /api/filters", v.filters)
+	return withRequestID(mux)
+}
+
+type ctxKey struct{}
+
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
+		w.Header().Set("X-Request-Id", id)
+		// A page that never loads anything from elsewhere says so.
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (v *Viewer) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	id, _ := r.Context().Value(ctxKey{}).(string)
+	if status >= 500 {
+		v.log.Warn("dashboard query failed", "request_id", id, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, map[string]string{"error": err.Error(), "request_id": id})
+}
+
+type panelJSON struct {
+	ID          string   `json:"id"`
+	Title       string   `json:"title"`
+	Description string   `json:"description"`
+	Viz         Viz      `json:"viz"`
+	Unit        Unit     `json:"unit"`
+	Long        bool     `json:"long,omitempty"`
+	Hidden      []string `json:"hidden,omitempty"`
+	Width       int      `json:"width"`
+	Height      int      `json:"height"`
+	SQL         string   `json:"sql"`
+}
+
+func (v *Viewer) dashboards(w http.ResponseWriter, r *http.Request) {
+	type dash struct {
+		UID         string      `json:"uid"`
+		Title       string      `json:"title"`
+		Description string      `json:"description"`
+		Panels      []panelJSON `json:"panels"`
+	}
+	out := struct {
+		RefreshSeconds int    `json:"refresh_seconds"`
+		Database       string `json:"database"`
+		Dashboards     []dash `json:"dashboards"`
+	}{RefreshSeconds: int(v.cfg.Refresh / time.Second), Database: v.cfg.Database}
+	for _, d := range All() {
+		dj := dash{UID: d.UID, Title: d.Title, Description: d.Description}
+		for _, p := range d.Panels {
+			p = p.withDefaults()
+			dj.Panels = append(dj.Panels, panelJSON{ID: p.ID, Title: p.Title, Description: p.Description, Viz: p.Viz, Unit: p.Unit,
+				Long: p.Long, Hidden: p.Hidden, Width: p.Width, Height: p.Height, SQL: p.SQL})
+		}
+		out.Dashboards = append(out.Dashboards, dj)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// maxRange bounds a request's time range.
+const maxRange = 400 * 24 * time.Hour
+
+// params reads and checks the filter parameters of a request.
+func (v *Viewer) params(r *http.Request) (Params, error) {
+	q := r.URL.Query()
+	from, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
+	to, err2 := strconv.ParseInt(q.Get("to"), 10, 64)
+	if err1 != nil || err2 != nil || from < 0 || to <= from {
+		return Params{}, errors.New("from and to must be epoch milliseconds with from < to")
+	}
+	if time.Duration(to-from)*time.Millisecond > maxRange {
+		return Params{}, fmt.Errorf("time range longer than %s", maxRange)
+	}
+	p := Params{DB: v.cfg.Database, FromMS: from, ToMS: to, BucketS: Bucket(from, to), Group: -1,
+		Org: q.Get("org"), Agent: q.Get("agent")}
+	if len(p.Org) > 200 || len(p.Agent) > 320 {
+		return Params{}, errors.New("org or agent too long")
+	}
+	if g := q.Get("group"); g != "" {
+		n, err := strconv.ParseInt(g, 10, 64)
+		if err != nil || n < -1 || n > 1<<32-1 {
+			return Params{}, errors.New("group must be a group id (or -1 for all)")
+		}
+		p.Group = n
+	}
+	return p, nil
+}
+
+// queryCtx bounds a query without a context deadline: clickhouse-go turns
+// a deadline into a max_execution_time setting, which a readonly=1 user may
+// not send. Cancelling the context still stops the query.
+func (v *Viewer) queryCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	t := time.AfterFunc(v.cfg.QueryTimeout, cancel)
+	return ctx, func() { t.Stop(); cancel() }
+}
+
+func (v *Viewer) query(w http.ResponseWriter, r *http.Request) {
+	d, ok := Find(r.URL.Query().Get("dashboard"))
+	if !ok {
+		v.fail(w, r, http.StatusNotFound, errors.New("unknown dashboard"))
+		return
+	}
+	p, ok := d.Panel(r.URL.Query().Get("panel"))
+	if !ok {
+		v.fail(w, r, http.StatusNotFound, errors.New("unknown panel"))
+		return
+	}
+	params, err := v.params(r)
+	if err != nil {
+		v.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := v.queryCtx(r.Context())
+	defer cancel()
+	res, err := Run(ctx, v.conn, p, params)
+	if err != nil {
+		v.fail(w, r, http.StatusBadGateway, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (v *Viewer) filters(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := v.queryCtx(r.Context())
+	defer cancel()
+	db := v.cfg.Database
+	out := struct {
+		Orgs   []string `json:"orgs"`
+		Groups []uint32 `json:"groups"`
+		Agents []string `json:"agents"`
+	}{Orgs: []string{}, Groups: []uint32{}, Agents: []string{}}
+	org := r.URL.Query().Get("org")
+	if len(org) > 200 {
+		v.fail(w, r, http.StatusBadRequest, errors.New("org too long"))
+		return
+	}
+	orgCond := "(" + quote(org) + " = '' OR organization_id = " + quote(org) + ")"
+	row := v.conn.QueryRow(ctx, "SELECT arraySort(groupUniqArray(organization_id)) FROM "+db+".thread_state")
+	if err := row.Scan(&out.Orgs); err != nil {
+		v.fail(w, r, http.StatusBadGateway, err)
+		return
+	}
+	row = v.conn.QueryRow(ctx, "SELECT arraySort(groupUniqArrayArrayMerge(group_ids)), arraySort(groupUniqArrayArrayMerge(agent_ids)) FROM "+db+".thread_state WHERE "+orgCond)
+	if err := row.Scan(&out.Groups, &out.Agents); err != nil {
+		v.fail(w, r, http.StatusBadGateway, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}

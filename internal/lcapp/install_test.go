@@ -195,6 +195,22 @@ func TestCallbackRefusals(t *testing.T) {
 		}
 		assertNothingStored(t, h)
 	})
+	t.Run("injected code requested without PKCE (downgrade)", func(t *testing.T) {
+		h := newHarness(t)
+		cb, _ := url.Parse(h.callbackURL(h.browser))
+		// The attacker authorizes without code_challenge and injects that code.
+		q := url.Values{"response_type": {"code"}, "client_id": {testClientID}, "redirect_uri": {h.base + CallbackPath}}
+		resp, _ := h.get(noFollow(newBrowser(t)), h.fake.Accounts.URL+"/?"+q.Encode())
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		cq := cb.Query()
+		cq.Set("code", loc.Query().Get("code"))
+		cb.RawQuery = cq.Encode()
+		resp, body := h.get(h.browser, cb.String())
+		if resp.StatusCode != 400 || !strings.Contains(body, "requested without code_challenge") {
+			t.Fatalf("downgraded code: %d %s", resp.StatusCode, body)
+		}
+		assertNothingStored(t, h)
+	})
 	t.Run("missing verifier", func(t *testing.T) {
 		h := newHarness(t)
 		cb, _ := url.Parse(h.callbackURL(h.browser))

@@ -15,6 +15,9 @@
 //   - token endpoint statuses: invalid_request/unsupported_grant_type 422,
 //     invalid_client/unauthorized_client 401, invalid_grant 403 (the docs
 //     list 401/403/422/429/500 with JSON error/error_description);
+//   - a code_verifier sent for a code requested without code_challenge is
+//     refused (invalid_grant), OAuth 2.1's downgrade protection; the LiveChat
+//     docs only say the verifier is required when a challenge was sent;
 //   - Configuration API statuses per error type are undocumented: validation
 //     400, authentication 401, authorization 403, not_found 404,
 //     already_exists 409, limit_reached 422.
@@ -540,6 +543,12 @@ func (f *Fake) token(w http.ResponseWriter, r *http.Request) {
 				tokenError(w, http.StatusForbidden, "invalid_grant", "code_verifier does not match code_challenge")
 				return
 			}
+		} else if p.Get("code_verifier") != "" {
+			// OAuth 2.1 downgrade protection: a verifier for a code that was
+			// requested without a challenge means the code was injected.
+			c.used = true
+			tokenError(w, http.StatusForbidden, "invalid_grant", "code_verifier sent for a code requested without code_challenge")
+			return
 		}
 		c.used = true
 		f.tokenResponse(w, f.mint(c.user, false))

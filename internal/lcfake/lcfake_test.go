@@ -158,12 +158,19 @@ func TestTokenExchange(t *testing.T) {
 		{"other redirect", func(v url.Values) { v.Set("redirect_uri", redirect+"/other") }, 403, "invalid_grant", false, 0},
 		{"replayed", func(url.Values) {}, 403, "invalid_grant", true, 0},
 		{"expired code", func(url.Values) {}, 403, "invalid_grant", false, 6 * time.Minute},
+		{"verifier without challenge", func(v url.Values) {}, 403, "invalid_grant", false, -1},
 		{"bad grant type", func(v url.Values) { v.Set("grant_type", "password") }, 422, "unsupported_grant_type", false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
-			code := authorize(t, f, authQuery()).Query().Get("code")
+			q := authQuery()
+			if tt.afterClock < 0 {
+				q.Del("code_challenge")
+				q.Del("code_challenge_method")
+				tt.afterClock = 0
+			}
+			code := authorize(t, f, q).Query().Get("code")
 			if tt.replay {
 				if r := postToken(t, f, exchangeForm(code)); r.status != 200 {
 					t.Fatalf("first use: %+v", r)

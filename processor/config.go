@@ -33,8 +33,9 @@ type Config struct {
 	// before fetching pauses (PauseFetchTopics). Default 2. Memory is
 	// bounded by about (MaxPendingBatches+1) × BatchBytes plus fetch buffers.
 	MaxPendingBatches int
-	// FetchMaxBytes bounds one fetch response (and so the fetch buffer).
-	// Default 8 MiB.
+	// FetchMaxBytes bounds one fetch response (and so the fetch buffer;
+	// decompressed JSON is several times larger). Default 4 MiB; a
+	// partition gets at most a quarter of it per fetch.
 	FetchMaxBytes int32
 	// IDCacheSize, WindowCacheSize and UserCacheSize bound the in-memory
 	// caches (two generations of this many entries each). Defaults 1 000 000
@@ -67,7 +68,7 @@ func DefaultConfig() Config {
 		BatchLinger:       time.Second,
 		DedupWindow:       10 * time.Minute,
 		MaxPendingBatches: 2,
-		FetchMaxBytes:     8 << 20,
+		FetchMaxBytes:     4 << 20,
 		IDCacheSize:       1_000_000,
 		WindowCacheSize:   200_000,
 		UserCacheSize:     100_000,

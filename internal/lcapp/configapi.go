@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // APIError is an error body of the Configuration API
@@ -35,7 +38,8 @@ func IsAPIError(err error, typ string) bool {
 // call POSTs one Configuration API method with the organization's token.
 // An "authentication" error (expired or revoked token) refreshes the token
 // once and retries; misdirected_request retries once in the region named by
-// the error and remembers it. out may be nil.
+// the error and remembers it; transient failures (retryable) are retried up
+// to 3 times with jittered exponential back-off. out may be nil.
 func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 	if in == nil {
 		in = struct{}{}
@@ -44,8 +48,8 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 	if err != nil {
 		return fmt.Errorf("lcapp: %s: encode request: %w", method, err)
 	}
-	stale, region := "", ""
-	for attempt := 0; attempt < 3; attempt++ {
+	stale, region, moved, transient := "", "", false, 0
+	for {
 		rec, err := a.tokens.token(ctx, org, stale)
 		if err != nil {
 			return fmt.Errorf("lcapp: %s for organization %s: %w", method, org, err)
@@ -55,20 +59,53 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 		}
 		err = a.post(ctx, method, Secret(rec.AccessToken), region, body, out)
 		var ae *APIError
-		if errors.As(err, &ae) && attempt < 2 {
-			switch {
-			case ae.Type == "authentication" && stale == "":
-				stale = rec.AccessToken
-				continue
-			case ae.Type == "misdirected_request" && ae.Region != "" && ae.Region != region:
-				region = ae.Region
-				_ = a.store.modifyInstallation(org, func(r *installationRecord) { r.Region = region })
-				continue
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &ae) && ae.Type == "authentication" && stale == "":
+			stale = rec.AccessToken
+			continue
+		case errors.As(err, &ae) && ae.Type == "misdirected_request" && ae.Region != "" && ae.Region != region && !moved:
+			region, moved = ae.Region, true
+			_ = a.store.modifyInstallation(org, func(r *installationRecord) { r.Region = region })
+			continue
+		case retryable(err) && transient < maxTransientRetries:
+			transient++
+			if werr := backoff(ctx, transient); werr != nil {
+				return fmt.Errorf("%w (gave up waiting to retry: %w)", err, werr)
 			}
+			continue
 		}
 		return err
 	}
-	return nil
+}
+
+const maxTransientRetries = 3
+
+// retryable decides, in one place, which failures are worth repeating:
+// rate limiting, LiveChat's internal errors and 5xx, and network errors.
+// Everything else (validation, authorization, not_found, ...) is permanent.
+func retryable(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Type == "too_many_requests" || ae.Type == "internal" || ae.Status >= 500
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// backoff waits 200 ms·2^(n-1) ± 50 %, or until ctx ends.
+func backoff(ctx context.Context, n int) error {
+	d := 200 * time.Millisecond << (n - 1)
+	d = d/2 + time.Duration(rand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (a *App) post(ctx context.Context, method string, token Secret, region string, body []byte, out any) error {

@@ -443,6 +443,26 @@ func TestSecondOrganizationSharesRegistrations(t *testing.T) {
 	}
 }
 
+// Rate limiting and LiveChat's internal errors are retried (bounded);
+// permanent errors are not.
+func TestTransientAPIErrorsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.fake.FailNext("register_webhook", 2, "too_many_requests")
+	h.fake.FailNext("list_webhooks", 1, "internal")
+	_, body := h.signIn(h.browser)
+	if !strings.Contains(body, fmt.Sprintf("Registered actions (%d)", len(DefaultActions))) || strings.Contains(body, "failed") {
+		t.Fatalf("install with transient errors:\n%s", body)
+	}
+	h.fake.FailNext("list_webhooks", 5, "internal")
+	_, _, err := h.app.Webhooks(ctxT(t), testOrg)
+	if !IsAPIError(err, "internal") {
+		t.Fatalf("persistent internal errors: %v", err)
+	}
+	if n := h.fake.Calls("list_webhooks"); n != 2+4 {
+		t.Fatalf("list_webhooks calls = %d, want 2 + 1 attempt + 3 retries", n)
+	}
+}
+
 func TestMissingScope(t *testing.T) {
 	h := newHarness(t, func(f *lcfake.Config, _ *Config) {
 		f.Scopes = []string{"webhooks.state:rw", "agents--all:ro", "groups--all:ro"}

@@ -20,7 +20,7 @@
 //     docs only say the verifier is required when a challenge was sent;
 //   - Configuration API statuses per error type are undocumented: validation
 //     400, authentication 401, authorization 403, not_found 404,
-//     already_exists 409, limit_reached 422.
+//     already_exists 409, limit_reached 422, too_many_requests 429, internal 500.
 //
 // There is no login screen: the test says which user is signed in at the
 // accounts service (SignIn) and the authorize endpoint answers as if that
@@ -149,7 +149,18 @@ type Fake struct {
 	calls        map[string]int
 	redirectLog  map[string][]time.Time // account -> authorize redirects
 	installedOrg map[string]bool
-	gone         []string // secrets of unregistered webhooks, for Issued
+	gone         []string            // secrets of unregistered webhooks, for Issued
+	failures     map[string][]string // method -> error types to answer next
+}
+
+// FailNext makes the next n calls of a Configuration API method answer the
+// error type typ (e.g. too_many_requests, internal) before anything else.
+func (f *Fake) FailNext(method string, n int, typ string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := 0; i < n; i++ {
+		f.failures[method] = append(f.failures[method], typ)
+	}
 }
 
 // New starts the fake accounts service and Configuration API.
@@ -169,7 +180,7 @@ func New(cfg Config) *Fake {
 	f := &Fake{
 		cfg: cfg, users: map[string]User{}, codes: map[string]*code{}, access: map[string]*token{},
 		refresh: map[string]*token{}, disabled: map[string]bool{}, agents: map[string][]Agent{},
-		groups: map[string][]Group{}, calls: map[string]int{}, installedOrg: map[string]bool{}, redirectLog: map[string][]time.Time{},
+		groups: map[string][]Group{}, calls: map[string]int{}, failures: map[string][]string{}, installedOrg: map[string]bool{}, redirectLog: map[string][]time.Time{},
 	}
 	acc := http.NewServeMux()
 	acc.HandleFunc("GET /{$}", f.authorize)
@@ -625,7 +636,7 @@ func (f *Fake) info(w http.ResponseWriter, r *http.Request) {
 
 var errStatus = map[string]int{
 	"validation": 400, "authentication": 401, "authorization": 403, "not_found": 404,
-	"already_exists": 409, "limit_reached": 422,
+	"already_exists": 409, "limit_reached": 422, "too_many_requests": 429, "internal": 500,
 }
 
 func apiError(w http.ResponseWriter, typ, msg string) {
@@ -690,6 +701,11 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[method]++
+	if q := f.failures[method]; len(q) > 0 {
+		f.failures[method] = q[1:]
+		apiError(w, q[0], "injected "+q[0])
+		return
+	}
 	if method == "list_webhook_names" {
 		okJSON(w, webhookNames())
 		return

@@ -2,13 +2,61 @@ package main
 
 import (
 	"context"
-	"errors"
+
+	"github.com/lcpipe/lcpipe/internal/chconn"
+	"github.com/lcpipe/lcpipe/processor"
+	"github.com/lcpipe/lcpipe/schema"
 )
 
-// runProcessor is replaced by the processor issue's implementation.
+// runProcessor consumes the raw topic and writes each unique event once
+// into ClickHouse (see package processor). It applies the schema
+// migrations first, so a processor never writes to an older schema.
 func runProcessor(ctx context.Context, inv *invocation) error {
+	kcfg := inv.Kafka()
+	chcfg := inv.ClickHouse()
+	d := processor.DefaultConfig()
+	cfg := d
+	cfg.Group = inv.String("KAFKA_GROUP", d.Group, "consumer group of the processors; a new group starts at the earliest offset")
+	cfg.BatchRows = inv.Int("BATCH_ROWS", d.BatchRows, "rows per ClickHouse insert: a batch is flushed when it has this many")
+	cfg.BatchBytes = inv.Bytes("BATCH_BYTES", d.BatchBytes, "approximate bytes per insert: a batch is flushed when it is this large")
+	cfg.BatchLinger = inv.Duration("BATCH_LINGER", d.BatchLinger, "longest a batch waits before it is flushed (Go duration)")
+	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "identical state changes (tags, properties, status...) closer than this are one event")
+	cfg.SessionTimeout = inv.Duration("KAFKA_SESSION_TIMEOUT", d.SessionTimeout, "consumer group session: how long a crashed processor keeps its partitions")
 	if err := inv.parse(); err != nil {
 		return err
 	}
-	return errors.New("processor is being built (issue 4)")
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	conn, err := chconn.Open(ctx, chcfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := schema.Migrate(ctx, conn, schema.Options{Database: chcfg.Database, Cluster: chcfg.Cluster}, inv.log); err != nil {
+		return err
+	}
+	dir, err := directory(ctx, inv)
+	if err != nil {
+		return err
+	}
+	p, err := processor.New(processor.Options{
+		Config:     cfg,
+		Kafka:      kcfg,
+		ClickHouse: conn,
+		Database:   chcfg.Database,
+		Directory:  dir,
+		Log:        inv.log,
+	})
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
+// directory returns the agent/group name directory for enrichment. The
+// OAuth component (Configuration API) plugs its implementation in here;
+// until then names stay empty (nil Directory).
+func directory(context.Context, *invocation) (processor.Directory, error) {
+	return nil, nil
 }

@@ -56,6 +56,9 @@ func childIngest() int {
 	if d, err := time.ParseDuration(os.Getenv("CHILD_KAFKA_TIMEOUT")); err == nil {
 		cfg.KafkaTimeout = d
 	}
+	if d, err := time.ParseDuration(os.Getenv("CHILD_LINGER")); err == nil {
+		cfg.Linger = d
+	}
 	cfg.Version = "test-child"
 	cfg.Log = log
 	s, err := New(cfg)

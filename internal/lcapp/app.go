@@ -228,8 +228,14 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 func (a *App) WebhookURL() string { return a.cfg.PublicBaseURL + WebhookPath }
 
 // Directory returns the agent/group name directory (it implements the
-// processor's Directory interface).
-func (a *App) Directory() *Directory { return a.dir }
+// processor's Directory interface). On a nil App it returns a nil
+// *Directory, which answers "" for every id.
+func (a *App) Directory() *Directory {
+	if a == nil {
+		return nil
+	}
+	return a.dir
+}
 
 func (a *App) ctx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, a.http)

@@ -20,8 +20,12 @@ func newDirectory() *Directory {
 	return &Directory{agents: map[string]map[string]string{}, groups: map[string]map[uint32]string{}, wanted: map[string]bool{}}
 }
 
-// AgentName returns the agent's name, or "" when unknown.
+// AgentName returns the agent's name, or "" when unknown. A nil Directory
+// (OAuth not configured) knows no names.
 func (d *Directory) AgentName(organizationID, agentID string) string {
+	if d == nil {
+		return ""
+	}
 	d.mu.RLock()
 	m, ok := d.agents[organizationID]
 	name := m[agentID]
@@ -32,8 +36,11 @@ func (d *Directory) AgentName(organizationID, agentID string) string {
 	return name
 }
 
-// GroupName returns the group's name, or "" when unknown.
+// GroupName returns the group's name, or "" when unknown (nil-safe too).
 func (d *Directory) GroupName(organizationID string, groupID uint32) string {
+	if d == nil {
+		return ""
+	}
 	d.mu.RLock()
 	m, ok := d.groups[organizationID]
 	name := m[groupID]
@@ -46,6 +53,9 @@ func (d *Directory) GroupName(organizationID string, groupID uint32) string {
 
 // want schedules a refresh of the organization at the next poll.
 func (d *Directory) want(org string) {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	d.wanted[org] = true
 	d.mu.Unlock()

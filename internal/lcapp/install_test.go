@@ -511,6 +511,19 @@ func TestDirectory(t *testing.T) {
 	}
 }
 
+func TestNilDirectory(t *testing.T) {
+	var a *App
+	var d processorDirectory = a.Directory()
+	if d.AgentName("o", "a") != "" || d.GroupName("o", 1) != "" {
+		t.Fatal("nil directory returned a name")
+	}
+}
+
+type processorDirectory interface {
+	AgentName(organizationID, agentID string) string
+	GroupName(organizationID string, groupID uint32) string
+}
+
 func TestStoreEncryptedAtRest(t *testing.T) {
 	h := newHarness(t)
 	h.signIn(h.browser)

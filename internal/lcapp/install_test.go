@@ -50,6 +50,12 @@ func TestInstallEndToEnd(t *testing.T) {
 		t.Errorf("confirmation lists missing actions:\n%s", body)
 	}
 
+	// The session id changed at sign-in (no fixation): the pre-sign-in id
+	// does not open the confirmation.
+	if n := len(h.app.sessions.m); n != 1 {
+		t.Errorf("%d sessions after sign-in, want 1 (the rotated one)", n)
+	}
+
 	secrets, err := h.app.WebhookSecrets(ctx, testOrg)
 	if err != nil || len(secrets) != 1 || len(secrets[0]) < 40 {
 		t.Fatalf("WebhookSecrets = %d secrets, %v", len(secrets), err)
@@ -252,6 +258,24 @@ func TestCallbackRefusals(t *testing.T) {
 		}
 		if n := h.fake.Calls("token:authorization_code"); n != 2 {
 			t.Errorf("token exchanges = %d, want 2 (first use + refused replay)", n)
+		}
+	})
+	t.Run("pre-sign-in session id is useless afterwards (fixation)", func(t *testing.T) {
+		h := newHarness(t)
+		cb := h.callbackURL(h.browser)
+		u, _ := url.Parse(h.base + SettingsPath)
+		before := h.browser.Jar.Cookies(u)
+		if resp, body := h.get(h.browser, cb); resp.StatusCode != 200 || !strings.Contains(body, `id="confirmation"`) {
+			t.Fatalf("sign-in: %d", resp.StatusCode)
+		}
+		after := h.browser.Jar.Cookies(u)
+		if len(before) != 1 || len(after) != 1 || before[0].Value == after[0].Value {
+			t.Fatalf("session cookie not rotated: %d → %d", len(before), len(after))
+		}
+		planted := newBrowser(t)
+		planted.Jar.SetCookies(u, before)
+		if _, body := h.get(planted, h.base+SettingsPath); strings.Contains(body, `id="confirmation"`) {
+			t.Fatal("the pre-sign-in session id opens the confirmation")
 		}
 	})
 	t.Run("JSON error body for API clients", func(t *testing.T) {

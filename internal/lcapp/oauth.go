@@ -97,6 +97,22 @@ func (s *sessions) create(c *fiber.Ctx, secure bool) *session {
 	return ss
 }
 
+// rotate gives the request's session a new id (and cookie) and forgets the
+// old one: done when a browser becomes signed in, so an id planted or seen
+// before sign-in is worth nothing afterwards.
+func (s *sessions) rotate(c *fiber.Ctx, secure bool, old *session) *session {
+	ns := s.create(c, secure)
+	s.mu.Lock()
+	for id, v := range s.m {
+		if v == old {
+			delete(s.m, id)
+		}
+	}
+	ns.flash = old.flash
+	s.mu.Unlock()
+	return ns
+}
+
 func (s *sessions) update(fn func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -152,6 +168,7 @@ func (a *App) callback(c *fiber.Ctx) error {
 	_ = a.store.modifyInstallation(org, func(r *installationRecord) { r.LastError = msg })
 	a.refreshDirectory(c.UserContext(), org)
 	if ss != nil {
+		ss = a.sessions.rotate(c, a.secureCookies(), ss)
 		a.sessions.update(func() { ss.org, ss.flash = org, msg })
 	}
 	return c.Redirect(a.basePath()+SettingsPath, http.StatusSeeOther)

@@ -1,0 +1,107 @@
+package ingest
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lcpipe/lcpipe/ingest/spool"
+	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/wire"
+)
+
+func TestSpoolEntryRoundTrip(t *testing.T) {
+	at := time.Date(2025, 3, 14, 9, 15, 2, 123456789, time.UTC)
+	rec := &kgo.Record{Key: []byte("org/chat"), Value: []byte(`{"a":1}`), Timestamp: at,
+		Headers: []kgo.RecordHeader{{Key: wire.HeaderReceivedAt, Value: []byte(wire.FormatTime(at))}, {Key: "empty", Value: nil}}}
+	b := encodeSpoolEntry(rec, kgo.RecordHeader{Key: wire.HeaderSpooled, Value: []byte("1")})
+	got, err := decodeSpoolEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Key) != "org/chat" || string(got.Value) != `{"a":1}` || !got.Timestamp.Equal(at) ||
+		len(got.Headers) != 3 || wire.Header(got, wire.HeaderSpooled) != "1" || wire.Header(got, wire.HeaderReceivedAt) != wire.FormatTime(at) {
+		t.Fatalf("round trip: %+v", got)
+	}
+	if len(rec.Headers) != 2 {
+		t.Fatal("encoding modified the record's headers")
+	}
+	for i := range b {
+		if _, err := decodeSpoolEntry(b[:i]); err == nil {
+			t.Fatalf("truncated entry (%d of %d bytes) decoded", i, len(b))
+		}
+	}
+	if _, err := decodeSpoolEntry(append(b, 0)); err == nil {
+		t.Fatal("entry with trailing bytes decoded")
+	}
+}
+
+// TestSpooledRecordKeepsTraceAndHook posts with an incoming W3C traceparent
+// while Kafka is away: the spooled record continues the caller's trace, and
+// a panicking OnAccepted hook does not turn the durable webhook into a 503.
+func TestSpooledRecordKeepsTraceAndHook(t *testing.T) {
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{freeAddr(t)}
+	cfg := testConfig(t, kcfg)
+	cfg.KafkaTimeout = 100 * time.Millisecond
+	cfg.OnAccepted = func(string, string, time.Time) { panic("hook bug") }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln) }()
+	url := "http://" + ln.Addr().String()
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	r := postWebhook(t, url, fixtures(t)["thread_tagged.json"], "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	if r.status != 200 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if st := srv.Stats(); st.Spool.Records != 1 || st.Counters.Spooled != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	// Read the entry back, after the server closed its spool, the way
+	// the drain of the next start would.
+	sp, err := spool.Open(spool.DefaultConfig(cfg.Spool.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got *kgo.Record
+	_ = sp.Drain(ctx, func(_ context.Context, recs [][]byte) error {
+		got, err = decodeSpoolEntry(recs[0])
+		cancel()
+		return err
+	})
+	if got == nil {
+		t.Fatalf("nothing drained: %v", err)
+	}
+	if tp := wire.Header(got, wire.HeaderTraceparent); !strings.Contains(tp, traceID) {
+		t.Fatalf("traceparent %q does not continue trace %s", tp, traceID)
+	}
+	if wire.Header(got, wire.HeaderSpooled) != "1" || wire.Header(got, wire.HeaderRequestID) == "" {
+		t.Fatalf("headers %v", got.Headers)
+	}
+	segs, _ := filepath.Glob(filepath.Join(cfg.Spool.Dir, "*.seg"))
+	for _, s := range segs {
+		b, _ := os.ReadFile(s)
+		assertNoSecret(t, "spool", b)
+	}
+}

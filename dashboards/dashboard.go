@@ -12,8 +12,10 @@
 //	{org}             organization id, '' for all (String literal)
 //	{group}           group id, -1 for all (Int64 literal)
 //	{agent}           agent id, '' for all (String literal)
-//	{thread_filter}   the usual WHERE condition on the `threads` view:
-//	                  started in range and matching org, group and agent
+//	{threads}         the `threads` view's rows, merged only from the state
+//	                  rows of the range's hours (see threadsWindow): fast
+//	{thread_filter}   the usual WHERE condition on those rows: started in
+//	                  range and matching org, group and agent
 //
 // Every query must run on ClickHouse 18.16 and on current servers, as the
 // read-only analyst user (no SETTINGS: readonly=1 forbids changing them).
@@ -101,6 +103,7 @@ func quote(s string) string {
 
 // expand replaces the placeholders with the given fragments.
 func expand(sql string, vals map[string]string) string {
+	sql = strings.ReplaceAll(sql, "{threads}", "(\n"+ThreadsSQL("{db}", threadsWindow)+"\n)")
 	sql = strings.ReplaceAll(sql, "{thread_filter}", threadFilter)
 	pairs := make([]string, 0, 2*len(vals))
 	for k, v := range vals {

@@ -18,12 +18,12 @@ func overview() Dashboard {
 			{ID: "total_chats", Title: "Total chats", Viz: Stat, Unit: UnitNone, Width: 6, Height: 5,
 				Description: "Threads started in the range (LiveChat chats/total_chats); continuous = messaging-mode chats.",
 				SQL: `SELECT count() AS chats, sum(continuous) AS continuous
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter}`},
 			{ID: "missed_chats", Title: "Missed chats", Viz: Stat, Unit: UnitNone, Width: 6, Height: 5,
 				Description: "Closed chats without any agent message (the automatic welcome message does not count).",
 				SQL: `SELECT sum(missed) AS missed_chats, if(count() > 0, 100 * missed_chats / count(), 0) AS missed_pct
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter}`},
 			{ID: "satisfaction", Title: "Chat satisfaction", Viz: Stat, Unit: UnitPercent, Width: 6, Height: 5,
 				Description: "good / (good + bad) of the last rating of every chat (chats/ratings).",
@@ -32,7 +32,7 @@ WHERE {thread_filter}`},
 FROM
 (
     SELECT sum(rated_good) AS good, sum(rated_bad) AS bad, count() AS chats
-    FROM {db}.threads
+    FROM {threads}
     WHERE {thread_filter}
 )`},
 			{ID: "first_response_time", Title: "First response time", Viz: Stat, Unit: UnitSeconds, Width: 6, Height: 5,
@@ -40,51 +40,51 @@ FROM
 				SQL: `SELECT quantileExactIf(0.5)(first_response_time_s, responded = 1) AS median_s,
     avgIf(first_response_time_s, responded = 1) AS avg_s,
     sum(responded) AS chats
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter}`},
 			{ID: "chats_over_time", Title: "Chats over time", Viz: TimeSeries, Unit: UnitNone, Width: 16, Height: 8,
 				Description: "Chats started per bucket, and how many of them were missed.",
 				SQL: `SELECT ` + timeBucket + ` AS t, count() AS chats, sum(missed) AS missed
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter}
 GROUP BY t
 ORDER BY t`},
 			{ID: "engagement", Title: "Chat engagement", Viz: Bar, Unit: UnitNone, Width: 8, Height: 8,
 				Description: "How chats started (chats/engagement): from a greeting, by the customer without one, or by an agent.",
 				SQL: `SELECT engagement, count() AS chats
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter}
 GROUP BY engagement
 ORDER BY engagement`},
 			{ID: "frt_distribution", Title: "First response time distribution", Viz: Bar, Unit: UnitNone, Width: 8, Height: 8,
 				Description: "Chats by first response time.",
 				SQL: `SELECT ` + frtBucket + ` AS bucket, count() AS chats
-FROM (SELECT first_response_time_s AS x FROM {db}.threads WHERE {thread_filter} AND responded = 1)
+FROM (SELECT first_response_time_s AS x FROM {threads} WHERE {thread_filter} AND responded = 1)
 GROUP BY bucket
 ORDER BY min(x)`},
 			{ID: "response_time", Title: "Response time", Viz: Stat, Unit: UnitSeconds, Width: 8, Height: 8,
 				Description: "Every agent reply to a run of customer messages, timed from the run's first message (chats/response_time): mean, median and number of responses.",
 				SQL: `SELECT avg(rt) AS avg_s, quantileExact(0.5)(rt) AS median_s, count() AS responses
-FROM {db}.threads
+FROM {threads}
 ARRAY JOIN response_times_s AS rt
 WHERE {thread_filter}`},
 			{ID: "response_time_distribution", Title: "Response time distribution", Viz: Bar, Unit: UnitNone, Width: 8, Height: 8,
 				Description: "Agent responses by response time.",
 				SQL: `SELECT ` + frtBucket + ` AS bucket, count() AS responses
-FROM (SELECT rt AS x FROM {db}.threads ARRAY JOIN response_times_s AS rt WHERE {thread_filter})
+FROM (SELECT rt AS x FROM {threads} ARRAY JOIN response_times_s AS rt WHERE {thread_filter})
 GROUP BY bucket
 ORDER BY min(x)`},
 			{ID: "chat_duration", Title: "Chat duration", Viz: TimeSeries, Unit: UnitSeconds, Width: 16, Height: 8, Hidden: []string{"closed_chats"},
 				Description: "Mean duration (start to close) of closed chats per bucket.",
 				SQL: `SELECT ` + timeBucket + ` AS t, avg(duration_s) AS avg_duration_s, count() AS closed_chats
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter} AND ended_ms > 0
 GROUP BY t
 ORDER BY t`},
 			{ID: "duration_avg", Title: "Average chat duration", Viz: Stat, Unit: UnitSeconds, Width: 8, Height: 8,
 				Description: "Mean duration of closed chats in the range (chats/duration).",
 				SQL: `SELECT avgIf(duration_s, ended_ms > 0) AS avg_s, countIf(ended_ms > 0) AS closed_chats
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter}`},
 			{ID: "queue", Title: "Queued customers and abandonment", Viz: Table, Unit: UnitNone, Width: 24, Height: 6,
 				Description: "Customers who waited in the queue: entered a chat (wait until an agent joined) or left the queue (abandoned). Abandonment = left / (left + entered).",
@@ -94,7 +94,7 @@ FROM
 (
     SELECT sum(queue_entered) AS entered, if(entered > 0, sumIf(queue_wait_s, queue_entered = 1) / entered, 0) AS entered_avg_wait_s,
         sum(queue_left) AS left_queue, if(left_queue > 0, sumIf(queue_wait_s, queue_left = 1) / left_queue, 0) AS left_avg_wait_s
-    FROM {db}.threads
+    FROM {threads}
     WHERE {thread_filter}
 )`},
 		},
@@ -109,7 +109,7 @@ func agents() Dashboard {
 			{ID: "chats_per_agent", Title: "Chats per agent", Viz: Bar, Unit: UnitNone, Width: 12, Height: 10,
 				Description: "Chats an agent took part in (assigned, joined or transferred to); a chat with two agents counts for both.",
 				SQL: `SELECT agent, count() AS chats
-FROM {db}.threads
+FROM {threads}
 ARRAY JOIN agent_ids AS agent
 WHERE {thread_filter} AND ({agent} = '' OR agent = {agent})
 GROUP BY agent
@@ -124,7 +124,7 @@ FROM
 (
     SELECT agent, count() AS chats, sum(rated_good) AS good, sum(rated_bad) AS bad,
         greatest(good + bad, 1) AS n, good / n AS p, 2.69 * 2.69 / (4 * n) AS k
-    FROM {db}.threads
+    FROM {threads}
     ARRAY JOIN agent_ids AS agent
     WHERE {thread_filter} AND ({agent} = '' OR agent = {agent})
     GROUP BY agent
@@ -134,7 +134,7 @@ LIMIT 100`},
 			{ID: "chatting_time", Title: "Chatting time", Viz: Bar, Unit: UnitSeconds, Width: 12, Height: 10,
 				Description: "Sum of the durations of the closed chats each agent took part in.",
 				SQL: `SELECT agent, sum(duration_s) AS chatting_s
-FROM {db}.threads
+FROM {threads}
 ARRAY JOIN agent_ids AS agent
 WHERE {thread_filter} AND ended_ms > 0 AND ({agent} = '' OR agent = {agent})
 GROUP BY agent
@@ -173,7 +173,7 @@ func groupsTags() Dashboard {
 			{ID: "chats_per_group", Title: "Chats per group", Viz: Bar, Unit: UnitNone, Width: 12, Height: 8,
 				Description: "Chats per group (chats/groups): a chat counts for its starting group and every group it was transferred to.",
 				SQL: `SELECT concat('group ', toString(g)) AS group, count() AS chats
-FROM {db}.threads
+FROM {threads}
 ARRAY JOIN group_ids AS g
 WHERE {thread_filter} AND ({group} < 0 OR g = toUInt32({group}))
 GROUP BY g
@@ -183,7 +183,7 @@ ORDER BY g`},
 				SQL: `SELECT concat('group ', toString(g)) AS group, count() AS chats, sum(missed) AS missed,
     sum(rated_good) AS good, sum(rated_bad) AS bad,
     if(good + bad > 0, 100 * good / (good + bad), 0) AS satisfaction_pct
-FROM {db}.threads
+FROM {threads}
 ARRAY JOIN group_ids AS g
 WHERE {thread_filter} AND ({group} < 0 OR g = toUInt32({group}))
 GROUP BY g
@@ -191,7 +191,7 @@ ORDER BY g`},
 			{ID: "tag_usage", Title: "Tag usage", Viz: Bar, Unit: UnitNone, Width: 12, Height: 8,
 				Description: "Chats per tag (tags/chat_usage), after untagging.",
 				SQL: `SELECT tag, count() AS chats
-FROM {db}.threads
+FROM {threads}
 ARRAY JOIN tags AS tag
 WHERE {thread_filter}
 GROUP BY tag
@@ -200,7 +200,7 @@ ORDER BY chats DESC, tag`},
 				Description: "Chats with at least one tag, their share, and chats that were transferred.",
 				SQL: `SELECT countIf(length(tags) > 0) AS tagged, if(count() > 0, 100 * countIf(length(tags) > 0) / count(), 0) AS tagged_pct,
     countIf(transfers > 0) AS transferred
-FROM {db}.threads
+FROM {threads}
 WHERE {thread_filter}`},
 		},
 	}

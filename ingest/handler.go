@@ -246,7 +246,9 @@ func (s *Server) authenticate(ctx context.Context, env *envelope) (string, error
 // chat's later events cannot overtake its spooled earlier ones (and a dead
 // broker costs one timeout, not one per request).
 func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err error) {
+	triedKafka := false
 	if s.spool.Pending() == 0 {
+		triedKafka = true
 		perr := s.produce(ctx, s.cfg.KafkaTimeout, rec)
 		if perr == nil {
 			return false, nil
@@ -260,6 +262,15 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := s.spool.Append(actx, entry); err != nil {
+		if errors.Is(err, spool.ErrFull) && !triedKafka {
+			// A full spool while Kafka may be back (the drain frees
+			// whole segments): Kafka now beats a 503, even if this
+			// record overtakes spooled ones of its chat.
+			if perr := s.produce(ctx, s.cfg.KafkaTimeout, rec); perr == nil {
+				return false, nil
+			}
+			s.counters.kafkaErrors.Add(1)
+		}
 		return true, err
 	}
 	s.counters.spooled.Add(1)

@@ -68,6 +68,10 @@ func (a *App) reconcileRegistrations(ctx context.Context, org string, listed []R
 	if err != nil {
 		return err
 	}
+	ours := map[string]bool{a.WebhookURL(): true}
+	if reg != nil && reg.URL != a.WebhookURL() {
+		ours[reg.URL] = true // the public URL moved: the old registrations go
+	}
 	if reg == nil || reg.URL != a.WebhookURL() {
 		// First install, or the public URL moved: a fresh secret, and every
 		// registration at our URL is re-made with it.
@@ -79,7 +83,7 @@ func (a *App) reconcileRegistrations(ctx context.Context, org string, listed []R
 	}
 	kept := map[string]string{}
 	for _, w := range listed {
-		if w.URL != a.WebhookURL() || w.OwnerClientID != a.cfg.ClientID {
+		if !ours[w.URL] || w.OwnerClientID != a.cfg.ClientID {
 			continue // not ours (another URL, e.g. another environment): leave alone
 		}
 		if want[w.Action] && w.Type == "license" && reg.IDs[w.Action] == w.ID && kept[w.Action] == "" {

@@ -467,6 +467,47 @@ func TestSecondOrganizationSharesRegistrations(t *testing.T) {
 	}
 }
 
+// PUBLIC_BASE_URL moved: reconcile re-registers at the new URL with a new
+// secret and removes the registrations at the old one; another
+// environment's registrations (other URL) are left alone.
+func TestPublicURLMoved(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.signIn(h.browser)
+	old, _ := h.app.WebhookSecrets(ctx, testOrg)
+	// Another environment of the same app registered one webhook elsewhere.
+	rec, _ := h.app.store.loadInstallation(testOrg)
+	if err := h.app.post(ctx, "register_webhook", Secret(rec.AccessToken), "", []byte(`{"action":"incoming_chat","secret_key":"staging-secret-123","url":"https://staging.example.com/webhooks/livechat","owner_client_id":"`+testClientID+`","type":"license"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.PublicBaseURL = "https://new.example.com"
+	moved := h.newApp()
+	res, err := moved.Reconcile(ctx, testOrg)
+	if err != nil || len(res.Registered) != len(DefaultActions) || len(res.Removed) != len(DefaultActions) {
+		t.Fatalf("reconcile after move: %+v %v", res, err)
+	}
+	now, _ := moved.WebhookSecrets(ctx, testOrg)
+	if len(now) != 1 || now[0] == old[0] {
+		t.Fatal("the secret was not renewed")
+	}
+	staging := 0
+	for _, w := range h.fake.Webhooks(testClientID) {
+		switch w.URL {
+		case "https://new.example.com" + WebhookPath:
+			if w.SecretKey != now[0] {
+				t.Error("new registration with another secret")
+			}
+		case "https://staging.example.com/webhooks/livechat":
+			staging++
+		default:
+			t.Errorf("registration left at %s", w.URL)
+		}
+	}
+	if staging != 1 {
+		t.Errorf("the other environment's registration was touched")
+	}
+}
+
 // Rate limiting and LiveChat's internal errors are retried (bounded);
 // permanent errors are not.
 func TestTransientAPIErrorsRetried(t *testing.T) {

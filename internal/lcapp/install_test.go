@@ -508,6 +508,24 @@ func TestPublicURLMoved(t *testing.T) {
 	}
 }
 
+// A token whose prefix does not name the API region: misdirected_request is
+// retried once in the region the error names, which is remembered.
+func TestMisdirectedRegion(t *testing.T) {
+	h := newHarness(t, func(f *lcfake.Config, _ *Config) { f.Region, f.RequiredRegion = "fra-a", "fra" })
+	_, body := h.signIn(h.browser)
+	if !strings.Contains(body, fmt.Sprintf("Registered actions (%d)", len(DefaultActions))) {
+		t.Fatalf("install in another region:\n%s", body)
+	}
+	rec, _ := h.app.store.loadInstallation(testOrg)
+	if rec.Region != "fra" {
+		t.Fatalf("region remembered = %q, want fra", rec.Region)
+	}
+	before := h.fake.Calls("list_webhooks")
+	if _, _, err := h.app.Webhooks(ctxT(t), testOrg); err != nil || h.fake.Calls("list_webhooks") != before+1 {
+		t.Fatalf("remembered region not used: %v", err)
+	}
+}
+
 // Rate limiting and LiveChat's internal errors are retried (bounded);
 // permanent errors are not.
 func TestTransientAPIErrorsRetried(t *testing.T) {

@@ -113,7 +113,9 @@ func (t *tokens) token(ctx context.Context, org, stale string) (*installationRec
 			if s, _ := tok.Extra("scope").(string); s != "" {
 				r.Scopes = splitScopes(s)
 			}
-			r.Region = regionOf(tok.AccessToken, r.Region)
+			if r.Region == "" {
+				r.Region = regionOf(tok.AccessToken, "")
+			}
 			r.LastError = ""
 			cp := *r
 			saved = &cp

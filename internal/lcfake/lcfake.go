@@ -20,7 +20,8 @@
 //     docs only say the verifier is required when a challenge was sent;
 //   - Configuration API statuses per error type are undocumented: validation
 //     400, authentication 401, authorization 403, not_found 404,
-//     already_exists 409, limit_reached 422, too_many_requests 429, internal 500.
+//     already_exists 409, limit_reached 422, too_many_requests 429, internal 500,
+//     misdirected_request 421.
 //
 // There is no login screen: the test says which user is signed in at the
 // accounts service (SignIn) and the authorize endpoint answers as if that
@@ -70,6 +71,10 @@ type Config struct {
 	AppWebhookURL string
 	// Region is the prefix of codes and access tokens. Default "dal".
 	Region string
+	// RequiredRegion, when set, is the X-Region the API demands; other
+	// requests get the historic misdirected_request error with data.region
+	// (configuration-api.md §1).
+	RequiredRegion string
 }
 
 // User is an account that can sign in at the fake accounts service.
@@ -720,6 +725,13 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 		return
 	case !hasScope(t.scopes, scope):
 		apiError(w, "authorization", "Missing scope: "+scope)
+		return
+	}
+	if rr := f.cfg.RequiredRegion; rr != "" && r.Header.Get("X-Region") != rr {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusMisdirectedRequest)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+			"type": "misdirected_request", "message": "Wrong region", "data": map[string]string{"region": rr}}})
 		return
 	}
 	org := t.user.OrganizationID

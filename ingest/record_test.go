@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -103,5 +104,41 @@ func TestSpooledRecordKeepsTraceAndHook(t *testing.T) {
 	for _, s := range segs {
 		b, _ := os.ReadFile(s)
 		assertNoSecret(t, "spool", b)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		err  string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "no brokers"},
+		{"kafka timeout near LiveChat's", func(c *Config) { c.KafkaTimeout = 10 * time.Second }, "well below"},
+		{"negative timeout", func(c *Config) { c.DrainTimeout = -1 }, "negative"},
+		{"empty secret", func(c *Config) { c.Secrets = []Secret{"a", ""} }, "secret #2 is empty"},
+		{"body larger than a spool record", func(c *Config) { c.MaxBodyBytes = 64 << 20 }, "does not fit"},
+		{"no spool dir", func(c *Config) { c.Spool.Dir = "" }, "SPOOL_DIR"},
+		{"segment over cap", func(c *Config) { c.Spool.MaxBytes = 1 << 20; c.Spool.SegmentBytes = 2 << 20 }, "segment size"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mod(&c)
+			err := c.Validate()
+			if tc.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("err = %v, want %q", err, tc.err)
+			}
+		})
+	}
+	if s := fmt.Sprintf("%v %#v %s", Secret("hunter2"), Secret("hunter2"), []Secret{"hunter2"}); strings.Contains(s, "hunter2") {
+		t.Fatalf("secret printed: %s", s)
 	}
 }

@@ -175,15 +175,71 @@ func load(b *testing.B, addr string, pid int, kafkaPid string, bodies [][]byte, 
 	return res
 }
 
+// paced posts at a fixed rate (open loop) for d and measures each latency
+// from the request's scheduled start, so a stalled server is charged for
+// the requests that queued behind it (no coordinated omission).
+func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration) loadResult {
+	b.Helper()
+	const workers = 128
+	hc := &fasthttp.HostClient{Addr: addr, MaxConns: workers, ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second}
+	n := int(float64(rate) * d.Seconds())
+	sched := make(chan time.Time, n)
+	var errs atomic.Int64
+	lats := make([][]time.Duration, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + addr + WebhookPath)
+			req.Header.SetMethod("POST")
+			req.Header.SetContentType("application/json")
+			i := w
+			for at := range sched {
+				if wait := time.Until(at); wait > 0 {
+					time.Sleep(wait)
+				}
+				req.SetBodyRaw(bodies[i%len(bodies)])
+				i += workers
+				err := hc.Do(req, resp)
+				if err != nil || resp.StatusCode() != 200 {
+					errs.Add(1)
+					continue
+				}
+				lats[w] = append(lats[w], time.Since(at))
+			}
+		}()
+	}
+	start := time.Now().Add(50 * time.Millisecond)
+	interval := time.Second / time.Duration(rate)
+	for i := range n {
+		sched <- start.Add(time.Duration(i) * interval)
+	}
+	close(sched)
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return loadResult{requests: int64(len(all)), errors: errs.Load(), elapsed: time.Since(start), lat: all}
+}
+
 // BenchmarkIngestVsBareFiber is `make bench-ingest`: the same closed-loop
 // load (INGEST_BENCH_CONCURRENCY connections, default 16, for
 // INGEST_BENCH_SECONDS, default 10, after 2 s warm-up) against a bare Fiber
 // app that answers 200 (the ceiling on this machine) and against real
 // ingest producing to the real Kafka on loopback, both in child processes.
-// Reports throughput, latency percentiles, peak RSS and the ratio; checks
+// Then, for latency when not saturated, INGEST_BENCH_RATE (default 1000)
+// req/s for 5 s open loop against each. Reports throughput, latency
+// percentiles, peak RSS, CPU per request and the ratio; checks
 // that the topic holds at least as many records as ingest acknowledged.
 func BenchmarkIngestVsBareFiber(b *testing.B) {
 	conc := envInt("INGEST_BENCH_CONCURRENCY", 16)
+	rate := envInt("INGEST_BENCH_RATE", 1000)
 	d := time.Duration(envInt("INGEST_BENCH_SECONDS", 10)) * time.Second
 	warm := 2 * time.Second
 	bodies, mean := benchBodies(b)
@@ -193,12 +249,14 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 		bareAddr := freeAddr(b)
 		bare := startChild(b, "bare", bareAddr)
 		rb := load(b, bareAddr, bare.cmd.Process.Pid, "", bodies, conc, warm, d)
+		pb := paced(b, bareAddr, bodies, rate, 5*time.Second)
 		bare.stop(b)
 
 		ingAddr := freeAddr(b)
 		ing := startChild(b, "ingest", ingAddr, "CHILD_BROKERS="+strings.Join(kcfg.Brokers, ","),
 			"CHILD_RAW_TOPIC="+kcfg.RawTopic, "CHILD_DLQ_TOPIC="+kcfg.DLQTopic, "CHILD_SPOOL_DIR="+b.TempDir())
 		ri := load(b, ingAddr, ing.cmd.Process.Pid, kafkaPID(b), bodies, conc, warm, d)
+		pi := paced(b, ingAddr, bodies, rate, 5*time.Second)
 		st, err := healthStats("http://" + ingAddr)
 		if err != nil {
 			b.Fatal(err)
@@ -209,8 +267,10 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 			len(bodies), len(fixtures(b)), mean, conc, d, warm)
 		b.Logf("bare Fiber: %s", rb)
 		b.Logf("ingest:     %s", ri)
+		b.Logf("fixed rate %d req/s for 5 s (open loop, latency from scheduled start): bare p50 %s p99 %s p99.9 %s; ingest p50 %s p99 %s p99.9 %s; errors %d/%d",
+			rate, pb.pct(0.5), pb.pct(0.99), pb.pct(0.999), pi.pct(0.5), pi.pct(0.99), pi.pct(0.999), pb.errors, pi.errors)
 		b.Logf("ingest/bare throughput: %.1f %%; ingest stats: accepted %d, spooled %d", 100*ri.rps()/rb.rps(), st.Counters.Accepted, st.Counters.Spooled)
-		if ri.errors > 0 || rb.errors > 0 {
+		if ri.errors > 0 || rb.errors > 0 || pi.errors > 0 || pb.errors > 0 {
 			b.Errorf("non-200 answers: ingest %d, bare %d", ri.errors, rb.errors)
 		}
 
@@ -227,6 +287,7 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 			b.Errorf("topic holds %d records, ingest acknowledged %d", stored, st.Counters.Accepted)
 		}
 
+		b.ReportMetric(float64(pi.pct(0.99).Microseconds())/1000, "ingest_paced_p99_ms")
 		b.ReportMetric(rb.rps(), "bare_req/s")
 		b.ReportMetric(ri.rps(), "ingest_req/s")
 		b.ReportMetric(100*ri.rps()/rb.rps(), "ingest/bare_%")

@@ -30,6 +30,9 @@ func commands() []command {
 		{"ingest", "receive LiveChat webhooks and make them durable in Kafka", runIngest},
 		{"processor", "decode, de-duplicate and insert webhooks into ClickHouse", runProcessor},
 		{"migrate", "apply the ClickHouse schema migrations", runMigrate},
+		{"dashboards", "serve the built-in dashboards (read-only ClickHouse queries)", runDashboards},
+		{"simulate", "generate realistic LiveChat webhook traffic (post to ingest or write files)", runSimulate},
+		{"webhooks", webhooksSummary, runWebhooks},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,9 +45,19 @@ func runChild() int {
 	if n, err := strconv.Atoi(get("BATCH_ROWS")); err == nil {
 		cfg.BatchRows = n
 	}
+	if n, err := strconv.ParseInt(get("BATCH_BYTES"), 10, 64); err == nil {
+		cfg.BatchBytes = n
+	}
 	if d, err := time.ParseDuration(get("LINGER")); err == nil {
 		cfg.BatchLinger = d
 	}
+	if path := get("CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
+	debug.SetMemoryLimit(256 << 20) // as cmd/lcpipe does by default (GOMEMLIMIT)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	conn, err := chconn.Open(ctx, chcfg)

@@ -111,13 +111,17 @@ func (g *generator) story(n int) []delivery {
 		{"tom.baker@example.com", fmt.Sprintf("tom%d@example.com", n)},
 		{"li.wei@example.com", fmt.Sprintf("li%d@example.com", n)},
 	}
+	// Stories are 30 s apart, so a long run spans days like real traffic
+	// (server timestamps move with it; only the time of day repeats).
+	day := g.base.Add(time.Duration(n) * 30 * time.Second)
+	repl = append(repl, [2]string{"2025-03-14T", day.Format("2006-01-02T")})
 	subst := func(b []byte) []byte {
 		for _, p := range repl {
 			b = bytes.ReplaceAll(b, []byte(p[0]), []byte(p[1]))
 		}
 		return b
 	}
-	start := g.base.Add(time.Duration(n) * 50 * time.Millisecond)
+	start := day
 	var out []delivery
 	add := func(body []byte, key string) {
 		out = append(out, delivery{

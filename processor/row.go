@@ -3,6 +3,7 @@ package processor
 import (
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -82,9 +83,14 @@ type Row struct {
 	id eventID
 }
 
+// rowOverhead is a Row's fixed memory (the struct, ~60 short strings and
+// the per-column copies made for the insert), so BATCH_BYTES bounds memory
+// rather than payload bytes only.
+const rowOverhead = int64(unsafe.Sizeof(Row{})) + 1200
+
 // size approximates the row's memory, for BATCH_BYTES.
 func (r *Row) size() int64 {
-	return int64(len(r.Payload)+len(r.Properties)+len(r.ChatID)+len(r.AuthorID)+len(r.RatingComment)+len(r.StartURL)+len(r.Referrer)) + 400
+	return 2*int64(len(r.Payload)+len(r.Properties)) + rowOverhead
 }
 
 // insertColumns is the column list of every insert into events, in the

@@ -232,7 +232,7 @@ ORDER BY webhooks DESC, action`},
 			{ID: "freshness", Title: "Received → queryable latency", Viz: Stat, Unit: UnitSeconds, Width: 12, Height: 9,
 				Description: "Time from ingest receiving a webhook to its row being in ClickHouse (p50/p95/p99; second resolution), and the age of the newest webhook.",
 				SQL: `SELECT q[1] / 1000 AS p50_s, q[2] / 1000 AS p95_s, q[3] / 1000 AS p99_s,
-    if(last_ms > 0, toUnixTimestamp(now()) - intDiv(last_ms, 1000), 0) AS newest_age_s
+    if(last_ms > 0, greatest(0, toInt64(toUnixTimestamp(now())) - toInt64(intDiv(last_ms, 1000))), 0) AS newest_age_s
 FROM
 (
     SELECT quantilesMerge(0.5, 0.95, 0.99)(latency_ms) AS q, maxMerge(last_received_ms) AS last_ms

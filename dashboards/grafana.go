@@ -177,8 +177,8 @@ func GrafanaDashboard(d Dashboard, o GrafanaOptions) ([]byte, error) {
 		"timepicker": map[string]any{"refresh_intervals": []string{"10s", "30s", "1m", "5m", "15m"}},
 		"templating": map[string]any{"list": []any{
 			o.variable("org", "Organization", "SELECT DISTINCT organization_id FROM "+o.Database+".thread_state ORDER BY organization_id"),
-			o.variable("group", "Group", "SELECT arrayJoin(arraySort(groupUniqArrayArrayMerge(group_ids))) FROM "+o.Database+".thread_state"),
-			o.variable("agent", "Agent", "SELECT arrayJoin(arraySort(groupUniqArrayArrayMerge(agent_ids))) FROM "+o.Database+".thread_state WHERE (${org:sqlstring} = '"+allValue+"' OR organization_id = ${org:sqlstring})"),
+			o.variable("group", "Group", "SELECT arrayJoin(arraySort(arrayDistinct(groupArrayArrayMerge(group_ids)))) FROM "+o.Database+".thread_state WHERE hour >= now() - 31 * 86400"),
+			o.variable("agent", "Agent", "SELECT arrayJoin(arraySort(arrayDistinct(groupArrayArrayMerge(agent_ids)))) FROM "+o.Database+".thread_state WHERE hour >= now() - 31 * 86400 AND (${org:sqlstring} = '"+allValue+"' OR organization_id = ${org:sqlstring})"),
 		}},
 		"annotations": map[string]any{"list": []any{}},
 		"links":       []any{},

@@ -251,12 +251,13 @@ func (v *Viewer) filters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	orgCond := "(" + quote(org) + " = '' OR organization_id = " + quote(org) + ")"
-	row := v.conn.QueryRow(ctx, "SELECT arraySort(groupUniqArray(organization_id)) FROM "+db+".thread_state")
+	row := v.conn.QueryRow(ctx, "SELECT arraySort(groupUniqArray(organization_id)) FROM "+db+".thread_state WHERE hour >= now() - 31 * 86400")
 	if err := row.Scan(&out.Orgs); err != nil {
 		v.fail(w, r, http.StatusBadGateway, err)
 		return
 	}
-	row = v.conn.QueryRow(ctx, "SELECT arraySort(groupUniqArrayArrayMerge(group_ids)), arraySort(groupUniqArrayArrayMerge(agent_ids)) FROM "+db+".thread_state WHERE "+orgCond)
+	// Groups and agents active in the last 31 days (cheap: hours of thread_state).
+	row = v.conn.QueryRow(ctx, "SELECT arraySort(arrayDistinct(groupArrayArrayMerge(group_ids))), arraySort(arrayDistinct(groupArrayArrayMerge(agent_ids))) FROM "+db+".thread_state WHERE hour >= now() - 31 * 86400 AND "+orgCond)
 	if err := row.Scan(&out.Groups, &out.Agents); err != nil {
 		v.fail(w, r, http.StatusBadGateway, err)
 		return

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,33 +17,18 @@ import (
 	"github.com/lcpipe/lcpipe/internal/testenv"
 )
 
-// liveDB is a database filled through the processor with the last six
-// hours of simulated traffic, shared by the viewer and browser tests.
-var liveDB struct {
-	once sync.Once
-	db   string
-	ds   *simulate.Dataset
-}
-
+// recentData fills a fresh database, through Kafka and the processor, with
+// the last six hours of simulated traffic (dropped when the test ends).
 func recentData(t *testing.T) (string, *simulate.Dataset) {
 	t.Helper()
-	liveDB.once.Do(func() {
-		cfg := simulate.DefaultConfig()
-		cfg.Seed = 7
-		ds, err := simulate.Generate(cfg, time.Now().Add(-6*time.Hour), 6*time.Hour, 1200)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The database must outlive the first test using it: keep it on the
-		// package's first test and drop it when that one ends is not enough,
-		// so the browser and viewer tests each call recentData in one parent.
-		_, db, _ := throughProcessor(t, ds)
-		liveDB.db, liveDB.ds = db, ds
-	})
-	if liveDB.db == "" {
-		t.Fatal("no database (the first setup failed)")
+	cfg := simulate.DefaultConfig()
+	cfg.Seed = 7
+	ds, err := simulate.Generate(cfg, time.Now().Add(-6*time.Hour), 6*time.Hour, 1200)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return liveDB.db, liveDB.ds
+	_, db, _ := throughProcessor(t, ds)
+	return db, ds
 }
 
 // analystConn connects as the read-only analyst user of the local setup.

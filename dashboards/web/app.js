@@ -91,11 +91,29 @@ function timeRange(s) {
 
 function fmtDuration(v) {
   if (v == null || !isFinite(v)) return '–';
+  const sign = v < 0 ? '-' : '';
   const a = Math.abs(v);
-  if (a < 60) return v.toFixed(a < 10 ? 2 : 1) + ' s';
-  if (a < 3600) return Math.floor(a / 60) + 'm ' + String(Math.round(a % 60)).padStart(2, '0') + 's';
-  if (a < 86400) return Math.floor(a / 3600) + 'h ' + String(Math.round((a % 3600) / 60)).padStart(2, '0') + 'm';
-  return Math.floor(a / 86400) + 'd ' + Math.round((a % 86400) / 3600) + 'h';
+  if (a < 60) return sign + a.toFixed(a < 10 ? 2 : 1) + ' s';
+  // Round to the unit shown first, so 3599.7 s is "1h 00m", never "59m 60s".
+  if (a < 3600) { const s = Math.round(a); return sign + Math.floor(s / 60) + 'm ' + String(s % 60).padStart(2, '0') + 's'; }
+  if (a < 86400) { const m = Math.round(a / 60); return sign + Math.floor(m / 60) + 'h ' + String(m % 60).padStart(2, '0') + 'm'; }
+  const h = Math.round(a / 3600);
+  return sign + Math.floor(h / 24) + 'd ' + (h % 24) + 'h';
+}
+
+// fmtCompact keeps axis labels short: 1.2k, 3.4M.
+function fmtCompact(v) {
+  const a = Math.abs(v);
+  if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + 'M';
+  if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + 'k';
+  return Number.isInteger(v) ? String(v) : v.toFixed(a < 10 ? 2 : 1);
+}
+
+// niceStep rounds a raw axis step to 1, 2 or 5 times a power of ten.
+function niceStep(raw) {
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const f = raw / p;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
 }
 
 function fmtNumber(v, digits) {
@@ -203,16 +221,17 @@ function drawTimeSeries(body, panel, res, from, to) {
   const height = Math.max(120, body.clientHeight - 30);
   const m = { l: 62, r: 12, t: 8, b: 22 };
   const W = width - m.l - m.r, H = height - m.t - m.b;
-  let max = 0;
-  for (const s of ss) for (const [, v] of s.points) if (isFinite(v)) max = Math.max(max, v);
-  max = max > 0 ? max * 1.1 : 1;
+  let top = 0;
+  for (const s of ss) for (const [, v] of s.points) if (isFinite(v)) top = Math.max(top, v);
+  const isDur = ss[0] && (/_s$/.test(ss[0].col) || panel.unit === 's');
+  const step = isDur && top > 120 ? niceStep(top / 4 / 60) * 60 : niceStep((top || 1) / 4);
+  const max = Math.max(step, Math.ceil(top / step) * step);
   const x = (t) => m.l + ((t - from) / (to - from)) * W;
   const y = (v) => m.t + H - (v / max) * H;
   const g = svg('svg', { width, height, role: 'img', 'aria-label': panel.title, class: 'chart timeseries' });
-  for (let k = 0; k <= 4; k++) {
-    const v = (max * k) / 4;
+  for (let v = 0; v <= max + step / 2; v += step) {
     g.append(svg('line', { x1: m.l, x2: m.l + W, y1: y(v), y2: y(v), class: 'axis' }));
-    g.append(svg('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, format(v, ss[0] ? ss[0].col : '', panel.unit, false)));
+    g.append(svg('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, isDur ? fmtDuration(v) : fmtCompact(v) + (panel.unit === 'per-minute' ? '/min' : '')));
   }
   for (let k = 0; k <= 5; k++) {
     const t = from + ((to - from) * k) / 5;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/lcpipe/lcpipe/internal/simulate"
@@ -21,7 +22,12 @@ func runSimulate(ctx context.Context, inv *invocation) error {
 	live := simulate.DefaultLiveConfig()
 	url := inv.fs.String("url", inv.String("SIMULATE_URL", "http://127.0.0.1:8080/webhooks/livechat", "ingest webhook URL the simulator posts to"), "ingest webhook URL (live mode)")
 	secret := inv.fs.String("secret", inv.String("SIMULATE_SECRET", cfg.Secret, "secret_key put into every body (must be one ingest accepts)"), "secret_key of every body")
-	rate := inv.fs.Float64("rate", float64(inv.Int("SIMULATE_RATE", 1, "new chats per second in live mode")), "new chats per second (live mode)")
+	rateEnv := inv.String("SIMULATE_RATE", "1", "new chats per second in live mode (may be fractional)")
+	rateDefault, err := strconv.ParseFloat(rateEnv, 64)
+	if err != nil {
+		inv.fail("SIMULATE_RATE", rateEnv, err)
+	}
+	rate := inv.fs.Float64("rate", rateDefault, "new chats per second (live mode)")
 	seed := inv.fs.Uint64("seed", uint64(inv.Int("SIMULATE_SEED", 1, "seed: the same seed gives the same traffic")), "seed")
 	orgs := inv.fs.Int("orgs", cfg.Orgs, "organizations")
 	agents := inv.fs.Int("agents", cfg.AgentsPerOrg, "agents per organization")

@@ -39,63 +39,71 @@ func (f Filter) match(t *Thread) bool {
 
 // AgentMetrics are one agent's numbers (agents/performance, chats/ranking).
 type AgentMetrics struct {
-	Chats, Good, Bad int
+	Chats int `json:"chats"`
+	Good  int `json:"good"`
+	Bad   int `json:"bad"`
 	// Score is LiveChat's ranking score (Wilson lower bound, z = 2.69).
-	Score float64
+	Score float64 `json:"score"`
 	// ChattingSeconds sums the durations of the agent's closed threads.
-	ChattingSeconds float64
+	ChattingSeconds float64 `json:"chatting_seconds"`
 }
 
 // GroupMetrics are one group's numbers; a chat counts for every group it
 // was in (start and transfer targets).
 type GroupMetrics struct {
-	Chats, Missed, Good, Bad int
+	Chats  int `json:"chats"`
+	Missed int `json:"missed"`
+	Good   int `json:"good"`
+	Bad    int `json:"bad"`
 }
 
 // QueueStats are count and average wait (seconds) of a queue outcome.
 type QueueStats struct {
-	Count   int
-	AvgWait float64
+	Count   int     `json:"count"`
+	AvgWait float64 `json:"avg_wait"`
 }
 
 // Metrics are the values the dashboards must show for a Filter, computed
 // from the ground truth without ClickHouse. Times are in seconds.
 type Metrics struct {
-	Chats, Continuous int
+	Chats      int `json:"chats"`
+	Continuous int `json:"continuous"`
 	// Engagement counts threads by how they started: customer_from_greeting,
 	// customer_without_greeting, agent.
-	Engagement map[string]int
-	Good, Bad  int
+	Engagement map[string]int `json:"engagement"`
+	Good       int            `json:"good"`
+	Bad        int            `json:"bad"`
 	// Satisfaction is 100·good/(good+bad) (0 with no rating).
-	Satisfaction float64
+	Satisfaction float64 `json:"satisfaction"`
 	// First response: threads with one, their median (ClickHouse
 	// quantileExact: the element at floor(n/2) of the sorted values) and mean.
-	FirstResponseCount  int
-	FirstResponseMedian float64
-	FirstResponseAvg    float64
+	FirstResponseCount  int     `json:"first_response_count"`
+	FirstResponseMedian float64 `json:"first_response_median"`
+	FirstResponseAvg    float64 `json:"first_response_avg"`
 	// FirstResponseBuckets counts first responses by FRTBucket.
-	FirstResponseBuckets map[string]int
-	ResponseCount        int
-	ResponseAvg          float64
-	ResponseMedian       float64
+	FirstResponseBuckets map[string]int `json:"first_response_buckets"`
+	ResponseCount        int            `json:"response_count"`
+	ResponseAvg          float64        `json:"response_avg"`
+	ResponseMedian       float64        `json:"response_median"`
 	// ResponseBuckets counts responses by FRTBucket.
-	ResponseBuckets map[string]int
+	ResponseBuckets map[string]int `json:"response_buckets"`
 	// DurationAvg is the mean duration of closed threads.
-	DurationAvg float64
-	Missed      int
+	DurationAvg float64 `json:"duration_avg"`
+	Missed      int     `json:"missed"`
 	// Queue outcomes and abandonment = 100·left/(left+entered).
-	QueueEntered, QueueLeft QueueStats
-	Abandonment             float64
-	Agents                  map[string]AgentMetrics
-	Groups                  map[uint32]GroupMetrics
-	Tags                    map[string]int
-	Tagged                  int
-	Transfers               int
-	Postbacks               int
+	QueueEntered QueueStats              `json:"queue_entered"`
+	QueueLeft    QueueStats              `json:"queue_left"`
+	Abandonment  float64                 `json:"abandonment"`
+	Agents       map[string]AgentMetrics `json:"agents"`
+	Groups       map[uint32]GroupMetrics `json:"groups"`
+	Tags         map[string]int          `json:"tags"`
+	Tagged       int                     `json:"tagged"`
+	Transfers    int                     `json:"transfers"`
+	Postbacks    int                     `json:"postbacks"`
 	// Availability is seconds spent accepting chats in [From, To) per agent
 	// (Org and Agent filters apply; an interval starts at a change to
 	// accepting and ends at the next change, or at To).
-	Availability map[string]float64
+	Availability map[string]float64 `json:"availability"`
 }
 
 // FRTBuckets are the first-response-time histogram buckets (upper bounds

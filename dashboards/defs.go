@@ -106,7 +106,7 @@ func agents() Dashboard {
 		UID: "lc-agents", Title: "Agents",
 		Description: "Per-agent chats, LiveChat's satisfaction ranking, chatting time and availability from routing status.",
 		Panels: []Panel{
-			{ID: "chats_per_agent", Title: "Chats per agent", Viz: Bar, Unit: UnitNone, Width: 12, Height: 10,
+			{ID: "chats_per_agent", Title: "Chats per agent", Viz: Bar, Unit: UnitNone, Width: 12, Height: 14,
 				Description: "Chats an agent took part in (assigned, joined or transferred to); a chat with two agents counts for both.",
 				SQL: `SELECT agent, count() AS chats
 FROM {threads}
@@ -115,7 +115,7 @@ WHERE {thread_filter} AND ({agent} = '' OR agent = {agent})
 GROUP BY agent
 ORDER BY chats DESC, agent
 LIMIT 50`},
-			{ID: "agent_ranking", Title: "Agent ranking (satisfaction)", Viz: Table, Unit: UnitNone, Width: 12, Height: 10,
+			{ID: "agent_ranking", Title: "Agent ranking (satisfaction)", Viz: Table, Unit: UnitNone, Width: 12, Height: 14,
 				Description: "LiveChat's chats/ranking: Wilson score lower bound (z = 2.69) of good vs bad ratings.",
 				SQL: `SELECT agent, chats, good, bad,
     if(good + bad = 0, 0,
@@ -131,7 +131,7 @@ FROM
 )
 ORDER BY score DESC, agent
 LIMIT 100`},
-			{ID: "chatting_time", Title: "Chatting time", Viz: Bar, Unit: UnitSeconds, Width: 12, Height: 10,
+			{ID: "chatting_time", Title: "Chatting time", Viz: Bar, Unit: UnitSeconds, Width: 12, Height: 14,
 				Description: "Sum of the durations of the closed chats each agent took part in.",
 				SQL: `SELECT agent, sum(duration_s) AS chatting_s
 FROM {threads}
@@ -140,7 +140,7 @@ WHERE {thread_filter} AND ended_ms > 0 AND ({agent} = '' OR agent = {agent})
 GROUP BY agent
 ORDER BY chatting_s DESC, agent
 LIMIT 50`},
-			{ID: "availability", Title: "Availability (accepting chats)", Viz: Bar, Unit: UnitSeconds, Width: 12, Height: 10,
+			{ID: "availability", Title: "Availability (accepting chats)", Viz: Bar, Unit: UnitSeconds, Width: 12, Height: 14,
 				Description: "Time each agent spent accepting chats in the range, from routing_status_set (agents/availability). The group filter does not apply (webhooks do not say an agent's groups).",
 				SQL: `SELECT agent, arraySum(arrayMap((t0, a, t1) -> if(a = 1,
         greatest(toInt64(0), toInt64(least(t1, end_ms)) - toInt64(greatest(t0, toUInt64({from_ms})))), toInt64(0)),

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,6 +164,37 @@ func TestGrafanaSQLEqualsViewer(t *testing.T) {
 	conn := analystConn(t)
 	ctx := context.Background()
 	now := time.Now()
+	// The dashboard variables' queries run too ("All" selected).
+	for _, d := range All() {
+		b, err := GrafanaDashboard(d, DefaultGrafanaOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dash struct {
+			Templating struct {
+				List []struct {
+					Name  string
+					Query struct {
+						RawSQL string `json:"rawSql"`
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(b, &dash); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range dash.Templating.List {
+			sql := strings.ReplaceAll(v.Query.RawSQL, "${org:sqlstring}", "'"+allValue+"'")
+			sql = strings.ReplaceAll(sql, DefaultGrafanaOptions().Database+".", db+".")
+			res, err := RunSQL(ctx, conn, v.Name, sql)
+			if err != nil {
+				t.Fatalf("%s variable %s: %v", d.UID, v.Name, err)
+			}
+			if len(res.Rows) == 0 {
+				t.Errorf("%s variable %s: no values", d.UID, v.Name)
+			}
+		}
+	}
 	for _, f := range []Params{
 		{DB: db, FromMS: now.Add(-24 * time.Hour).UnixMilli(), ToMS: now.Add(time.Hour).UnixMilli(), Group: -1},
 		{DB: db, FromMS: now.Add(-3 * time.Hour).UnixMilli(), ToMS: now.UnixMilli(), Org: ds.Orgs[0].ID, Group: 1, Agent: ds.Orgs[0].Agents[3].ID},

@@ -263,7 +263,7 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 			return false, nil
 		}
 		s.counters.kafkaErrors.Add(1)
-		s.log.Warn("kafka did not ack in time; spooling", "error", perr)
+		s.log.Warn("kafka did not take the webhook in time; spooling it", "error", perr)
 	}
 	// The client may still hold rec (an abandoned produce): never modify
 	// it, encode a copy with the extra header.

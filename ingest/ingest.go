@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,7 +89,12 @@ type Config struct {
 	// Spool is the local fallback (Dir default ".run/spool", MaxBytes
 	// default 1 GiB).
 	Spool spool.Config
+	// DeadDir keeps webhooks Kafka refuses for good (e.g. larger than the
+	// topic's max.message.bytes), one file per webhook in the spool entry
+	// format, for replay after the broker is fixed. Default Spool.Dir/dead.
+	DeadDir string
 	// MaxBodyBytes is the largest body accepted (413 above). Default 5 MiB.
+	// Keep it within the raw topic's max.message.bytes.
 	MaxBodyBytes int
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	// Default 10s (LiveChat's own timeout).
@@ -139,6 +145,9 @@ func (c *Config) fill() {
 	}
 	if c.Spool.Dir == "" {
 		c.Spool.Dir = d.Spool.Dir
+	}
+	if c.DeadDir == "" {
+		c.DeadDir = filepath.Join(c.Spool.Dir, "dead")
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
@@ -204,11 +213,12 @@ type Counters struct {
 	KafkaErrors       int64 `json:"kafka_errors"`
 	DrainErrors       int64 `json:"drain_errors"`
 	InstallationError int64 `json:"installation_errors"`
+	Quarantined       int64 `json:"quarantined"`
 }
 
 type counters struct {
 	accepted, spooled, drained, unauthorized, badRequest, unsupportedMedia, tooLarge,
-	methodNotAllowed, unavailable, kafkaErrors, drainErrors, installationErrors atomic.Int64
+	methodNotAllowed, unavailable, kafkaErrors, drainErrors, installationErrors, quarantined atomic.Int64
 }
 
 // Stats is the server's state: counters and spool depth.
@@ -282,7 +292,7 @@ func (s *Server) Stats() Stats {
 			UnsupportedMedia: c.unsupportedMedia.Load(), TooLarge: c.tooLarge.Load(),
 			MethodNotAllowed: c.methodNotAllowed.Load(), Unavailable: c.unavailable.Load(),
 			KafkaErrors: c.kafkaErrors.Load(), DrainErrors: c.drainErrors.Load(),
-			InstallationError: c.installationErrors.Load(),
+			InstallationError: c.installationErrors.Load(), Quarantined: c.quarantined.Load(),
 		},
 		Spool: s.spool.Stats(),
 	}

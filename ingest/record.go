@@ -7,8 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lcpipe/lcpipe/internal/wire"
@@ -227,10 +231,107 @@ func (s *Server) deliverSpooled(ctx context.Context, entries [][]byte) error {
 		}
 		recs = append(recs, r)
 	}
-	if err := s.produce(ctx, s.cfg.DrainTimeout, recs...); err != nil {
+	err := s.produce(ctx, s.cfg.DrainTimeout, recs...)
+	if err != nil && isPermanent(err) {
+		// Some record of the batch is one Kafka will never take (too
+		// large for the topic, say). Retrying the batch would block the
+		// spool forever: go one by one and set the refused ones aside.
+		err = s.deliverEach(ctx, entries)
+	}
+	if err != nil {
 		s.counters.drainErrors.Add(1)
 		return err
 	}
 	s.counters.drained.Add(int64(len(recs)))
 	return nil
+}
+
+// isPermanent reports produce errors that no retry can fix: the broker
+// refuses the record itself. Everything else (timeouts, unreachable or
+// restarting brokers, leadership changes) is transient.
+func isPermanent(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
+}
+
+// deliverEach produces entries one at a time (fresh records: the batch's
+// may still be referenced by the client) and quarantines those refused
+// for good.
+func (s *Server) deliverEach(ctx context.Context, entries [][]byte) error {
+	for _, e := range entries {
+		r, err := decodeSpoolEntry(e)
+		if err != nil {
+			return err // cannot happen: the batch decoded a moment ago
+		}
+		r.Topic = s.cfg.Kafka.RawTopic
+		err = s.produce(ctx, s.cfg.DrainTimeout, r)
+		if err == nil {
+			continue
+		}
+		if !isPermanent(err) {
+			return err
+		}
+		if err := s.quarantine(ctx, e, r, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quarantine keeps a webhook Kafka refuses for good as a file under
+// DeadDir (fsynced: it was acknowledged to LiveChat, so it must not be
+// lost) and announces it on the dead-letter topic with the reason and the
+// original headers, without the body Kafka refused.
+func (s *Server) quarantine(ctx context.Context, entry []byte, r *kgo.Record, reason error) error {
+	if err := os.MkdirAll(s.cfg.DeadDir, 0o750); err != nil {
+		return fmt.Errorf("ingest: quarantine: %w", err)
+	}
+	rid := strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
+			return c
+		}
+		return '_'
+	}, wire.Header(r, wire.HeaderRequestID))
+	path := filepath.Join(s.cfg.DeadDir, fmt.Sprintf("%d-%s.rec", time.Now().UnixNano(), rid))
+	if err := writeFileSync(path, entry); err != nil {
+		return fmt.Errorf("ingest: quarantine: %w", err)
+	}
+	s.counters.quarantined.Add(1)
+	s.log.Error("Kafka refuses a webhook for good; kept on disk for replay", "file", path,
+		"request_id", wire.Header(r, wire.HeaderRequestID), "organization_id", wire.Header(r, wire.HeaderOrganization),
+		"action", wire.Header(r, wire.HeaderAction), "value_bytes", len(r.Value), "error", reason)
+	headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
+		kgo.RecordHeader{Key: wire.HeaderDLQError, Value: []byte(fmt.Sprintf("kafka refused the record (%v); body kept by ingest in %s", reason, path))},
+		kgo.RecordHeader{Key: wire.HeaderDLQStage, Value: []byte("ingest")},
+		kgo.RecordHeader{Key: wire.HeaderDLQTopic, Value: []byte(s.cfg.Kafka.RawTopic)},
+		kgo.RecordHeader{Key: wire.HeaderDLQAt, Value: []byte(wire.FormatTime(time.Now()))},
+	)
+	dl := &kgo.Record{Topic: s.cfg.Kafka.DLQTopic, Key: r.Key, Headers: headers, Timestamp: r.Timestamp}
+	if err := s.produce(ctx, s.cfg.DrainTimeout, dl); err != nil {
+		s.log.Warn("dead-letter notice not written (the file is the copy)", "file", path, "error", err)
+	}
+	return nil
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

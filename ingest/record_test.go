@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
 
@@ -140,5 +143,62 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if s := fmt.Sprintf("%v %#v %s", Secret("hunter2"), Secret("hunter2"), []Secret{"hunter2"}); strings.Contains(s, "hunter2") {
 		t.Fatalf("secret printed: %s", s)
+	}
+}
+
+// TestRefusedRecordIsQuarantined makes the raw topic refuse large records
+// (max.message.bytes 4 KiB): a 6 KB webhook is still answered 200 (it is
+// spooled), and the drain, instead of retrying it forever, keeps it in
+// DeadDir, announces it on the dead-letter topic and goes on delivering the
+// webhooks behind it.
+func TestRefusedRecordIsQuarantined(t *testing.T) {
+	kcfg := testenv.KafkaConfig(t)
+	kcfg.RawTopic = testenv.Name(t, "raw_small")
+	cl := testenv.KafkaClient(t, kcfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	maxBytes := "4096"
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, map[string]*string{"max.message.bytes": &maxBytes}, kcfg.RawTopic)
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create topic: %v %v", err, resp.Err)
+	}
+	cfg := testConfig(t, kcfg)
+	cfg.KafkaTimeout = 500 * time.Millisecond
+	cfg.Spool.RetryMin, cfg.Spool.RetryMax = 10*time.Millisecond, 100*time.Millisecond
+	srv := startServer(t, cfg)
+	fx := fixtures(t)
+	big, small := fx["incoming_chat.json"], fx["chat_deactivated.json"]
+	for _, b := range [][]byte{big, small} {
+		if r := postWebhook(t, srv.url, b); r.status != 200 {
+			t.Fatalf("status %d %s", r.status, r.body)
+		}
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if st := srv.Stats(); st.Spool.Records > 0 || st.Counters.Quarantined != 1 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	raw := consume(t, kcfg, kcfg.RawTopic, 1, time.Second)
+	if len(raw) != 1 || wire.Header(raw[0], wire.HeaderAction) != "chat_deactivated" {
+		t.Fatalf("raw topic: %d records", len(raw))
+	}
+	dlq := consume(t, kcfg, kcfg.DLQTopic, 1, 500*time.Millisecond)
+	if len(dlq) != 1 || wire.Header(dlq[0], wire.HeaderAction) != "incoming_chat" ||
+		!strings.Contains(wire.Header(dlq[0], wire.HeaderDLQError), "MESSAGE_TOO_LARGE") || len(dlq[0].Value) != 0 {
+		t.Fatalf("dead-letter notice: %+v", dlq)
+	}
+	files, _ := filepath.Glob(filepath.Join(cfg.Spool.Dir, "dead", "*.rec"))
+	if len(files) != 1 {
+		t.Fatalf("dead files: %v", files)
+	}
+	b, _ := os.ReadFile(files[0])
+	rec, err := decodeSpoolEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Replace(big, []byte(`"secret_key": "test-secret"`), []byte(`"secret_key": ""`), 1)
+	if !bytes.Equal(rec.Value, want) {
+		t.Fatal("quarantined body is not the webhook with its secret blanked")
 	}
 }

@@ -27,11 +27,13 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -372,6 +374,40 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
+// checkMessageSize warns when the raw topic refuses bodies ingest accepts:
+// such webhooks would be answered 200 and then quarantined (DeadDir). A
+// just-created topic may be unknown to the broker for a moment: a few
+// attempts, then give up (it is only a warning).
+func (s *Server) checkMessageSize(ctx context.Context) {
+	adm := kadm.NewClient(s.client)
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			t := time.NewTimer(jitter(400 * time.Millisecond))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		rcs, err := adm.DescribeTopicConfigs(ctx, s.cfg.Kafka.RawTopic)
+		if err != nil || len(rcs) == 0 || rcs[0].Err != nil {
+			continue
+		}
+		for _, c := range rcs[0].Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			// Headers and batch framing need room beside the body.
+			if n, err := strconv.Atoi(*c.Value); err == nil && n < s.cfg.MaxBodyBytes+16<<10 {
+				s.log.Warn("raw topic's max.message.bytes is below INGEST_MAX_BODY: larger webhooks will be quarantined, not stored in Kafka",
+					"topic", s.cfg.Kafka.RawTopic, "max_message_bytes", n, "max_body_bytes", s.cfg.MaxBodyBytes)
+			}
+		}
+		return
+	}
+}
+
 // ensureTopics creates the raw and dead-letter topics, retrying with
 // jittered exponential back-off while the broker is unreachable.
 func (s *Server) ensureTopics(ctx context.Context) {
@@ -379,10 +415,12 @@ func (s *Server) ensureTopics(ctx context.Context) {
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := kafka.EnsureTopics(cctx, s.client, s.cfg.Kafka, s.log, s.cfg.Kafka.RawTopic, s.cfg.Kafka.DLQTopic)
-		cancel()
 		if err == nil {
+			s.checkMessageSize(cctx)
+			cancel()
 			return
 		}
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}

@@ -146,9 +146,10 @@ func BenchmarkPanels(b *testing.B) {
 		from, to time.Time
 		org      string
 	}{
-		{"30d", benchEnd.Add(-benchSpan), benchEnd, ""},
 		{"24h", benchEnd.Add(-24 * time.Hour), benchEnd, ""},
 		{"24h_org", benchEnd.Add(-24 * time.Hour), benchEnd, org},
+		{"7d", benchEnd.Add(-7 * 24 * time.Hour), benchEnd, ""},
+		{"30d", benchEnd.Add(-benchSpan), benchEnd, ""},
 	}
 	for _, rg := range ranges {
 		for _, d := range All() {

@@ -90,7 +90,12 @@ type Params struct {
 	Agent   string
 }
 
-const threadFilter = `started_ms >= {from_ms} AND started_ms < {to_ms}
+// threadFilterRange is the part of {thread_filter} that always applies.
+const threadFilterRange = `started_ms >= {from_ms} AND started_ms < {to_ms}`
+
+// threadFilter is {thread_filter} with every filter as a condition (the
+// Grafana rendering: its variables are only known at query time).
+const threadFilter = threadFilterRange + `
     AND ({org} = '' OR organization_id = {org})
     AND ({group} < 0 OR has(group_ids, toUInt32({group})))
     AND ({agent} = '' OR has(agent_ids, {agent}))`
@@ -101,10 +106,11 @@ func quote(s string) string {
 	return "'" + r.Replace(s) + "'"
 }
 
-// expand replaces the placeholders with the given fragments.
-func expand(sql string, vals map[string]string) string {
+// expand replaces the placeholders with the given fragments; filter is
+// what {thread_filter} stands for.
+func expand(sql, filter string, vals map[string]string) string {
 	sql = strings.ReplaceAll(sql, "{threads}", "(\n"+ThreadsSQL("{db}", threadsWindow)+"\n)")
-	sql = strings.ReplaceAll(sql, "{thread_filter}", threadFilter)
+	sql = strings.ReplaceAll(sql, "{thread_filter}", filter)
 	pairs := make([]string, 0, 2*len(vals))
 	for k, v := range vals {
 		pairs = append(pairs, "{"+k+"}", v)
@@ -118,7 +124,19 @@ func (p Panel) Render(v Params) string {
 	if bucket < 60 {
 		bucket = 60
 	}
-	return expand(p.SQL, map[string]string{
+	// Only the filters in use: a condition on group_ids or agent_ids makes
+	// ClickHouse merge those arrays for every thread even when it is true.
+	filter := threadFilterRange
+	if v.Org != "" {
+		filter += "\n    AND organization_id = {org}"
+	}
+	if v.Group >= 0 {
+		filter += "\n    AND has(group_ids, toUInt32({group}))"
+	}
+	if v.Agent != "" {
+		filter += "\n    AND has(agent_ids, {agent})"
+	}
+	return expand(p.SQL, filter, map[string]string{
 		"db":       v.DB,
 		"from_ms":  strconv.FormatInt(v.FromMS, 10),
 		"to_ms":    strconv.FormatInt(v.ToMS, 10),

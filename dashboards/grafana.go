@@ -49,7 +49,7 @@ func (p Panel) GrafanaSQL(db string) string {
 	strVar := func(name string) string {
 		return fmt.Sprintf("replaceRegexpOne(${%s:sqlstring}, '^%s$', '')", name, allValue)
 	}
-	return expand(p.SQL, map[string]string{
+	return expand(p.SQL, threadFilter, map[string]string{
 		"db":       db,
 		"from_ms":  "${__from}",
 		"to_ms":    "${__to}",

@@ -71,6 +71,15 @@ func runChild() int {
 		log.Error("new", "err", err)
 		return 2
 	}
+	if path := get("HEAPPROFILE"); path != "" {
+		go func() {
+			time.Sleep(8 * time.Second)
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}()
+	}
 	if err := p.Run(ctx); err != nil {
 		log.Error("run", "err", err)
 		return 1

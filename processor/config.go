@@ -22,8 +22,10 @@ type Config struct {
 	Group string
 	// BatchRows, BatchBytes and BatchLinger end a batch: whichever comes
 	// first. Defaults 50 000 rows, 32 MiB, 1s. Bytes count the rows' memory
-	// (struct, strings and the insert's column copies), about 2-3 KiB per
-	// row, so with the defaults BATCH_BYTES usually ends a batch first.
+	// (struct and strings, about 1.5 KiB per row), so with the defaults
+	// BATCH_BYTES usually ends a batch first (~20 000 rows). The linger only
+	// ends a batch while the flusher is idle: under a backlog batches grow
+	// to their size limits.
 	BatchRows   int
 	BatchBytes  int64
 	BatchLinger time.Duration
@@ -31,17 +33,20 @@ type Config struct {
 	// changes must be to both count. Default 10m (LiveChat retries within
 	// about a minute).
 	DedupWindow time.Duration
-	// MaxPendingBatches is how many full batches may wait for ClickHouse
-	// before fetching pauses (PauseFetchTopics). Default 2. Memory is
-	// bounded by about (MaxPendingBatches+1) × BatchBytes plus fetch buffers.
+	// MaxPendingBatches is how many sealed batches (the one being flushed
+	// included) may wait for ClickHouse before fetching pauses
+	// (PauseFetchTopics). Default 2. Memory is bounded by about
+	// (MaxPendingBatches+1) × BatchBytes, plus the insert's column copy of
+	// one batch, the caches and the fetch buffers.
 	MaxPendingBatches int
 	// FetchMaxBytes bounds one fetch response (and so the fetch buffer;
 	// decompressed JSON is several times larger). Default 4 MiB; a
 	// partition gets at most a quarter of it per fetch.
 	FetchMaxBytes int32
 	// IDCacheSize, WindowCacheSize and UserCacheSize bound the in-memory
-	// caches (two generations of this many entries each). Defaults 1 000 000
-	// event IDs, 200 000 dedup keys, 100 000 chats.
+	// caches (two generations of this many entries each). Defaults 250 000
+	// event IDs, 50 000 dedup keys, 20 000 chats. A miss only costs a
+	// ClickHouse lookup (or an ID-shape author type).
 	IDCacheSize     int
 	WindowCacheSize int
 	UserCacheSize   int
@@ -71,9 +76,9 @@ func DefaultConfig() Config {
 		DedupWindow:       10 * time.Minute,
 		MaxPendingBatches: 2,
 		FetchMaxBytes:     4 << 20,
-		IDCacheSize:       1_000_000,
-		WindowCacheSize:   200_000,
-		UserCacheSize:     100_000,
+		IDCacheSize:       250_000,
+		WindowCacheSize:   50_000,
+		UserCacheSize:     20_000,
 		DecodeWorkers:     2,
 		RetryMin:          100 * time.Millisecond,
 		RetryMax:          10 * time.Second,

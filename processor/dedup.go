@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// dedup returns the rows of a batch that are not stored yet, in order, and
+// dedup returns the rows of a batch that are not stored yet, in order
+// (compacted into rows' own array), and
 // how many were dropped as identity and as window duplicates. It asks
 // ClickHouse only about what memory cannot decide; lookups are retried
 // until they succeed (or ctx ends: then the error).
@@ -118,12 +119,14 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (keep []Row, dupID, d
 		e.addKept(r.ReceivedAtMs)
 	}
 
-	keep = make([]Row, 0, len(rows)-dupID-dupWin)
+	// Compact in place: the batch's rows are not needed afterwards.
+	keep = rows[:0]
 	for i := range rows {
 		if !drop[i] {
 			keep = append(keep, rows[i])
 		}
 	}
+	clear(rows[len(keep):])
 	return keep, dupID, dupWin, nil
 }
 

@@ -131,7 +131,10 @@ type batch struct {
 }
 
 func (p *Processor) newBatch() *batch {
-	return &batch{offsets: map[int32]kgo.EpochOffset{}, actions: map[string]uint32{}}
+	// Rows are allocated once at the batch's expected size: growing a slice
+	// of ~1 KiB structs by doubling would waste up to half of it.
+	n := min(p.cfg.BatchRows, int(p.cfg.BatchBytes/rowOverhead)+1)
+	return &batch{rows: make([]Row, 0, n), offsets: map[int32]kgo.EpochOffset{}, actions: map[string]uint32{}}
 }
 
 func (b *batch) full(cfg Config) bool {
@@ -205,25 +208,28 @@ func (p *Processor) Run(ctx context.Context) error {
 
 func (p *Processor) pollLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		p.mu.Lock()
-		wait := time.Duration(0)
-		if p.cur.records > 0 {
-			wait = p.cfg.BatchLinger - time.Since(p.cur.started)
-			if wait <= 0 {
-				p.seal()
-			}
-		}
-		p.mu.Unlock()
 		p.waitForRoom(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if wait > 0 {
-			pollCtx, cancel = context.WithTimeout(ctx, wait)
-		} else if p.cur.records == 0 {
-			pollCtx, cancel = context.WithTimeout(ctx, p.cfg.BatchLinger)
+		// Poll at most until the current batch reaches its linger. While
+		// the flusher is still busy with an earlier batch, an old batch keeps
+		// growing instead (up to its size limits): flushing it earlier would
+		// only queue it, and fewer, larger inserts are what ClickHouse (and
+		// the materialized views on events) handle best.
+		p.mu.Lock()
+		wait := p.cfg.BatchLinger
+		if p.cur.records > 0 {
+			wait = p.cfg.BatchLinger - time.Since(p.cur.started)
+			if wait <= 0 {
+				if len(p.pending) == 0 {
+					p.seal()
+				}
+				wait = min(p.cfg.BatchLinger, 50*time.Millisecond)
+			}
 		}
+		p.mu.Unlock()
+		pollCtx, cancel := context.WithTimeout(ctx, wait)
 		fetches := p.cl.PollRecords(pollCtx, 5000)
 		cancel()
 		fetches.EachError(func(topic string, part int32, err error) {

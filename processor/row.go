@@ -83,14 +83,14 @@ type Row struct {
 	id eventID
 }
 
-// rowOverhead is a Row's fixed memory (the struct, ~60 short strings and
-// the per-column copies made for the insert), so BATCH_BYTES bounds memory
-// rather than payload bytes only.
-const rowOverhead = int64(unsafe.Sizeof(Row{})) + 1200
+// rowOverhead is a Row's fixed memory: the struct and its short strings
+// (ids, names, types). size adds the long ones, so BATCH_BYTES bounds the
+// batch's memory rather than its payload bytes only.
+const rowOverhead = int64(unsafe.Sizeof(Row{})) + 300
 
 // size approximates the row's memory, for BATCH_BYTES.
 func (r *Row) size() int64 {
-	return 2*int64(len(r.Payload)+len(r.Properties)) + rowOverhead
+	return int64(len(r.Payload)+len(r.Properties)) + rowOverhead
 }
 
 // insertColumns is the column list of every insert into events, in the
@@ -265,4 +265,70 @@ func appendColumns(b driver.Batch, rows []Row) error {
 		}
 	}
 	return nil
+}
+
+// strFields lists the row's string fields, for compact.
+func (r *Row) strFields() [47]*string {
+	return [47]*string{
+		&r.EventID, &r.OrganizationID, &r.Action, &r.Kind, &r.DedupKey,
+		&r.ChatID, &r.ThreadID, &r.EventRef, &r.EventType, &r.AuthorID, &r.AuthorType, &r.Visibility,
+		&r.SystemMessageType, &r.FormType, &r.AgentID, &r.AgentName, &r.CustomerID, &r.UserType, &r.Reason,
+		&r.RequesterID, &r.Tag, &r.RoutingStatus, &r.RatingComment, &r.GreetingID,
+		&r.CustomerCountry, &r.CustomerCountryCode, &r.CustomerCity, &r.StartURL, &r.Referrer,
+		&r.PostbackID, &r.ButtonType, &r.ButtonValue, &r.Properties, &r.Payload,
+		&r.SrcTopic, &r.RequestID, &r.BodySHA256, &r.IngestVersion,
+		// spare slots keep the array size fixed; nil entries are skipped
+	}
+}
+
+// compact copies every string of the row, and of its string slices, into
+// one allocation. Decoded strings point into the decoder's copy of the
+// whole record body; without this a row would keep that buffer alive, and
+// batches would hold several times their size.
+func (r *Row) compact() {
+	fields := r.strFields()
+	n := 0
+	for _, f := range fields {
+		if f != nil {
+			n += len(*f)
+		}
+	}
+	for _, ss := range [][]string{r.GroupNames, r.Tags, r.TransferAgentIDs} {
+		for _, s := range ss {
+			n += len(s)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	buf := make([]byte, 0, n)
+	put := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		start := len(buf)
+		buf = append(buf, s...)
+		return unsafe.String(&buf[start], len(s))
+	}
+	for _, f := range fields {
+		if f != nil {
+			*f = put(*f)
+		}
+	}
+	r.GroupNames = cloneStrings(r.GroupNames, put)
+	r.Tags = cloneStrings(r.Tags, put)
+	r.TransferAgentIDs = cloneStrings(r.TransferAgentIDs, put)
+	r.GroupIDs = append([]uint32(nil), r.GroupIDs...)
+	r.TransferGroupIDs = append([]uint32(nil), r.TransferGroupIDs...)
+}
+
+func cloneStrings(ss []string, put func(string) string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = put(s)
+	}
+	return out
 }

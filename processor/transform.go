@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/lcpipe/lcpipe/internal/livechat"
 )
@@ -69,6 +70,9 @@ type Source struct {
 func Transform(src Source, w *livechat.Webhook, users *UserCache, dir Directory) []Row {
 	t := transformer{src: src, w: w, users: users, dir: dir, org: w.Tenant()}
 	t.rows()
+	for i := range t.out {
+		t.out[i].compact()
+	}
 	return t.out
 }
 
@@ -92,7 +96,7 @@ func (t *transformer) base(kind string) Row {
 		Kind:           kind,
 		OccurredAtMs:   recv,
 		ReceivedAtMs:   recv,
-		Payload:        string(t.w.Payload),
+		Payload:        bytesView(t.w.Payload),
 		SrcTopic:       t.src.Topic,
 		SrcPartition:   t.src.Partition,
 		SrcOffset:      t.src.Offset,
@@ -381,7 +385,7 @@ func (t *transformer) eventRow(kind, chatID, threadID string, ev *livechat.Event
 	if len(ev.Properties) > 0 {
 		r.Properties = marshalString(ev.Properties)
 	}
-	r.Payload = string(ev.Raw)
+	r.Payload = bytesView(ev.Raw)
 	return r
 }
 
@@ -538,6 +542,15 @@ func groupIDs(gs []livechat.GroupPriority) []uint32 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// bytesView is b as a string without copying; Transform's compact step
+// copies it into the row's own buffer before Transform returns.
+func bytesView(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func marshalString(v any) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime/debug"
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/processor"
@@ -22,12 +23,15 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	cfg.BatchLinger = inv.Duration("BATCH_LINGER", d.BatchLinger, "longest a batch waits before it is flushed (Go duration)")
 	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "identical state changes (tags, properties, status...) closer than this are one event")
 	cfg.SessionTimeout = inv.Duration("KAFKA_SESSION_TIMEOUT", d.SessionTimeout, "consumer group session: how long a crashed processor keeps its partitions")
+	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
 	if err := inv.parse(); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// GC works harder near the limit instead of letting a backlog grow RSS.
+	debug.SetMemoryLimit(memLimit)
 	conn, err := chconn.Open(ctx, chcfg)
 	if err != nil {
 		return err

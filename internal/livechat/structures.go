@@ -119,6 +119,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plain)(e)); err != nil {
 		return err
 	}
+	// b may be a view into the decoder's buffer: keep a copy.
 	e.Raw = append(json.RawMessage(nil), b...)
 	return nil
 }

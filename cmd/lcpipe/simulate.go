@@ -34,7 +34,8 @@ func runSimulate(ctx context.Context, inv *invocation) error {
 	groups := inv.fs.Int("groups", cfg.GroupsPerOrg, "groups per organization")
 	retry := inv.fs.Float64("retry-rate", cfg.RetryRate, "share of deliveries sent twice (same body, 5-55 s later)")
 	late := inv.fs.Float64("late-rate", cfg.LateRate, "share of self-timestamped deliveries held back 3-30 s (out of order)")
-	duration := inv.fs.Duration("duration", 0, "live mode: stop after this long (0 = until interrupted)")
+	duration := inv.fs.Duration("duration", 0, "live mode: stop starting chats after this long (0 = until interrupted)")
+	drain := inv.fs.Duration("drain", live.Drain, "live mode: after --duration, keep delivering the started chats for up to this long")
 	chats := inv.fs.Int("chats", 0, "dataset mode: generate this many threads instead of live traffic")
 	span := inv.fs.Duration("span", 24*time.Hour, "dataset mode: time span of the threads")
 	startFlag := inv.fs.String("start", "", "dataset mode: RFC 3339 start (default: now - span)")
@@ -71,7 +72,7 @@ func runSimulate(ctx context.Context, inv *invocation) error {
 		return writeReport(inv, *report, ds)
 	}
 
-	live.Rate, live.Duration = *rate, *duration
+	live.Rate, live.Duration, live.Drain = *rate, *duration, *drain
 	g, err := simulate.New(cfg)
 	if err != nil {
 		return err

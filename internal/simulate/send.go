@@ -80,11 +80,16 @@ type LiveConfig struct {
 	Attempts int
 	// Keep bounds the ground truth kept for Expect (newest threads). Default 500 000.
 	Keep int
+	// Drain: when Duration ends, no new chat starts but the deliveries of
+	// the chats already started are still sent on schedule, for up to this
+	// long, so the ground truth matches what was sent. Default 15 minutes.
+	// Cancelling the context stops at once instead.
+	Drain time.Duration
 }
 
 // DefaultLiveConfig returns the defaults documented on LiveConfig.
 func DefaultLiveConfig() LiveConfig {
-	return LiveConfig{Rate: 1, Attempts: 4, Keep: 500_000}
+	return LiveConfig{Rate: 1, Attempts: 4, Keep: 500_000, Drain: 15 * time.Minute}
 }
 
 // Validate reports every problem at once.
@@ -96,8 +101,8 @@ func (c LiveConfig) Validate() error {
 	if c.Attempts < 1 {
 		errs = append(errs, errors.New("simulate: attempts must be >= 1"))
 	}
-	if c.Duration < 0 || c.Keep < 1 {
-		errs = append(errs, errors.New("simulate: duration must be >= 0 and keep >= 1"))
+	if c.Duration < 0 || c.Drain < 0 || c.Keep < 1 {
+		errs = append(errs, errors.New("simulate: duration and drain must be >= 0 and keep >= 1"))
 	}
 	return errors.Join(errs...)
 }
@@ -152,16 +157,18 @@ func NewLive(cfg LiveConfig, g *Generator, post Poster, log *slog.Logger) (*Live
 
 var retryBackoff = []time.Duration{time.Second, 5 * time.Second, 20 * time.Second}
 
-// Run sends until ctx is cancelled or Duration passed; it returns the
-// ground truth of the threads it generated (ctx cancellation is not an error).
+// Run sends until ctx is cancelled, or until Duration passed and the chats
+// started by then were delivered (Drain); it returns the ground truth of
+// the threads it generated (ctx cancellation is not an error).
 func (l *Live) Run(ctx context.Context) (*Dataset, error) {
 	start := time.Now().Truncate(time.Millisecond)
 	l.ds = &Dataset{Orgs: l.g.orgs, From: start}
+	var stopAt, drainUntil time.Time
 	if l.cfg.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, l.cfg.Duration)
-		defer cancel()
+		stopAt = start.Add(l.cfg.Duration)
+		drainUntil = stopAt.Add(l.cfg.Drain)
 	}
+	draining := false
 	q := &dq{}
 	statusUntil := start
 	nextChat := start
@@ -170,7 +177,30 @@ func (l *Live) Run(ctx context.Context) (*Dataset, error) {
 	report := time.Now().Add(time.Minute)
 	for {
 		now := time.Now()
-		if !now.Before(statusUntil) {
+		if !stopAt.IsZero() && !draining && !now.Before(stopAt) {
+			// Stop starting chats; forget routing-status changes not sent yet.
+			draining = true
+			l.ds.To = stopAt
+			kept := (*q)[:0]
+			for _, it := range *q {
+				if it.d.ChatID != "" {
+					kept = append(kept, it)
+				}
+			}
+			*q = kept
+			heap.Init(q)
+			var sts []StatusChange
+			for _, c := range l.ds.Statuses {
+				if c.At.Before(stopAt) {
+					sts = append(sts, c)
+				}
+			}
+			l.ds.Statuses = sts
+		}
+		if draining && (q.Len() == 0 || now.After(drainUntil)) {
+			return l.ds, nil
+		}
+		if !draining && !now.Before(statusUntil) {
 			// Routing-status changes a day ahead (few: agents change about hourly).
 			changes, ds := l.g.Statuses(statusUntil, statusUntil.Add(24*time.Hour))
 			l.ds.Statuses = append(l.ds.Statuses, changes...)
@@ -179,7 +209,7 @@ func (l *Live) Run(ctx context.Context) (*Dataset, error) {
 			}
 			statusUntil = statusUntil.Add(24 * time.Hour)
 		}
-		for !nextChat.After(now) {
+		for !draining && !nextChat.After(now) {
 			th, ds := l.g.Thread(nextChat)
 			l.ds.Threads = append(l.ds.Threads, th)
 			if len(l.ds.Threads) > l.cfg.Keep {
@@ -217,13 +247,20 @@ func (l *Live) Run(ctx context.Context) (*Dataset, error) {
 			l.log.Info("simulator", "chats", l.Stats.Chats.Load(), "sent", l.Stats.Sent.Load(), "failed", l.Stats.Failed.Load(), "given_up", l.Stats.Dropped.Load(), "queued", q.Len())
 		}
 		wake := nextChat
+		if draining {
+			wake = drainUntil
+		} else if !stopAt.IsZero() && stopAt.Before(wake) {
+			wake = stopAt
+		}
 		if q.Len() > 0 && (*q)[0].d.At.Before(wake) {
 			wake = (*q)[0].d.At
 		}
 		timer.Reset(max(time.Until(wake), time.Millisecond))
 		select {
 		case <-ctx.Done():
-			l.ds.To = time.Now()
+			if !draining {
+				l.ds.To = time.Now()
+			}
 			return l.ds, nil
 		case <-timer.C:
 		}

@@ -175,7 +175,7 @@ func TestLivePostsAndRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultLiveConfig()
-	cfg.Rate, cfg.Duration = 50, 3*time.Second
+	cfg.Rate, cfg.Duration, cfg.Drain = 50, 3*time.Second, 2*time.Second
 	l, err := NewLive(cfg, g, &HTTPPoster{URL: srv.URL, Client: srv.Client()}, nil)
 	if err != nil {
 		t.Fatal(err)

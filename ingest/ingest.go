@@ -73,10 +73,11 @@ type Config struct {
 	// KafkaTimeout is how long a request waits for the broker's ack before
 	// the webhook goes to the spool instead. Default 2s.
 	KafkaTimeout time.Duration
-	// Linger is how long the producer waits to fill a batch. Default 1ms:
+	// Linger is how long the producer waits to fill a batch. Default 0:
 	// every request waits for its own ack, so lingering adds that much
-	// latency, but under load it halves the broker's CPU per record and
-	// raises throughput (BENCHMARKS.md); 0 sends each record at once.
+	// latency to each; batches still form while earlier produce requests
+	// are in flight. 1ms halves the broker's CPU per record, which pays off
+	// only when the machine is CPU-bound (BENCHMARKS.md).
 	Linger time.Duration
 	// DrainTimeout bounds one spool-to-Kafka batch. Default 10s.
 	DrainTimeout time.Duration
@@ -121,7 +122,6 @@ func DefaultConfig() Config {
 		Addr:                 ":8080",
 		Kafka:                kafka.DefaultConfig(),
 		KafkaTimeout:         2 * time.Second,
-		Linger:               time.Millisecond,
 		DrainTimeout:         10 * time.Second,
 		InstallationsTimeout: 2 * time.Second,
 		Spool:                spool.DefaultConfig(".run/spool"),

@@ -71,7 +71,7 @@ func benchProcessor(b *testing.B, webhooks int) {
 
 	// The processor, Kafka → ClickHouse.
 	start := time.Now()
-	cmd := startChild(b, e, testenv.Name(b, "grp"), "CHILD_CPUPROFILE="+os.Getenv("LCPIPE_BENCH_CPUPROFILE"), "CHILD_BATCH_BYTES="+os.Getenv("LCPIPE_BENCH_BATCH_BYTES"), "CHILD_HEAPPROFILE="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE"))
+	cmd := startChild(b, e, testenv.Name(b, "grp"), "CHILD_CPUPROFILE="+os.Getenv("LCPIPE_BENCH_CPUPROFILE"), "CHILD_BATCH_BYTES="+os.Getenv("LCPIPE_BENCH_BATCH_BYTES"), "CHILD_HEAPPROFILE="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE"), "CHILD_HEAPPROFILE_AT="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE_AT"))
 	waitRows(b, conn, chcfg.Database, want, 30*time.Minute)
 	took := time.Since(start)
 	stopChild(b, cmd)

@@ -1,6 +1,9 @@
 package processor
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // idCache remembers event IDs this process stored or saw stored, so most
 // duplicates are dropped without asking ClickHouse. Two generations of at
@@ -109,7 +112,8 @@ func (c *windowCache) get(key string) *windowEntry {
 	if len(c.cur) >= c.max {
 		c.old, c.cur = c.cur, map[string]*windowEntry{}
 	}
-	c.cur[key] = e
+	// The key may point into a row's buffer: do not keep that alive.
+	c.cur[strings.Clone(key)] = e
 	return e
 }
 

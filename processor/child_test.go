@@ -39,6 +39,7 @@ func runChild() int {
 	kcfg.RawTopic, kcfg.DLQTopic, kcfg.ClientID = get("RAW"), get("DLQ"), "lcpipe-child"
 	chcfg := chconn.DefaultConfig()
 	chcfg.Addr, chcfg.Database = strings.Split(get("CH"), ","), get("DB")
+	chcfg.MaxOpenConns = 2 // as cmd/lcpipe does for the processor
 	cfg := DefaultConfig()
 	cfg.Group = get("GROUP")
 	cfg.SessionTimeout = 6 * time.Second
@@ -73,7 +74,13 @@ func runChild() int {
 	}
 	if path := get("HEAPPROFILE"); path != "" {
 		go func() {
-			time.Sleep(8 * time.Second)
+			time.Sleep(func() time.Duration {
+				d, err := time.ParseDuration(get("HEAPPROFILE_AT"))
+				if err != nil {
+					return 8 * time.Second
+				}
+				return d
+			}())
 			if f, err := os.Create(path); err == nil {
 				_ = pprof.WriteHeapProfile(f)
 				f.Close()

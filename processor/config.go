@@ -21,9 +21,9 @@ type Config struct {
 	// group starts at the earliest offset.
 	Group string
 	// BatchRows, BatchBytes and BatchLinger end a batch: whichever comes
-	// first. Defaults 50 000 rows, 32 MiB, 1s. Bytes count the rows' memory
+	// first. Defaults 50 000 rows, 24 MiB, 1s. Bytes count the rows' memory
 	// (struct and strings, about 1.5 KiB per row), so with the defaults
-	// BATCH_BYTES usually ends a batch first (~20 000 rows). The linger only
+	// BATCH_BYTES usually ends a batch first (~12 000 rows). The linger only
 	// ends a batch while the flusher is idle: under a backlog batches grow
 	// to their size limits.
 	BatchRows   int
@@ -71,7 +71,7 @@ func DefaultConfig() Config {
 	return Config{
 		Group:             "livechat-processor",
 		BatchRows:         50_000,
-		BatchBytes:        32 << 20,
+		BatchBytes:        24 << 20,
 		BatchLinger:       time.Second,
 		DedupWindow:       10 * time.Minute,
 		MaxPendingBatches: 2,

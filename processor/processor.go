@@ -133,7 +133,9 @@ type batch struct {
 func (p *Processor) newBatch() *batch {
 	// Rows are allocated once at the batch's expected size: growing a slice
 	// of ~1 KiB structs by doubling would waste up to half of it.
-	n := min(p.cfg.BatchRows, int(p.cfg.BatchBytes/rowOverhead)+1)
+	// A row averages ~2 KiB with its strings (rowOverhead is the struct
+	// and short strings only).
+	n := min(p.cfg.BatchRows, int(p.cfg.BatchBytes/(rowOverhead+900))+1)
 	return &batch{rows: make([]Row, 0, n), offsets: map[int32]kgo.EpochOffset{}, actions: map[string]uint32{}}
 }
 
@@ -257,7 +259,7 @@ func (p *Processor) waitForRoom(ctx context.Context) {
 	p.cl.PauseFetchTopics(p.kcfg.RawTopic)
 	p.paused = true
 	p.stats.Pauses.Add(1)
-	p.log.Info("paused fetching: ClickHouse is behind", "pending_batches", len(p.pending))
+	p.log.Debug("paused fetching: ClickHouse is behind", "pending_batches", len(p.pending))
 	stop := context.AfterFunc(ctx, func() {
 		p.mu.Lock()
 		p.cond.Broadcast()
@@ -269,7 +271,7 @@ func (p *Processor) waitForRoom(ctx context.Context) {
 	}
 	p.cl.ResumeFetchTopics(p.kcfg.RawTopic)
 	p.paused = false
-	p.log.Info("resumed fetching", "pending_batches", len(p.pending))
+	p.log.Debug("resumed fetching", "pending_batches", len(p.pending))
 }
 
 // seal moves the current batch to the flush queue. Caller holds mu.

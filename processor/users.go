@@ -1,6 +1,9 @@
 package processor
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // UserCache remembers the type of each user of a chat, learnt from
 // incoming_chat users[] and user_added_to_chat, so events (whose payload
@@ -37,7 +40,21 @@ func (c *UserCache) learn(org, chatID, userID, typ string) {
 		m = map[string]string{}
 		c.cur[k] = m
 	}
-	m[userID] = typ
+	// Clone: decoded strings point into the whole record body, which a
+	// cache entry must not keep alive.
+	m[strings.Clone(userID)] = internType(typ)
+}
+
+func internType(t string) string {
+	switch t {
+	case "agent":
+		return "agent"
+	case "customer":
+		return "customer"
+	case "bot":
+		return "bot"
+	}
+	return strings.Clone(t)
 }
 
 // get returns the chat's map, promoting it from the old generation.

@@ -32,6 +32,10 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	}
 	// GC works harder near the limit instead of letting a backlog grow RSS.
 	debug.SetMemoryLimit(memLimit)
+	// The flusher uses one connection at a time. Every pooled connection
+	// keeps the buffer of the largest block it sent (a whole batch), so a
+	// small pool bounds memory.
+	chcfg.MaxOpenConns = 2
 	conn, err := chconn.Open(ctx, chcfg)
 	if err != nil {
 		return err

@@ -49,6 +49,12 @@ func runChild() int {
 	if n, err := strconv.ParseInt(get("BATCH_BYTES"), 10, 64); err == nil {
 		cfg.BatchBytes = n
 	}
+	if n, err := strconv.Atoi(get("INSERT_PARALLELISM")); err == nil {
+		cfg.InsertParallelism = n
+	}
+	if n, err := strconv.Atoi(get("MAX_PENDING")); err == nil {
+		cfg.MaxPendingBatches = n
+	}
 	if d, err := time.ParseDuration(get("LINGER")); err == nil {
 		cfg.BatchLinger = d
 	}

@@ -50,6 +50,12 @@ type Config struct {
 	IDCacheSize     int
 	WindowCacheSize int
 	UserCacheSize   int
+	// InsertParallelism is how many batch inserts may run at once (each
+	// batch is still one insert; commits stay in order). Default 1: the
+	// next batch's de-duplication already overlaps the running insert, and
+	// on 2 cores a second concurrent insert measured slower
+	// (BENCHMARKS.md).
+	InsertParallelism int
 	// DecodeWorkers decode records in parallel. Default 2.
 	DecodeWorkers int
 	// RetryMin and RetryMax bound the jittered exponential backoff of
@@ -80,6 +86,7 @@ func DefaultConfig() Config {
 		WindowCacheSize:   50_000,
 		UserCacheSize:     20_000,
 		DecodeWorkers:     2,
+		InsertParallelism: 1,
 		RetryMin:          100 * time.Millisecond,
 		RetryMax:          10 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
@@ -121,6 +128,9 @@ func (c Config) withDefaults() Config {
 	if c.UserCacheSize == 0 {
 		c.UserCacheSize = d.UserCacheSize
 	}
+	if c.InsertParallelism == 0 {
+		c.InsertParallelism = d.InsertParallelism
+	}
 	if c.DecodeWorkers == 0 {
 		c.DecodeWorkers = d.DecodeWorkers
 	}
@@ -159,6 +169,7 @@ func (c Config) Validate() error {
 	check(c.FetchMaxBytes >= 1<<20, "fetch max bytes must be >= 1MiB, got %d", c.FetchMaxBytes)
 	check(c.IDCacheSize > 0 && c.WindowCacheSize > 0 && c.UserCacheSize > 0, "cache sizes must be > 0")
 	check(c.DecodeWorkers > 0, "decode workers must be > 0, got %d", c.DecodeWorkers)
+	check(c.InsertParallelism > 0, "insert parallelism must be > 0, got %d", c.InsertParallelism)
 	check(c.RetryMin > 0 && c.RetryMax >= c.RetryMin, "retry bounds must satisfy 0 < min <= max, got %s..%s", c.RetryMin, c.RetryMax)
 	check(c.ShutdownTimeout > 0, "shutdown timeout must be > 0")
 	check(c.SessionTimeout >= 6*time.Second, "session timeout must be >= 6s (the broker's minimum), got %s", c.SessionTimeout)

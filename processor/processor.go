@@ -76,6 +76,7 @@ type Processor struct {
 	sealedSeq uint64
 	doneSeq   uint64
 	stopped   bool // flusher gave up (shutdown timeout)
+	popped    int  // batches committed since the preparer last looked
 	paused    bool
 
 	stats Stats
@@ -128,6 +129,16 @@ type batch struct {
 	minRecv uint64
 	maxRecv uint64
 	actions map[string]uint32
+
+	// set by the flusher
+	keep          []Row
+	rowsIn        int
+	dupID, dupWin int
+	attempts      int
+	flushStart    time.Time
+	lookupDur     time.Duration
+	insertDur     time.Duration
+	done          chan error
 }
 
 func (p *Processor) newBatch() *batch {
@@ -493,35 +504,88 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 	return &kgo.Record{Key: r.Key, Value: r.Value, Headers: headers}
 }
 
-// flusher flushes sealed batches in order until stopped.
+// flusher flushes sealed batches in order until stopped. Preparing a
+// batch (dead letters, de-duplication) is sequential, because each batch's
+// decisions build on the previous ones (kept IDs and window times enter
+// the memory caches as soon as they are decided). Up to InsertParallelism
+// inserts then run at once (ClickHouse works on each insert mostly on one
+// core), and commits happen strictly in batch order, each after every
+// earlier batch is stored: offsets never pass a batch that is not in
+// ClickHouse.
 func (p *Processor) flusher(ctx context.Context) {
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+	sem := make(chan struct{}, p.cfg.InsertParallelism)
+	inserted := make(chan *batch, 64)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.committer(ctx, inserted, abort) })
+	defer wg.Wait()
+	defer close(inserted)
+	next := 0 // index in pending of the next batch to prepare
 	for {
 		p.mu.Lock()
-		for len(p.pending) == 0 && !p.stopped {
+		for {
+			next -= p.popped // the committer popped batches: indexes shift
+			p.popped = 0
+			if next < len(p.pending) || p.stopped {
+				break
+			}
 			p.cond.Wait()
 		}
-		if len(p.pending) == 0 {
+		if next >= len(p.pending) {
 			p.mu.Unlock()
 			return
 		}
-		b := p.pending[0]
+		b := p.pending[next]
+		next++
 		p.mu.Unlock()
 
-		if err := p.flush(ctx, b); err != nil {
-			// Only a cancelled flush context ends here (hard stop).
-			p.log.Error("flush abandoned", "batch", b.seq, "err", err)
-			p.mu.Lock()
-			p.stopped = true
-			p.cond.Broadcast()
-			p.mu.Unlock()
+		if err := p.prepare(ctx, b); err != nil {
+			p.abandon(b, err)
 			return
 		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			p.abandon(b, ctx.Err())
+			return
+		}
+		b.done = make(chan error, 1)
+		go func() {
+			b.done <- p.insertBatch(ctx, b)
+			<-sem
+		}()
+		inserted <- b
+	}
+}
+
+// committer commits inserted batches in order.
+func (p *Processor) committer(ctx context.Context, inserted <-chan *batch, abort func()) {
+	for b := range inserted {
+		if err := <-b.done; err != nil {
+			p.abandon(b, err)
+			abort()
+			for range inserted {
+			}
+			return
+		}
+		p.finish(ctx, b)
 		p.mu.Lock()
 		p.pending = p.pending[1:]
+		p.popped++
 		p.doneSeq = b.seq
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	}
+}
+
+// abandon stops the flusher: only a cancelled flush context ends here.
+func (p *Processor) abandon(b *batch, err error) {
+	p.log.Error("flush abandoned", "batch", b.seq, "err", err)
+	p.mu.Lock()
+	p.stopped = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
 // backoff sleeps the attempt's jittered exponential delay; false when ctx ended.
@@ -559,10 +623,10 @@ func (p *Processor) retry(ctx context.Context, what string, op func() error) err
 	}
 }
 
-// flush stores one batch: dead letters, de-duplication, one insert, commit,
-// statistics. It returns an error only when ctx ends.
-func (p *Processor) flush(ctx context.Context, b *batch) error {
-	start := time.Now()
+// prepare produces the batch's dead letters and de-duplicates its rows
+// (b.keep). It returns an error only when ctx ends.
+func (p *Processor) prepare(ctx context.Context, b *batch) error {
+	b.flushStart = time.Now()
 	if len(b.dead) > 0 {
 		err := p.retry(ctx, "produce dead letters", func() error {
 			for _, r := range b.dead {
@@ -578,25 +642,39 @@ func (p *Processor) flush(ctx context.Context, b *batch) error {
 				"stage", wire.Header(r, wire.HeaderDLQStage), "err", wire.Header(r, wire.HeaderDLQError))
 		}
 	}
-
+	b.rowsIn = len(b.rows)
 	lookStart := time.Now()
 	keep, dupID, dupWin, err := p.dedup(ctx, b.rows)
 	if err != nil {
 		return err
 	}
-	lookupDur := time.Since(lookStart)
+	b.lookupDur = time.Since(lookStart)
+	b.keep, b.dupID, b.dupWin = keep, dupID, dupWin
+	// Decided: later batches must see these IDs even before the insert
+	// completes (it is retried until it does, or the process ends).
+	for i := range keep {
+		if keep[i].DedupKey == "" {
+			p.ids.add(keep[i].id)
+		}
+	}
+	return nil
+}
 
+// insertBatch writes b.keep with one insert, retrying forever; after an
+// error it drops the rows that are stored by then before trying again.
+// It returns an error only when ctx ends.
+func (p *Processor) insertBatch(ctx context.Context, b *batch) error {
 	insStart := time.Now()
-	attempts := 0
+	keep := b.keep
 	for len(keep) > 0 {
-		attempts++
+		b.attempts++
 		err := p.st.insert(ctx, keep)
 		if err == nil {
 			break
 		}
 		p.stats.InsertRetries.Add(1)
-		p.log.Warn("insert failed; re-checking stored ids before retrying", "rows", len(keep), "attempt", attempts, "err", err)
-		if !p.backoff(ctx, attempts-1) {
+		p.log.Warn("insert failed; re-checking stored ids before retrying", "rows", len(keep), "attempt", b.attempts, "err", err)
+		if !p.backoff(ctx, b.attempts-1) {
 			return fmt.Errorf("insert: %w", ctx.Err())
 		}
 		// The failed insert may have been written (wholly or, across table
@@ -621,29 +699,28 @@ func (p *Processor) flush(ctx context.Context, b *batch) error {
 			keep = rest
 		}
 	}
-	insertDur := time.Since(insStart)
-	for i := range keep {
-		if keep[i].DedupKey == "" {
-			p.ids.add(keep[i].id)
-		}
-	}
+	b.insertDur = time.Since(insStart)
+	return nil
+}
 
+// finish commits the batch's offsets and records its statistics.
+func (p *Processor) finish(ctx context.Context, b *batch) {
 	p.commit(ctx, b)
-
+	inserted := len(b.keep)
 	p.stats.Batches.Add(1)
-	p.stats.Rows.Add(int64(len(b.rows)))
-	p.stats.Inserted.Add(int64(len(keep)))
-	p.stats.DupIdentity.Add(int64(dupID))
-	p.stats.DupWindow.Add(int64(dupWin))
+	p.stats.Rows.Add(int64(b.rowsIn))
+	p.stats.Inserted.Add(int64(inserted))
+	p.stats.DupIdentity.Add(int64(b.dupID))
+	p.stats.DupWindow.Add(int64(b.dupWin))
 	p.stats.DeadLetters.Add(int64(len(b.dead)))
 
 	st := batchStats{
 		FlushedAt: time.Now(), Instance: p.cfg.Instance, Group: p.cfg.Group, Topic: p.kcfg.RawTopic,
-		Records: uint32(b.records), RowsIn: uint32(len(b.rows)), Inserted: uint32(len(keep)),
-		DupIdentity: uint32(dupID), DupWindow: uint32(dupWin), Dead: uint32(len(b.dead)),
-		MinReceivedMs: b.minRecv, MaxReceivedMs: b.maxRecv, Attempts: uint32(attempts),
-		LookupMs: uint32(lookupDur.Milliseconds()), InsertMs: uint32(insertDur.Milliseconds()),
-		FlushMs: uint32(time.Since(start).Milliseconds()),
+		Records: uint32(b.records), RowsIn: uint32(b.rowsIn), Inserted: uint32(inserted),
+		DupIdentity: uint32(b.dupID), DupWindow: uint32(b.dupWin), Dead: uint32(len(b.dead)),
+		MinReceivedMs: b.minRecv, MaxReceivedMs: b.maxRecv, Attempts: uint32(b.attempts),
+		LookupMs: uint32(b.lookupDur.Milliseconds()), InsertMs: uint32(b.insertDur.Milliseconds()),
+		FlushMs: uint32(time.Since(b.flushStart).Milliseconds()),
 	}
 	for part := range b.offsets {
 		st.Partitions = append(st.Partitions, part)
@@ -659,9 +736,10 @@ func (p *Processor) flush(ctx context.Context, b *batch) error {
 	if err := p.st.insertStats(ctx, st); err != nil {
 		p.log.Warn("pipeline_batches row not written (statistics only)", "err", err)
 	}
-	p.log.Debug("flushed", "batch", b.seq, "records", b.records, "rows", len(b.rows), "inserted", len(keep),
-		"dup_identity", dupID, "dup_window", dupWin, "dead", len(b.dead), "took", time.Since(start))
-	return nil
+	p.log.Debug("flushed", "batch", b.seq, "records", b.records, "rows", b.rowsIn, "inserted", inserted,
+		"dup_identity", b.dupID, "dup_window", b.dupWin, "dead", len(b.dead), "took", time.Since(b.flushStart))
+	// The rows are stored: let the memory go before the batch leaves pending.
+	b.rows, b.keep = nil, nil
 }
 
 // commit commits the batch's offsets. A failure is logged, not retried

@@ -14,10 +14,11 @@
 //     flusher; beyond that fetching pauses (PauseFetchTopics), so memory
 //     stays bounded however large the backlog and however long ClickHouse
 //     is away.
-//  5. flush (flush), one batch at a time, in order: dead letters are
-//     produced; duplicates are dropped (dedup); the rest is inserted with
-//     ONE insert into events; offsets are committed; a pipeline_batches
-//     row is written.
+//  5. flush (flusher), batch by batch in order: dead letters are produced
+//     and duplicates dropped (prepare, dedup); the rest is inserted with ONE
+//     insert into events (insertBatch); offsets are committed and a
+//     pipeline_batches row written (finish). The next batch's prepare
+//     overlaps the running insert; commits stay in batch order.
 //
 // Exactly-once effect: a batch is one insert block, so it is stored whole
 // or not at all (per table partition); before inserting, IDs already stored

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
@@ -24,8 +25,19 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "identical state changes (tags, properties, status...) closer than this are one event")
 	cfg.SessionTimeout = inv.Duration("KAFKA_SESSION_TIMEOUT", d.SessionTimeout, "consumer group session: how long a crashed processor keeps its partitions")
 	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
+	// The LiveChat app (OAuth), when configured, names agents and groups.
+	app, appErr := setupApp(ctx, inv)
 	if err := inv.parse(); err != nil {
+		if app != nil {
+			app.Close()
+		}
 		return err
+	}
+	if app != nil {
+		defer app.Close()
+	}
+	if appErr != nil {
+		return fmt.Errorf("processor: LiveChat app: %w", appErr)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -44,9 +56,9 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	if _, err := schema.Migrate(ctx, conn, schema.Options{Database: chcfg.Database, Cluster: chcfg.Cluster}, inv.log); err != nil {
 		return err
 	}
-	dir, err := directory(ctx, inv)
-	if err != nil {
-		return err
+	var dir processor.Directory
+	if app != nil {
+		dir = app.Directory()
 	}
 	p, err := processor.New(processor.Options{
 		Config:     cfg,
@@ -60,11 +72,4 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 		return err
 	}
 	return p.Run(ctx)
-}
-
-// directory returns the agent/group name directory for enrichment. The
-// OAuth component (Configuration API) plugs its implementation in here;
-// until then names stay empty (nil Directory).
-func directory(context.Context, *invocation) (processor.Directory, error) {
-	return nil, nil
 }

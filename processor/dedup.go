@@ -56,20 +56,14 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (keep []Row, dupID, d
 	}
 
 	if len(ask) > 0 {
-		ids := make([]string, len(ask))
-		var lo, hi uint64
+		look := make([]*Row, len(ask))
 		for j, i := range ask {
-			ids[j] = rows[i].EventID
-			o := rows[i].OccurredAtMs
-			if j == 0 || o < lo {
-				lo = o
-			}
-			hi = max(hi, o)
+			look[j] = &rows[i]
 		}
 		var stored map[string]struct{}
 		if err := p.retry(ctx, "look up stored event ids", func() error {
 			var e error
-			stored, e = p.st.storedIDs(ctx, ids, lo, hi)
+			stored, e = p.st.storedIDs(ctx, look)
 			return e
 		}); err != nil {
 			return nil, 0, 0, err

@@ -683,8 +683,11 @@ func (p *Processor) insertBatch(ctx context.Context, b *batch) error {
 		var stored map[string]struct{}
 		if err := p.retry(ctx, "re-check stored ids", func() error {
 			var e error
-			lo, hi := occRange(keep)
-			stored, e = p.st.storedIDs(ctx, idsOf(keep), lo, hi)
+			look := make([]*Row, len(keep))
+			for i := range keep {
+				look[i] = &keep[i]
+			}
+			stored, e = p.st.storedIDs(ctx, look)
 			return e
 		}); err != nil {
 			return err
@@ -774,24 +777,4 @@ func (p *Processor) commit(ctx context.Context, b *batch) {
 			return
 		}
 	}
-}
-
-func idsOf(rows []Row) []string {
-	out := make([]string, len(rows))
-	for i := range rows {
-		out[i] = rows[i].EventID
-	}
-	return out
-}
-
-func occRange(rows []Row) (uint64, uint64) {
-	var lo, hi uint64
-	for i := range rows {
-		o := rows[i].OccurredAtMs
-		if i == 0 || o < lo {
-			lo = o
-		}
-		hi = max(hi, o)
-	}
-	return lo, hi
 }

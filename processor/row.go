@@ -81,6 +81,9 @@ type Row struct {
 
 	// id is EventID as bytes, the key of the in-memory caches.
 	id eventID
+	// ownTime: OccurredAtMs comes from the payload (every delivery of the
+	// event carries the same), not from the received-at.
+	ownTime bool
 }
 
 // rowOverhead is a Row's fixed memory: the struct and its short strings

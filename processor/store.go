@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -20,43 +21,87 @@ type store struct {
 	db   string
 }
 
-// lookupMargin widens the occurred_at range of ID lookups. A row's
-// occurred_at is either a server time that every delivery repeats, or the
-// received-at of its first delivery (events without a time of their own),
-// and LiveChat retries within minutes: a day is ample.
+// lookupMargin widens the occurred_at range of ID lookups for rows whose
+// occurred_at is the received-at of their first delivery (events without a
+// time of their own): a later delivery of the same event was received at
+// most this much later (LiveChat retries within minutes; older docs said
+// hours). Rows with a time of their own are looked up in their exact range:
+// every delivery carries the same time.
 const lookupMargin = 24 * time.Hour
 
-// storedIDs returns which of ids are already in events. occLo/occHi bound
-// the occurred_at of the rows being checked (epoch ms).
-func (s *store) storedIDs(ctx context.Context, ids []string, occLo, occHi uint64) (map[string]struct{}, error) {
+// occRanges are the occurred_at ranges (epoch ms) an ID lookup must cover.
+type occRanges struct {
+	ownLo, ownHi   uint64 // rows with a time of their own, exact
+	recvLo, recvHi uint64 // rows stamped with received-at, widened by lookupMargin
+	own, recv      bool
+}
+
+func (o *occRanges) add(r *Row) {
+	t := r.OccurredAtMs
+	if r.ownTime {
+		if !o.own || t < o.ownLo {
+			o.ownLo = t
+		}
+		o.own, o.ownHi = true, max(o.ownHi, t)
+		return
+	}
+	if !o.recv || t < o.recvLo {
+		o.recvLo = t
+	}
+	o.recv, o.recvHi = true, max(o.recvHi, t)
+}
+
+// where renders the occurred_at condition (DateTime has seconds).
+func (o *occRanges) where() (string, []any) {
+	var conds []string
+	var args []any
+	if o.own {
+		conds = append(conds, "(occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC'))")
+		args = append(args, o.ownLo/1000, o.ownHi/1000+1)
+	}
+	if o.recv {
+		m := uint64(lookupMargin / time.Millisecond)
+		conds = append(conds, "(occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC'))")
+		args = append(args, sub(o.recvLo, m)/1000, (o.recvHi+m)/1000+1)
+	}
+	if len(conds) == 0 {
+		return "1", nil
+	}
+	return "(" + strings.Join(conds, " OR ") + ")", args
+}
+
+// storedIDs returns which of rows' IDs are already in events.
+func (s *store) storedIDs(ctx context.Context, rows []*Row) (map[string]struct{}, error) {
 	out := map[string]struct{}{}
-	if len(ids) == 0 {
+	if len(rows) == 0 {
 		return out, nil
 	}
 	tbl, err := ext.NewTable("_ids", ext.Column("id", "String"))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: external table: %w", err)
 	}
-	for _, id := range ids {
-		if err := tbl.Append(id); err != nil {
+	var rng occRanges
+	for _, r := range rows {
+		if err := tbl.Append(r.EventID); err != nil {
 			return nil, fmt.Errorf("clickhouse: external table: %w", err)
 		}
+		rng.add(r)
 	}
-	lo, hi := marginRange(occLo, occHi)
-	q := "SELECT event_id FROM " + s.db + ".events WHERE occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC') AND event_id IN _ids"
-	rows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, lo, hi)
+	cond, args := rng.where()
+	q := "SELECT event_id FROM " + s.db + ".events WHERE " + cond + " AND event_id IN _ids"
+	res, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: look up %d event ids: %w", len(ids), err)
+		return nil, fmt.Errorf("clickhouse: look up %d event ids: %w", len(rows), err)
 	}
-	defer rows.Close()
-	for rows.Next() {
+	defer res.Close()
+	for res.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		if err := res.Scan(&id); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan event id: %w", err)
 		}
 		out[id] = struct{}{}
 	}
-	if err := rows.Err(); err != nil {
+	if err := res.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse: look up event ids: %w", err)
 	}
 	return out, nil
@@ -99,15 +144,6 @@ func (s *store) keptTimes(ctx context.Context, keys []string, lo, hi uint64) (ma
 		return nil, fmt.Errorf("clickhouse: look up dedup keys: %w", err)
 	}
 	return out, nil
-}
-
-func marginRange(occLo, occHi uint64) (uint64, uint64) {
-	m := uint64(lookupMargin / time.Millisecond)
-	lo := uint64(0)
-	if occLo > m {
-		lo = occLo - m
-	}
-	return lo / 1000, (occHi+m)/1000 + 1
 }
 
 // insert writes rows into events as one block: one INSERT, atomic per

@@ -227,7 +227,7 @@ func (t *transformer) rows() {
 		r.ChatID = p.ChatID
 		t.author(&r, p.ChatID, p.UserID)
 		if ms := p.SeenUpTo.UnixMilli(); ms > 0 {
-			r.OccurredAtMs = ms
+			r.OccurredAtMs, r.ownTime = ms, true
 		}
 		t.identified(r, "seen", p.ChatID, p.UserID, p.SeenUpTo.UTC().Format(time.RFC3339Nano))
 	case *livechat.ThreadSummarySet:
@@ -235,14 +235,14 @@ func (t *transformer) rows() {
 		r.ChatID, r.ThreadID = p.ChatID, p.ThreadID
 		r.TextLength = uint32(utf8.RuneCountInString(p.Summary.Text))
 		if ms := p.Summary.UpdatedAt.UnixMilli(); ms > 0 {
-			r.OccurredAtMs = ms
+			r.OccurredAtMs, r.ownTime = ms, true
 		}
 		t.identified(r, "summary", p.ChatID, p.ThreadID, p.Summary.UpdatedAt.UTC().Format(time.RFC3339Nano))
 	case *livechat.IncomingCustomer:
 		r := t.base(KindCustomerCreated)
 		r.CustomerID, r.AuthorID, r.AuthorType = p.Customer.ID, p.Customer.ID, "customer"
 		if ms := p.Customer.CreatedAt.UnixMilli(); ms > 0 {
-			r.OccurredAtMs = ms
+			r.OccurredAtMs, r.ownTime = ms, true
 		}
 		t.visit(&r, p.Customer.CurrentVisit())
 		t.identified(r, "customer_created", p.Customer.ID)
@@ -310,7 +310,7 @@ func (t *transformer) incomingChat(p *livechat.IncomingChat) {
 	r := t.base(KindThreadStarted)
 	r.ChatID, r.ThreadID = c.ID, th.ID
 	if ms := th.CreatedAt.UnixMilli(); ms > 0 {
-		r.OccurredAtMs, r.ThreadCreatedAtMs = ms, ms
+		r.OccurredAtMs, r.ThreadCreatedAtMs, r.ownTime = ms, ms, true
 	}
 	r.ThreadActive = b2u(th.Active)
 	r.Continuous = b2u(th.Properties.Bool("routing", "continuous") || c.Properties.Bool("routing", "continuous"))
@@ -366,7 +366,7 @@ func (t *transformer) eventRow(kind, chatID, threadID string, ev *livechat.Event
 	r.ChatID, r.ThreadID = chatID, threadID
 	r.EventRef, r.EventType = ev.ID, ev.Type
 	if ms := ev.CreatedAt.UnixMilli(); ms > 0 {
-		r.OccurredAtMs = ms
+		r.OccurredAtMs, r.ownTime = ms, true
 	}
 	r.Visibility = firstNonEmpty(ev.Visibility, ev.Recipients)
 	r.IsWelcome = b2u(ev.IsWelcome())

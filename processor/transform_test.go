@@ -258,3 +258,29 @@ func TestCanonicalJSON(t *testing.T) {
 		t.Fatalf("got %s want %s", got, want)
 	}
 }
+
+func TestLookupRanges(t *testing.T) {
+	var o occRanges
+	if cond, args := o.where(); cond != "1" || args != nil {
+		t.Fatalf("empty: %s %v", cond, args)
+	}
+	o.add(&Row{OccurredAtMs: 5_000_500, ownTime: true})
+	o.add(&Row{OccurredAtMs: 9_000_000, ownTime: true})
+	cond, args := o.where()
+	if strings.Count(cond, "occurred_at >=") != 1 || args[0] != uint64(5000) || args[1] != uint64(9001) {
+		t.Fatalf("own times are looked up exactly: %s %v", cond, args)
+	}
+	o.add(&Row{OccurredAtMs: 100_000_000_000})
+	cond, args = o.where()
+	day := uint64(lookupMargin / time.Second)
+	if strings.Count(cond, " OR ") != 1 || args[2] != uint64(100_000_000)-day || args[3] != uint64(100_000_000)+day+1 {
+		t.Fatalf("received-at rows are widened by the margin: %s %v", cond, args)
+	}
+	// The golden fixtures classify: events carry their own time, closes do not.
+	if rows := Transform(goldenSource, decodeFixture(t, "incoming_event"), nil, nil); !rows[0].ownTime {
+		t.Fatal("event rows have their own time")
+	}
+	if rows := Transform(goldenSource, decodeFixture(t, "chat_deactivated"), nil, nil); rows[0].ownTime {
+		t.Fatal("chat_deactivated has no time of its own")
+	}
+}

@@ -97,7 +97,7 @@ func benchProcessor(b *testing.B, webhooks int) {
 	inserted := 0
 	flush := func() {
 		t0 := time.Now()
-		if err := st.insert(context.Background(), rows); err != nil {
+		if err := st.insert(context.Background(), rows, ""); err != nil {
 			b.Fatal(err)
 		}
 		insertTime += time.Since(t0)

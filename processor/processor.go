@@ -38,6 +38,7 @@ package processor
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,6 +133,7 @@ type batch struct {
 	actions map[string]uint32
 
 	// set by the flusher
+	parts         []int32
 	keep          []Row
 	rowsIn        int
 	dupID, dupWin int
@@ -151,6 +153,24 @@ func (p *Processor) newBatch() *batch {
 	return &batch{rows: make([]Row, 0, n), offsets: map[int32]kgo.EpochOffset{}, actions: map[string]uint32{}}
 }
 
+// partitions lists the batch's source partitions, sorted.
+func (b *batch) partitions() []int32 {
+	out := make([]int32, 0, len(b.offsets))
+	for part := range b.offsets {
+		out = append(out, part)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func nonce() string {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(rand.N(256))
+	}
+	return hex.EncodeToString(b[:])
+}
+
 func (b *batch) full(cfg Config) bool {
 	return len(b.rows) >= cfg.BatchRows || b.bytes >= cfg.BatchBytes
 }
@@ -167,6 +187,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		// Rebalance callbacks run only between polls, so a revoke sees every
 		// polled record in a batch and can flush and commit them.
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.FetchMaxBytes(p.cfg.FetchMaxBytes),
@@ -307,6 +328,36 @@ func (p *Processor) waitFlushed(seq uint64) bool {
 	}
 	return p.doneSeq >= seq
 }
+
+// onAssigned waits (bounded) until no insert from these partitions is
+// still running on the server: a previous owner killed right after sending
+// a batch leaves that insert to complete without it, and our lookups must
+// see its rows. Polls wait for this callback.
+func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	parts := assigned[p.kcfg.RawTopic]
+	if len(parts) == 0 {
+		return
+	}
+	deadline := time.Now().Add(zombieInsertWait)
+	for {
+		running, err := p.st.runningInserts(ctx, p.kcfg.RawTopic)
+		busy := false
+		for _, part := range parts {
+			busy = busy || running[part]
+		}
+		if err == nil && !busy {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			p.log.Warn("inserts of newly assigned partitions still running (or unknown); continuing", "partitions", parts, "err", err)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// zombieInsertWait bounds onAssigned's wait.
+const zombieInsertWait = time.Minute
 
 // onRevoked flushes and commits everything read before partitions go.
 func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -643,6 +694,9 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 				"stage", wire.Header(r, wire.HeaderDLQStage), "err", wire.Header(r, wire.HeaderDLQError))
 		}
 	}
+	p.mu.Lock() // onLost may edit offsets
+	b.parts = b.partitions()
+	p.mu.Unlock()
 	b.rowsIn = len(b.rows)
 	lookStart := time.Now()
 	keep, dupID, dupWin, err := p.dedup(ctx, b.rows)
@@ -669,7 +723,7 @@ func (p *Processor) insertBatch(ctx context.Context, b *batch) error {
 	keep := b.keep
 	for len(keep) > 0 {
 		b.attempts++
-		err := p.st.insert(ctx, keep)
+		err := p.st.insert(ctx, keep, insertQueryID(p.st.db, p.kcfg.RawTopic, b.parts, nonce()))
 		if err == nil {
 			break
 		}
@@ -726,10 +780,7 @@ func (p *Processor) finish(ctx context.Context, b *batch) {
 		LookupMs: uint32(b.lookupDur.Milliseconds()), InsertMs: uint32(b.insertDur.Milliseconds()),
 		FlushMs: uint32(time.Since(b.flushStart).Milliseconds()),
 	}
-	for part := range b.offsets {
-		st.Partitions = append(st.Partitions, part)
-	}
-	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i] < st.Partitions[j] })
+	st.Partitions = b.parts
 	for a := range b.actions {
 		st.Actions = append(st.Actions, a)
 	}

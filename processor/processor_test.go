@@ -390,3 +390,25 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 		}
 	}
 }
+
+func TestRunningInserts(t *testing.T) {
+	e := newEnv(t)
+	st := &store{conn: e.conn, db: e.ch.Database}
+	id := insertQueryID(st.db, "raw", []int32{0, 2}, "ab")
+	if id != "lcpipe:"+st.db+":raw:0,2:ab" {
+		t.Fatalf("query id %q", id)
+	}
+	running, err := st.runningInserts(context.Background(), "raw")
+	if err != nil || len(running) != 0 {
+		t.Fatalf("idle server: %v %v", running, err)
+	}
+	// An insert with that id runs on the server and is stored.
+	rows := Transform(goldenSource, decodeFixture(t, "thread_tagged"), nil, nil)
+	if err := st.insert(context.Background(), rows, id); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM "+st.db+".events").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows %d, %v", n, err)
+	}
+}

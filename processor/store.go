@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,9 +150,16 @@ func (s *store) keptTimes(ctx context.Context, keys []string, lo, hi uint64) (ma
 // insert writes rows into events as one block: one INSERT, atomic per
 // partition of the table. An error does not prove nothing was written
 // (see clickhouse-compat.md): callers re-check stored IDs before retrying.
-func (s *store) insert(ctx context.Context, rows []Row) error {
+//
+// The insert's query id names the source partitions (insertQueryID), so a
+// new owner of a partition can wait for an insert that a crashed owner had
+// fully sent and that the server is still completing (runningInserts).
+func (s *store) insert(ctx context.Context, rows []Row, queryID string) error {
 	if len(rows) == 0 {
 		return nil
+	}
+	if queryID != "" {
+		ctx = ch.Context(ctx, ch.WithQueryID(queryID))
 	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".events ("+insertColumns+")")
 	if err != nil {
@@ -196,4 +204,47 @@ func (s *store) insertStats(ctx context.Context, st batchStats) error {
 		return fmt.Errorf("clickhouse: insert pipeline_batches row: %w", err)
 	}
 	return nil
+}
+
+// insertQueryID is "lcpipe:<db>:<topic>:<p1>,<p2>,...:<random>".
+func insertQueryID(db, topic string, partitions []int32, nonce string) string {
+	var sb strings.Builder
+	sb.WriteString(queryIDPrefix(db, topic))
+	for i, p := range partitions {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.Itoa(int(p)))
+	}
+	sb.WriteByte(':')
+	sb.WriteString(nonce)
+	return sb.String()
+}
+
+func queryIDPrefix(db, topic string) string { return "lcpipe:" + db + ":" + topic + ":" }
+
+// runningInserts lists the partitions of events inserts still running on
+// the server (from any processor, alive or crashed).
+func (s *store) runningInserts(ctx context.Context, topic string) (map[int32]bool, error) {
+	prefix := queryIDPrefix(s.db, topic)
+	rows, err := s.conn.Query(ctx, "SELECT query_id FROM system.processes WHERE startsWith(query_id, ?)", prefix)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: list running inserts: %w", err)
+	}
+	defer rows.Close()
+	out := map[int32]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan running insert: %w", err)
+		}
+		rest := strings.TrimPrefix(id, prefix)
+		parts, _, _ := strings.Cut(rest, ":")
+		for _, p := range strings.Split(parts, ",") {
+			if n, err := strconv.Atoi(p); err == nil {
+				out[int32(n)] = true
+			}
+		}
+	}
+	return out, rows.Err()
 }

@@ -2,7 +2,7 @@ package dashboards
 
 import "strings"
 
-// threadsInner merges the per-thread states of thread_state (0103). WHERE
+// threadsInner merges the per-thread states of thread_state (migration 0100). WHERE
 // (possibly empty) restricts the state rows read before merging: panels
 // restrict to the hours of their range; the `threads` view reads all.
 const threadsInner = `SELECT
@@ -96,7 +96,7 @@ FROM
 
 // ThreadsSQL returns the `threads` derivation reading db.thread_state with
 // an optional WHERE condition on the state rows (hour, organization_id).
-// With no condition it is exactly the body of the `threads` view (0103;
+// With no condition it is exactly the body of the `threads` view (migration 0100;
 // TestThreadsViewMatches keeps the two identical).
 func ThreadsSQL(db, where string) string {
 	w := ""

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.events {{.OnCluster}}
     requester_id          String,
 
     tag                   String,
+    tags                  Array(String),   -- the thread's tags when the payload lists them (incoming_chat thread.tags)
     transfer_group_ids    Array(UInt32),
     transfer_agent_ids    Array(String),
     queue_position        Int32,
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.events {{.OnCluster}}
     queued_at_ms          UInt64,
     routing_status        String,
     rating_score          Int8,
+    rating_has_score      UInt8,           -- 1 when the row carries a score (rating_score 0 is thumbs down)
     rating_comment        String,
     thread_created_at_ms  UInt64,
     thread_active         UInt8,

@@ -78,35 +78,3 @@ AS SELECT
     toUInt8(replaceAll(routing_status, '_', ' ') = 'accepting chats') AS accepting
 FROM {{.DB}}.events
 WHERE action = 'routing_status_set' AND agent_id != '';
-
--- `webhook_minutes`: per minute of receipt, organization and action: how
--- many webhooks (distinct request ids) and stored events, and the
--- distribution of received -> inserted latency in milliseconds (inserted_at
--- has second resolution). Small: dashboards read it instead of `events`.
-CREATE TABLE IF NOT EXISTS {{.DB}}.webhook_minutes {{.OnCluster}}
-(
-    minute           DateTime('UTC'),
-    organization_id  String,
-    action           String,
-    webhooks         AggregateFunction(uniqExact, String),
-    events           AggregateFunction(count),
-    latency_ms       AggregateFunction(quantiles(0.5, 0.95, 0.99), Int64),
-    last_received_ms AggregateFunction(max, UInt64)
-)
-ENGINE = {{engine "webhook_minutes" "AggregatingMergeTree"}}
-PARTITION BY toYYYYMM(minute)
-ORDER BY (minute, organization_id, action)
-SETTINGS index_granularity = 8192;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.webhook_minutes_mv {{.OnCluster}}
-TO {{.DB}}.webhook_minutes
-AS SELECT
-    toStartOfMinute(received_at) AS minute,
-    organization_id,
-    action,
-    uniqExactState(if(request_id != '', request_id, body_sha256)) AS webhooks,
-    countState() AS events,
-    quantilesState(0.5, 0.95, 0.99)(toInt64(toUInt64(inserted_at) * 1000) - toInt64(received_at_ms)) AS latency_ms,
-    maxState(received_at_ms) AS last_received_ms
-FROM {{.DB}}.events
-GROUP BY minute, organization_id, action;

@@ -45,10 +45,14 @@ func testConfig(t testing.TB, kcfg kafka.Config) Config {
 
 type testServer struct {
 	*Server
-	url string
+	url  string
+	addr string
+	// stop cancels Serve, waits for it to return (in-flight requests
+	// finish first) and returns its error; later calls return the same.
+	stop func() error
 }
 
-// startServer serves cfg on a loopback port until the end of the test.
+// startServer serves cfg on a loopback port until stop or the end of the test.
 func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -62,13 +66,18 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
+	var once sync.Once
+	var serveErr error
+	stop := func() error {
+		once.Do(func() { cancel(); serveErr = <-done })
+		return serveErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &testServer{Server: s, url: "http://" + ln.Addr().String()}
+	return &testServer{Server: s, url: "http://" + ln.Addr().String(), addr: ln.Addr().String(), stop: stop}
 }
 
 var httpClient = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -711,18 +720,8 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		return []string{testSecret}, nil
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	url := "http://" + ln.Addr().String()
+	srv := startServer(t, cfg)
+	url := srv.url
 	testenv.Eventually(t, 10*time.Second, func() error {
 		_, err := doRequest("GET", url+"/healthz", "", nil)
 		return err
@@ -742,16 +741,16 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		}()
 	}
 	inside.Wait()
-	cancel() // SIGTERM in the binary
+	// SIGTERM in the binary; Serve returns once the in-flight requests are answered.
+	if err := srv.stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
 	for range 10 {
 		if s := <-statuses; s != 200 {
 			t.Fatalf("in-flight request answered %d during shutdown", s)
 		}
 	}
-	if err := <-served; err != nil {
-		t.Fatalf("serve: %v", err)
-	}
-	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", srv.addr, time.Second); err == nil {
 		t.Fatal("still accepting connections after shutdown")
 	}
 	if recs := consume(t, kcfg, kcfg.RawTopic, 10, time.Second); len(recs) != 10 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,18 +54,8 @@ func TestSpooledRecordKeepsTraceAndHook(t *testing.T) {
 	cfg := testConfig(t, kcfg)
 	cfg.KafkaTimeout = 100 * time.Millisecond
 	cfg.OnAccepted = func(string, string, time.Time) { panic("hook bug") }
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, ln) }()
-	url := "http://" + ln.Addr().String()
+	srv := startServer(t, cfg)
+	url := srv.url
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	r := postWebhook(t, url, fixtures(t)["thread_tagged.json"], "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	if r.status != 200 {
@@ -75,8 +64,7 @@ func TestSpooledRecordKeepsTraceAndHook(t *testing.T) {
 	if st := srv.Stats(); st.Spool.Records != 1 || st.Counters.Spooled != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	stop()
-	if err := <-served; err != nil {
+	if err := srv.stop(); err != nil {
 		t.Fatal(err)
 	}
 	// Read the entry back, after the server closed its spool, the way

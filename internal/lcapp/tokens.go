@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -25,10 +27,12 @@ var (
 const refreshEarly = time.Minute
 
 // tokens hands out valid access tokens per organization, refreshing and
-// persisting them. Refreshes are serialized per organization in the process;
-// across processes (ingest, processor, CLI) the store is re-read before and
-// after a refresh, so a token another process rotated is picked up instead of
-// reusing a spent refresh token.
+// persisting them. Refreshes are serialized per organization in the process
+// and, with a file lock beside the store, across the processes sharing it
+// (ingest, processor, CLI): LiveChat rotates refresh tokens, so two processes
+// refreshing with the same one would make the second fail with invalid_grant
+// and wrongly mark the installation for re-authorization. Under both locks
+// the store is re-read first, so a token another process rotated is used.
 type tokens struct {
 	app   *App
 	mu    sync.Mutex
@@ -70,6 +74,11 @@ func (t *tokens) token(ctx context.Context, org, stale string) (*installationRec
 	l := t.lock(org)
 	l.Lock()
 	defer l.Unlock()
+	unlock, err := lockFile(ctx, t.app.store.path+".refresh.lock")
+	if err != nil {
+		return nil, fmt.Errorf("lcapp: refresh token for organization %s: %w", org, err)
+	}
+	defer unlock()
 	for attempt := 0; ; attempt++ {
 		// Re-read: another goroutine or process may have refreshed meanwhile.
 		rec, err = t.app.store.loadInstallation(org)
@@ -130,6 +139,35 @@ func (t *tokens) token(ctx context.Context, org, stale string) (*installationRec
 		}
 		t.app.log.Info("access token refreshed and persisted", "organization_id", org, "expiry", saved.Expiry)
 		return saved, nil
+	}
+}
+
+// lockFile takes an exclusive flock on path (created when missing), waiting
+// until it is free or ctx ends. Refreshes are rare and short, so polling is
+// cheap and keeps the wait cancellable.
+func lockFile(ctx context.Context, path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open refresh lock: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("refresh lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for refresh lock %s: %w", path, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

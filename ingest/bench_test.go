@@ -105,6 +105,26 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// webhookRequest is a pooled POST of JSON to addr's webhook path; the
+// caller sets the body and releases it with fasthttp.ReleaseRequest.
+func webhookRequest(addr string) *fasthttp.Request {
+	req := fasthttp.AcquireRequest()
+	req.SetRequestURI("http://" + addr + WebhookPath)
+	req.Header.SetMethod("POST")
+	req.Header.SetContentType("application/json")
+	return req
+}
+
+// sortedLatencies merges the workers' latencies in ascending order.
+func sortedLatencies(lats [][]time.Duration) []time.Duration {
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return all
+}
+
 // load posts bodies round-robin from conc connections, each waiting for its
 // answer before the next request (closed loop, steady concurrency), for
 // warm-up plus d, and measures the part after warm-up.
@@ -120,12 +140,9 @@ func load(b *testing.B, addr string, pid int, kafkaPid string, bodies [][]byte, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			req, resp := webhookRequest(addr), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI("http://" + addr + WebhookPath)
-			req.Header.SetMethod("POST")
-			req.Header.SetContentType("application/json")
 			mine := make([]time.Duration, 0, 1<<16)
 			for !stop.Load() {
 				req.SetBodyRaw(bodies[int(next.Add(1))%len(bodies)])
@@ -162,11 +179,7 @@ func load(b *testing.B, addr string, pid int, kafkaPid string, bodies [][]byte, 
 	cs1, ck1, cl1 := cpuSeconds(spid), cpuSeconds(kafkaPid), cpuSeconds("self")
 	stop.Store(true)
 	wg.Wait()
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	all := sortedLatencies(lats)
 	res := loadResult{requests: int64(len(all)), errors: errs.Load(), elapsed: elapsed, lat: all, peakRSSKB: peak,
 		cpuServer: cs1 - cs0, cpuKafka: ck1 - ck0, cpuLoad: cl1 - cl0}
 	if kafkaPid == "" {
@@ -191,12 +204,9 @@ func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			req, resp := webhookRequest(addr), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI("http://" + addr + WebhookPath)
-			req.Header.SetMethod("POST")
-			req.Header.SetContentType("application/json")
 			i := w
 			for at := range sched {
 				if wait := time.Until(at); wait > 0 {
@@ -220,11 +230,7 @@ func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration
 	}
 	close(sched)
 	wg.Wait()
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	all := sortedLatencies(lats)
 	return loadResult{requests: int64(len(all)), errors: errs.Load(), elapsed: time.Since(start), lat: all}
 }
 

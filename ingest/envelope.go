@@ -2,9 +2,11 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"unicode/utf8"
 )
@@ -46,7 +48,7 @@ var (
 // must be what the processor decodes.
 func parseEnvelope(body []byte) (envelope, error) {
 	var env envelope
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return env, errNotJSON
 	}
 	start := skipWS(body, 0)
@@ -211,7 +213,7 @@ func scalarValue(v []byte) string {
 
 // members calls fn for each member of the object starting at b[start]
 // (which must be '{'), with the unescaped key and the value's span. b must
-// be valid JSON (json.Valid), which keeps this scanner small.
+// be valid JSON (validJSON), which keeps this scanner small.
 func members(b []byte, start int, fn func(key []byte, vs, ve int) error) error {
 	i := skipWS(b, start+1)
 	if i < len(b) && b[i] == '}' {
@@ -253,15 +255,16 @@ func skipWS(b []byte, i int) int {
 
 // skipString returns the index after the string starting at b[i] ('"').
 func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
+	j := i + 1
+	for {
+		if j = skipPlain(b, j); j >= len(b) {
+			return len(b)
+		}
+		if b[j] == '"' {
 			return j + 1
 		}
+		j += 2 // an escape ('\\' and the byte after it); valid JSON has no control bytes
 	}
-	return len(b)
 }
 
 // skipValue returns the index after the value starting at b[i].
@@ -275,6 +278,9 @@ func skipValue(b []byte, i int) int {
 	case '{', '[':
 		depth := 0
 		for j := i; j < len(b); j++ {
+			if j = skipToBracketOrQuote(b, j); j >= len(b) {
+				break
+			}
 			switch b[j] {
 			case '"':
 				j = skipString(b, j) - 1
@@ -295,4 +301,30 @@ func skipValue(b []byte, i int) int {
 		}
 		return j
 	}
+}
+
+// skipToBracketOrQuote returns the index of the first byte at or after j
+// that is '"', '{', '}', '[' or ']', or len(b); eight bytes per step like
+// skipPlain (the bodies are often indented: most bytes are none of these).
+// '[' and ']' differ from '{' and '}' only in bit 0x20, and no other byte
+// becomes '{' or '}' when that bit is set.
+func skipToBracketOrQuote(b []byte, j int) int {
+	for ; j+8 <= len(b); j += 8 {
+		x := binary.LittleEndian.Uint64(b[j:])
+		y := x | 0x20*lsb
+		q := x ^ ('"' * lsb)
+		o := y ^ ('{' * lsb)
+		c := y ^ ('}' * lsb)
+		m := (q-lsb)&^q | (o-lsb)&^o | (c-lsb)&^c
+		if m &= msb; m != 0 {
+			return j + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; j < len(b); j++ {
+		switch b[j] {
+		case '"', '{', '}', '[', ']':
+			return j
+		}
+	}
+	return j
 }

@@ -195,3 +195,60 @@ func FuzzParseEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidJSON checks validJSON against json.Valid, the definition it
+// replaces for speed: both must accept and reject the same inputs.
+func FuzzValidJSON(f *testing.F) {
+	for _, b := range fixtures(f) {
+		f.Add(b)
+	}
+	for _, s := range validJSONCases {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid = %v", b, got, want)
+		}
+	})
+}
+
+var validJSONCases = []string{
+	``, ` `, `{}`, `[]`, ` {} `, `{`, `}`, `[`, `[1,]`, `[,1]`, `{"a":1,}`, `{"a" 1}`, `{"a":}`, `{a:1}`, `{"a":1}{}`,
+	`"x"`, `"\u00e9\n\t\"\\\/\b\f\r"`, `"\u12"`, `"\x"`, "\"\x01\"", "\"\x7f\xff\xfe\"", `"abc`, `"abcdefghijklmnop\"qrstuvwxyz"`,
+	`0`, `-0`, `01`, `-`, `1.`, `.5`, `1.5e`, `1e+`, `1E-7`, `-12.34e+56`, `+1`, `1 2`, `0x1`,
+	`true`, `false`, `null`, `tru`, `nul`, `nulll`, `[true,false,null]`, `{"a":[{"b":{"c":[]}}],"d":"e"}`,
+	strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth),
+	strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1),
+	strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70),
+}
+
+func TestValidJSON(t *testing.T) {
+	for _, s := range validJSONCases {
+		if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
+			t.Errorf("validJSON(%.40q) = %v, json.Valid = %v", s, got, want)
+		}
+	}
+	for name, b := range fixtures(t) {
+		if !validJSON(b) {
+			t.Errorf("fixture %s rejected", name)
+		}
+	}
+}
+
+// BenchmarkValidJSON compares validJSON with json.Valid on a fixture.
+func BenchmarkValidJSON(b *testing.B) {
+	body := fixtures(b)["incoming_event.json"]
+	for _, v := range []struct {
+		name  string
+		valid func([]byte) bool
+	}{{"validJSON", validJSON}, {"json.Valid", json.Valid}} {
+		b.Run(v.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if !v.valid(body) {
+					b.Fatal("fixture rejected")
+				}
+			}
+		})
+	}
+}

@@ -126,12 +126,17 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	if c.Get(wire.HeaderTraceparent) != "" {
 		ctx = s.prop.Extract(ctx, fiberCarrier{c})
 	}
-	ctx, span := s.cfg.Tracer.Start(ctx, "ingest.webhook", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
+	spanOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	if s.traced {
+		// Attributes cost allocations on every request; the default
+		// no-op tracer would drop them.
+		spanOpts = append(spanOpts, trace.WithAttributes(
 			attribute.String("livechat.action", env.Action),
 			attribute.String("livechat.organization_id", env.OrganizationID),
 			attribute.String("request.id", rid),
 		))
+	}
+	ctx, span := s.cfg.Tracer.Start(ctx, "ingest.webhook", spanOpts...)
 	defer span.End()
 
 	auth, err := s.authenticate(ctx, &env)
@@ -174,7 +179,9 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		s.log.Error("webhook not stored", "request_id", rid, "organization_id", env.OrganizationID, "action", env.Action, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, msg)
 	}
-	span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
+	if s.traced {
+		span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
+	}
 	s.counters.accepted.Add(1)
 	s.accepted(rid, env.OrganizationID, env.Action, receivedAt)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)

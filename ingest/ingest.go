@@ -114,6 +114,10 @@ type Config struct {
 	// OnAccepted is called after a webhook was made durable (optional). It
 	// runs on the request path: keep it fast.
 	OnAccepted func(organizationID, action string, receivedAt time.Time)
+
+	// kafkaOpts are extra client options (tests: hooks that count produce
+	// requests).
+	kafkaOpts []kgo.Opt
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -240,6 +244,10 @@ type Server struct {
 	prop     propagation.TextMapPropagator
 	counters counters
 
+	// traced is whether Config.Tracer was given (else spans are no-ops
+	// and their attributes are not built).
+	traced bool
+
 	ridPrefix string
 	ridSeq    atomic.Uint64
 
@@ -251,11 +259,12 @@ type Server struct {
 // the Kafka client; it does not contact the broker. Call Run or Serve, or
 // Close when the server is not started.
 func New(cfg Config) (*Server, error) {
+	traced := cfg.Tracer != nil
 	cfg.fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, prop: propagation.TraceContext{}}
+	s := &Server{cfg: cfg, log: cfg.Log, prop: propagation.TraceContext{}, traced: traced}
 	for _, sec := range cfg.Secrets {
 		s.secrets = append(s.secrets, hashSecret(string(sec)))
 	}
@@ -271,7 +280,7 @@ func New(cfg Config) (*Server, error) {
 	// No compression: bodies are small JSON on a LAN; compressing costs
 	// CPU on both sides (the broker re-validates compressed batches) and
 	// CPU, not bandwidth, is what limits ingest.
-	cl, err := kafka.NewClient(cfg.Kafka, kgo.ProducerLinger(cfg.Linger), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	cl, err := kafka.NewClient(cfg.Kafka, append([]kgo.Opt{kgo.ProducerLinger(cfg.Linger), kgo.ProducerBatchCompression(kgo.NoCompression())}, cfg.kafkaOpts...)...)
 	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("ingest: %w", err)

@@ -12,11 +12,13 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
@@ -61,6 +63,14 @@ func childIngest() int {
 	}
 	cfg.Version = "test-child"
 	cfg.Log = log
+	var pc produceCounter
+	cfg.kafkaOpts = []kgo.Opt{kgo.WithHooks(&pc)}
+	defer func() {
+		// Read by the benchmark from the child's stderr: how well the
+		// producer batched, which drives the broker's CPU per record.
+		fmt.Fprintf(os.Stderr, "child produce: %d requests, %d partition batches, %d records (%.1f records per request)\n",
+			pc.requests.Load(), pc.batches.Load(), pc.records.Load(), float64(pc.records.Load())/max(1, float64(pc.requests.Load())))
+	}()
 	s, err := New(cfg)
 	if err != nil {
 		log.Error("child: new", "error", err)
@@ -79,6 +89,20 @@ func childIngest() int {
 		return 1
 	}
 	return 0
+}
+
+// produceCounter counts produce requests and what they carried.
+type produceCounter struct{ requests, batches, records atomic.Int64 }
+
+func (p *produceCounter) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == 0 && err == nil { // 0: Produce
+		p.requests.Add(1)
+	}
+}
+
+func (p *produceCounter) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	p.batches.Add(1)
+	p.records.Add(int64(m.NumRecords))
 }
 
 // childBare is the ceiling: Fiber answering 200 to the same requests,

@@ -146,32 +146,89 @@ func TestSQLOnCurrentClickHouse(t *testing.T) {
 		stmts = append(stmts, testenv.ChdbStatement{SQL: s})
 	}
 	setup := len(stmts)
-	p := Params{FromMS: ds.From.UnixMilli(), ToMS: ds.To.UnixMilli(), BucketS: Bucket(ds.From.UnixMilli(), ds.To.UnixMilli()), Group: -1}
+	// Two rounds: every panel over the dataset's range before anything is
+	// settled, then, after the Settler's statements ran on both engines for
+	// the same days, over six days with hourly buckets (settled rows and
+	// hours read from the rollups).
 	type ref struct {
+		round string
 		d     Dashboard
 		panel Panel
+		want  *Result
+	}
+	params := func(round string, pn Panel, db string) Params {
+		q := Params{DB: db, FromMS: ds.From.UnixMilli(), ToMS: ds.To.UnixMilli(), Group: -1}
+		if panelScope(pn.ID) == "received" {
+			q.FromMS, q.ToMS = ds.From.Add(-time.Hour).UnixMilli(), ds.To.Add(2*time.Hour).UnixMilli()
+		}
+		if round == "settled" {
+			q.FromMS, q.ToMS = ds.From.Add(30*time.Minute).UnixMilli(), ds.From.Add(6*24*time.Hour+30*time.Minute).UnixMilli()
+		}
+		q.BucketS = Bucket(q.FromMS, q.ToMS)
+		return q
 	}
 	var panels []ref
-	for _, d := range All() {
-		for _, pn := range d.Panels {
-			q := p
-			q.DB = db
-			if panelScope(pn.ID) == "received" {
-				q.FromMS, q.ToMS = ds.From.Add(-time.Hour).UnixMilli(), ds.To.Add(2*time.Hour).UnixMilli()
+	round := func(name string) {
+		for _, d := range All() {
+			for _, pn := range d.Panels {
+				want, err := Run(ctx, conn, pn, params(name, pn, chCfg.Database))
+				if err != nil {
+					t.Fatalf("%s %s/%s on 18.16: %v", name, d.UID, pn.ID, err)
+				}
+				stmts = append(stmts, testenv.ChdbStatement{SQL: pn.Render(params(name, pn, db)), Format: "JSONCompact"})
+				panels = append(panels, ref{name, d, pn, want})
 			}
-			stmts = append(stmts, testenv.ChdbStatement{SQL: pn.Render(q), Format: "JSONCompact"})
-			panels = append(panels, ref{d, pn})
 		}
 	}
+	round("live")
+	settler := NewSettler(conn, SettlerConfig{Database: chCfg.Database, After: time.Hour})
+	t.Cleanup(func() { settler.Close(context.Background()) })
+	if st, err := settler.Pass(ctx); err != nil || st.Days == 0 {
+		t.Fatalf("settle on 18.16: %+v, %v", st, err)
+	}
+	marks, err := conn.Query(ctx, "SELECT name, day, upto_ms, fingerprint, source_rows, rows FROM "+chCfg.Database+".rollup_days ORDER BY name, day")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for marks.Next() {
+		var name string
+		var d time.Time
+		var uptoMS, fp, src, n uint64
+		if err := marks.Scan(&name, &d, &uptoMS, &fp, &src, &n); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rollups {
+			if r.name == name {
+				stage := name + "_stage"
+				upto := time.UnixMilli(int64(uptoMS)).UTC()
+				qs := append(r.fillStatements(db, stage, d.UTC(), upto), r.swapStatements(db, stage, d.UTC(), upto, fp, src, n)...)
+				for _, q := range qs {
+					stmts = append(stmts, testenv.ChdbStatement{SQL: q})
+				}
+			}
+		}
+	}
+	marks.Close()
+	round("settled")
 	res := testenv.RunChdb(t, false, stmts...)
-	for i := 0; i < setup; i++ {
+	setupOK := func(i int) {
 		if !res[i].OK {
-			t.Fatalf("chdb setup statement %d failed: %s\n%.300s", i, res[i].Error, stmts[i].SQL)
+			t.Fatalf("chdb statement %d failed: %s\n%.300s", i, res[i].Error, stmts[i].SQL)
 		}
 	}
-	for k, r := range panels {
-		out := res[setup+k]
-		name := r.d.UID + "/" + r.panel.ID
+	for i := 0; i < setup; i++ {
+		setupOK(i)
+	}
+	k := setup
+	for _, r := range panels {
+		if r.round == "settled" && k < len(stmts) && stmts[k].Format == "" {
+			for ; stmts[k].Format == ""; k++ {
+				setupOK(k)
+			}
+		}
+		out := res[k]
+		k++
+		name := r.round + " " + r.d.UID + "/" + r.panel.ID
 		if !out.OK {
 			t.Errorf("%s fails on current ClickHouse: %s", name, out.Error)
 			continue
@@ -186,15 +243,7 @@ func TestSQLOnCurrentClickHouse(t *testing.T) {
 		if r.panel.ID == "freshness" || r.panel.ID == "consumer_lag" {
 			continue // now()-relative
 		}
-		q := p
-		q.DB = chCfg.Database
-		if panelScope(r.panel.ID) == "received" {
-			q.FromMS, q.ToMS = ds.From.Add(-time.Hour).UnixMilli(), ds.To.Add(2*time.Hour).UnixMilli()
-		}
-		want, err := Run(ctx, conn, r.panel, q)
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := r.want
 		if len(jc.Data) != len(want.Rows) {
 			t.Errorf("%s: %d rows on current ClickHouse, %d on 18.16", name, len(jc.Data), len(want.Rows))
 			continue

@@ -12,8 +12,12 @@
 //	{org}             organization id, '' for all (String literal)
 //	{group}           group id, -1 for all (Int64 literal)
 //	{agent}           agent id, '' for all (String literal)
-//	{threads}         the `threads` view's rows, merged only from the state
-//	                  rows of the range's hours (see threadsWindow): fast
+//	{threads}         the `threads` view's rows of the range: settled rows
+//	                  (threads_settled) for the days the Settler finished,
+//	                  merged live from the state rows of the range's hours
+//	                  for the rest (see threadsSource): fast for any range
+//	{webhook_minutes} webhook_minutes rows of the range and organization,
+//	                  whole hours from webhook_hours when settled
 //	{thread_filter}   the usual WHERE condition on those rows: started in
 //	                  range and matching org, group and agent
 //
@@ -88,6 +92,16 @@ type Params struct {
 	Org     string
 	Group   int64 // -1 = all
 	Agent   string
+	// Watermarks of the rollups, when known (Run reads them); nil renders
+	// subqueries that read them.
+	Watermarks *Watermarks
+}
+
+// Watermarks say how far the day rollups are settled (epoch ms):
+// threads that started before ThreadsMS are in threads_settled, webhook
+// hours before WebhookHoursMS in webhook_hours.
+type Watermarks struct {
+	ThreadsMS, WebhookHoursMS uint64
 }
 
 // threadFilterRange is the part of {thread_filter} that always applies.
@@ -109,8 +123,22 @@ func quote(s string) string {
 // expand replaces the placeholders with the given fragments; filter is
 // what {thread_filter} stands for.
 func expand(sql, filter string, vals map[string]string) string {
-	sql = strings.ReplaceAll(sql, "{threads}", "(\n"+ThreadsSQL("{db}", threadsWindow)+"\n)")
+	sql = strings.ReplaceAll(sql, "{threads}", threadsSource())
+	sql = strings.ReplaceAll(sql, "{webhook_minutes}", webhookSource)
 	sql = strings.ReplaceAll(sql, "{thread_filter}", filter)
+	sql = strings.NewReplacer(
+		"{hours_from_s}", webhookHoursFrom,
+		"{hours_to_s}", webhookHoursTo,
+	).Replace(sql)
+	// The rollups' watermarks: literals when the caller read them first
+	// (the viewer: 18.16 plans a literal better than a scalar subquery),
+	// else subqueries (Grafana).
+	if _, ok := vals["settled_ms"]; !ok {
+		sql = strings.ReplaceAll(sql, "{settled_ms}", settledWatermark)
+	}
+	if _, ok := vals["webhook_ms"]; !ok {
+		sql = strings.ReplaceAll(sql, "{webhook_ms}", webhookWatermark)
+	}
 	pairs := make([]string, 0, 2*len(vals))
 	for k, v := range vals {
 		pairs = append(pairs, "{"+k+"}", v)
@@ -136,7 +164,7 @@ func (p Panel) Render(v Params) string {
 	if v.Agent != "" {
 		filter += "\n    AND has(agent_ids, {agent})"
 	}
-	return expand(p.SQL, filter, map[string]string{
+	vals := map[string]string{
 		"db":       v.DB,
 		"from_ms":  strconv.FormatInt(v.FromMS, 10),
 		"to_ms":    strconv.FormatInt(v.ToMS, 10),
@@ -144,7 +172,12 @@ func (p Panel) Render(v Params) string {
 		"org":      quote(v.Org),
 		"group":    strconv.FormatInt(v.Group, 10),
 		"agent":    quote(v.Agent),
-	})
+	}
+	if w := v.Watermarks; w != nil {
+		vals["settled_ms"] = "toUInt64(" + strconv.FormatUint(w.ThreadsMS, 10) + ")"
+		vals["webhook_ms"] = "toUInt64(" + strconv.FormatUint(w.WebhookHoursMS, 10) + ")"
+	}
+	return expand(p.SQL, filter, vals)
 }
 
 // Find returns the dashboard with the uid.
@@ -168,13 +201,17 @@ func (d Dashboard) Panel(id string) (Panel, bool) {
 }
 
 // Bucket chooses the chart bucket for a range: about 120 points, at least
-// a minute, rounded to a whole number of minutes.
+// a minute, rounded to a whole number of minutes, or of hours from an hour
+// up (so hourly rollups fit whole buckets: webhookSource).
 func Bucket(fromMS, toMS int64) int64 {
 	s := (toMS - fromMS) / 1000 / 120
-	if s < 60 {
+	switch {
+	case s < 60:
 		return 60
+	case s < 3600:
+		return s / 60 * 60
 	}
-	return s / 60 * 60
+	return s / 3600 * 3600
 }
 
 // withDefaults fills the layout defaults.

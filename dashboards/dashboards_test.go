@@ -2,12 +2,15 @@ package dashboards
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/lcpipe/lcpipe/internal/simulate"
 	"github.com/lcpipe/lcpipe/processor"
@@ -330,6 +333,13 @@ func TestPanelsMatchSimulation(t *testing.T) {
 	wide := simulate.Filter{From: ds.From.Add(-time.Hour), To: ds.To.Add(2 * time.Hour), Group: -1}
 	wideOrg := wide
 	wideOrg.Org = org
+	// Six days from mid-morning of the first: hourly chart buckets, so
+	// webhook panels read whole hours from webhook_hours once settled and
+	// the minutes before the first whole hour from webhook_minutes.
+	long := simulate.Filter{From: ds.From.Add(7*time.Hour + 30*time.Minute), To: ds.From.Add(6*24*time.Hour + 7*time.Hour + 30*time.Minute), Group: -1}
+	if Bucket(long.From.UnixMilli(), long.To.UnixMilli())%3600 != 0 {
+		t.Fatal("the long range should have whole-hour buckets")
+	}
 	cases := []struct {
 		name  string
 		f     simulate.Filter
@@ -338,41 +348,131 @@ func TestPanelsMatchSimulation(t *testing.T) {
 		{"all", all, "threads"}, {"day2", day2, "threads"}, {"hours", hours, "threads"}, {"org", orgF, "threads"},
 		{"group2", groupF, "threads"}, {"agent", agentF, "threads"},
 		{"received", wide, "received"}, {"received_org", wideOrg, "received"}, {"flushed", flushed, "flushed"},
+		{"long", long, "threads"}, {"received_long", long, "received"},
 	}
 	checked := map[string]bool{}
-	for _, tc := range cases {
-		m := ds.Expect(tc.f)
-		if tc.scope == "threads" && (m.Chats < 20 || m.Good == 0 || m.Missed == 0) {
-			t.Fatalf("%s: filter selects too little to test (%d chats)", tc.name, m.Chats)
-		}
-		for _, d := range All() {
-			for _, p := range d.Panels {
-				if panelScope(p.ID) != tc.scope {
-					continue
-				}
-				check, ok := checks[p.ID]
-				if !ok {
-					t.Errorf("panel %s/%s has no check", d.UID, p.ID)
-					continue
-				}
-				t.Run(tc.name+"/"+p.ID, func(t *testing.T) {
-					res, err := Run(ctx, conn, p, Params{DB: db, FromMS: tc.f.From.UnixMilli(), ToMS: tc.f.To.UnixMilli(),
-						BucketS: Bucket(tc.f.From.UnixMilli(), tc.f.To.UnixMilli()), Org: tc.f.Org, Group: tc.f.Group, Agent: tc.f.Agent})
-					if err != nil {
-						t.Fatal(err)
+	checkAll := func(t *testing.T) {
+		for _, tc := range cases {
+			m := ds.Expect(tc.f)
+			if tc.scope == "threads" && (m.Chats < 20 || m.Good == 0 || m.Missed == 0) {
+				t.Fatalf("%s: filter selects too little to test (%d chats)", tc.name, m.Chats)
+			}
+			for _, d := range All() {
+				for _, p := range d.Panels {
+					if panelScope(p.ID) != tc.scope {
+						continue
 					}
-					if len(res.Rows) == 0 {
-						t.Fatalf("no rows")
+					check, ok := checks[p.ID]
+					if !ok {
+						t.Errorf("panel %s/%s has no check", d.UID, p.ID)
+						continue
 					}
-					check(t, res, checkCtx{m: m, ds: ds, f: tc.f, st: st})
-				})
-				checked[p.ID] = true
+					t.Run(tc.name+"/"+p.ID, func(t *testing.T) {
+						res, err := Run(ctx, conn, p, Params{DB: db, FromMS: tc.f.From.UnixMilli(), ToMS: tc.f.To.UnixMilli(),
+							BucketS: Bucket(tc.f.From.UnixMilli(), tc.f.To.UnixMilli()), Org: tc.f.Org, Group: tc.f.Group, Agent: tc.f.Agent})
+						if err != nil {
+							t.Fatal(err)
+						}
+						if len(res.Rows) == 0 {
+							t.Fatalf("no rows")
+						}
+						check(t, res, checkCtx{m: m, ds: ds, f: tc.f, st: st})
+					})
+					checked[p.ID] = true
+				}
 			}
 		}
 	}
+	// The same numbers whatever is settled: all live; the first day and
+	// the first five hours of the second settled, the rest live (the
+	// Settler as of 06:01 on the second day); everything settled.
+	t.Run("live", checkAll)
+	settler := NewSettler(conn, SettlerConfig{Database: db, After: time.Hour,
+		Now: func() time.Time { return ds.From.Add(30*time.Hour + time.Minute) }})
+	t.Cleanup(func() { settler.Close(context.Background()) })
+	st1, err := settler.Pass(ctx)
+	if err != nil || st1.Days == 0 {
+		t.Fatalf("settle the first day: %+v, %v", st1, err)
+	}
+	settledCount := func() (threads, hours uint64) {
+		t.Helper()
+		if err := conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db+".threads_settled), (SELECT count() FROM "+db+".webhook_hours)").Scan(&threads, &hours); err != nil {
+			t.Fatal(err)
+		}
+		return threads, hours
+	}
+	allChats := ds.Expect(all).Chats
+	if n, h := settledCount(); n == 0 || n >= uint64(allChats) || h == 0 {
+		t.Fatalf("partly settled: %d settled threads (of %d), %d webhook hours", n, allChats, h)
+	}
+	t.Run("partly_settled", checkAll)
+	settler.cfg.Now = time.Now
+	if st2, err := settler.Pass(ctx); err != nil || st2.Days == 0 {
+		t.Fatalf("settle everything: %+v, %v", st2, err)
+	}
+	if n, _ := settledCount(); n != uint64(allChats) {
+		t.Fatalf("everything settled: %d threads in threads_settled, want %d", n, allChats)
+	}
+	t.Run("settled", checkAll)
+	t.Run("late_webhook_resettles", func(t *testing.T) { lateTagResettles(t, ctx, conn, db, ds, settler) })
 	for id := range checks {
 		if !checked[id] {
 			t.Errorf("check %s matches no panel", id)
 		}
+	}
+}
+
+// lateTagResettles replays a thread_tagged of the first day with a new tag
+// (as a spool drain or replay would: received-at on that day) after the day
+// was settled: the settled row is stale until the next pass, which rebuilds
+// the day because its fingerprint changed, and the panel then counts it.
+func lateTagResettles(t *testing.T, ctx context.Context, conn driver.Conn, db string, ds *simulate.Dataset, settler *Settler) {
+	var late simulate.Delivery
+	for _, d := range ds.Deliveries {
+		if d.Action == "thread_tagged" && d.At.Before(ds.From.Add(20*time.Hour)) && !d.Retry && !d.Late {
+			late = d
+			break
+		}
+	}
+	if late.Body == nil {
+		t.Fatal("no thread_tagged on the first day")
+	}
+	var env map[string]any
+	if err := json.Unmarshal(late.Body, &env); err != nil {
+		t.Fatal(err)
+	}
+	env["payload"].(map[string]any)["tag"] = "late-settle-tag"
+	body, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late.Body, late.At = body, late.At.Add(2*time.Minute)
+	var rows []processor.Row
+	rowsOf(t, []simulate.Delivery{late}, func(r []processor.Row) { rows = append(rows, r...) })
+	if err := insertRows(ctx, conn, db, rows); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := Find("lc-groups-tags")
+	p, _ := d.Panel("tag_usage")
+	params := Params{DB: db, FromMS: ds.From.UnixMilli(), ToMS: ds.To.UnixMilli(), BucketS: Bucket(ds.From.UnixMilli(), ds.To.UnixMilli()), Group: -1}
+	lateCount := func() float64 {
+		res, err := Run(ctx, conn, p, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return byLabel(t, res, "chats")["late-settle-tag"]
+	}
+	if n := lateCount(); n != 0 {
+		t.Fatalf("before the pass the settled day should not show the late tag yet, got %v", n)
+	}
+	st, err := settler.Pass(ctx)
+	if err != nil || st.Days == 0 {
+		t.Fatalf("pass after the late webhook: %+v, %v", st, err)
+	}
+	if n := lateCount(); n != 1 {
+		t.Fatalf("after the pass: late tag on %v chats, want 1", n)
+	}
+	if st, err := settler.Pass(ctx); err != nil || st.Days != 0 {
+		t.Fatalf("a pass with nothing new rebuilt %d days (%v)", st.Days, err)
 	}
 }

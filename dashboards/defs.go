@@ -207,8 +207,6 @@ WHERE {thread_filter}`},
 }
 
 func pipeline() Dashboard {
-	const minuteFilter = `minute >= toDateTime(intDiv({from_ms}, 1000), 'UTC') AND minute < toDateTime(intDiv({to_ms}, 1000), 'UTC')
-    AND ({org} = '' OR organization_id = {org})`
 	const flushFilter = `flushed_at_ms >= {from_ms} AND flushed_at_ms < {to_ms}`
 	return Dashboard{
 		UID: "lc-pipeline", Title: "Pipeline health",
@@ -218,15 +216,13 @@ func pipeline() Dashboard {
 				Description: "Distinct webhooks stored per minute (after de-duplication), by action, by time of receipt.",
 				SQL: `SELECT toDateTime(intDiv(toUInt32(minute), {bucket_s}) * {bucket_s}, 'UTC') AS t, action,
     sumMerge(webhooks) * 60 / {bucket_s} AS per_minute
-FROM {db}.webhook_minutes
-WHERE ` + minuteFilter + `
+FROM {webhook_minutes}
 GROUP BY t, action
 ORDER BY t, action`},
 			{ID: "webhooks_by_action", Title: "Webhooks by action", Viz: Table, Unit: UnitNone, Width: 12, Height: 9,
 				Description: "Distinct webhooks and stored event rows in the range, by action.",
 				SQL: `SELECT action, sumMerge(webhooks) AS webhooks, countMerge(events) AS events
-FROM {db}.webhook_minutes
-WHERE ` + minuteFilter + `
+FROM {webhook_minutes}
 GROUP BY action
 ORDER BY webhooks DESC, action`},
 			{ID: "freshness", Title: "Received → queryable latency", Viz: Stat, Unit: UnitSeconds, Width: 12, Height: 9,
@@ -237,8 +233,7 @@ FROM
 (
     SELECT sumMerge(latency_ms_sum) AS lat_sum, countMerge(events) AS n, maxMerge(latency_ms_max) AS lat_max,
         maxMerge(last_received_ms) AS last_ms
-    FROM {db}.webhook_minutes
-    WHERE ` + minuteFilter + `
+    FROM {webhook_minutes}
 )`},
 			{ID: "dedup_dlq", Title: "Duplicates and dead letters", Viz: Stat, Unit: UnitNone, Width: 12, Height: 6,
 				Description: "From the processor's flushes (pipeline_batches): rows dropped as duplicates (same event id, or the same state change within the dedup window), their share of decoded rows, records sent to the dead-letter topic, and rows inserted.",

@@ -53,7 +53,7 @@ func (p Panel) GrafanaSQL(db string) string {
 		"db":       db,
 		"from_ms":  "${__from}",
 		"to_ms":    "${__to}",
-		"bucket_s": "(intDiv(greatest(${__interval_ms}, 60000), 60000) * 60)",
+		"bucket_s": "(if(${__interval_ms} >= 3600000, intDiv(${__interval_ms}, 3600000) * 3600, intDiv(greatest(${__interval_ms}, 60000), 60000) * 60))",
 		"org":      strVar("org"),
 		"group":    fmt.Sprintf("toInt64(if(${group:sqlstring} = '%s', '-1', ${group:sqlstring}))", allValue),
 		"agent":    strVar("agent"),

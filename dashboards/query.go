@@ -26,8 +26,26 @@ type Result struct {
 
 // Run executes the panel's SQL filled with p and returns its rows. The
 // connection should be the read-only analyst user's: Run only reads.
+// Without p.Watermarks it reads them first (one small query).
 func Run(ctx context.Context, conn driver.Conn, panel Panel, p Params) (*Result, error) {
+	if p.Watermarks == nil {
+		w, err := ReadWatermarks(ctx, conn, p.DB)
+		if err != nil {
+			return nil, fmt.Errorf("dashboards: panel %s: %w", panel.ID, err)
+		}
+		p.Watermarks = &w
+	}
 	return RunSQL(ctx, conn, panel.ID, panel.Render(p))
+}
+
+// ReadWatermarks reads how far the rollups are settled (0: not at all).
+func ReadWatermarks(ctx context.Context, conn driver.Conn, db string) (Watermarks, error) {
+	var w Watermarks
+	q := fmt.Sprintf("SELECT maxIf(upto_ms, name = 'threads_settled'), maxIf(upto_ms, name = 'webhook_hours') FROM %s.rollup_days", db)
+	if err := conn.QueryRow(ctx, q).Scan(&w.ThreadsMS, &w.WebhookHoursMS); err != nil {
+		return w, fmt.Errorf("read rollup watermarks: %w", err)
+	}
+	return w, nil
 }
 
 // RunSQL runs complete SQL (name labels errors) and returns its rows.

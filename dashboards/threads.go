@@ -106,11 +106,84 @@ func ThreadsSQL(db, where string) string {
 	return strings.NewReplacer("{db}", db, "{where}", w).Replace(threadsOuter)
 }
 
-// threadsWindow is how the panels' {threads} source restricts the state
-// rows it merges: the hours from an hour before the range (clock skew)
+// threadsWindow is how the live part of the panels' {threads} source
+// restricts the state rows it merges: the hours from an hour before the
+// range (or before the settled watermark, whichever is later; clock skew)
 // to a day after it. A thread's rows that occur more than a day after the
 // end of the range (a rating two days later, a week-long continuous chat)
 // are not seen by that panel; the `threads` view sees everything.
-const threadsWindow = `hour >= toDateTime(intDiv({from_ms}, 1000) - 3600, 'UTC')
+const threadsWindow = `hour >= toDateTime(intDiv(greatest(toUInt64({from_ms}), {settled_ms}), 1000) - 3600, 'UTC')
     AND hour < toDateTime(intDiv({to_ms}, 1000) + 86400, 'UTC')
     AND ({org} = '' OR organization_id = {org})`
+
+// settledWatermark is {settled_ms}: threads that started before it are read
+// from threads_settled (one finished row each, written per day by the
+// Settler), later ones are merged live from thread_state. 0 when nothing is
+// settled yet.
+const settledWatermark = `(SELECT max(upto_ms) FROM {db}.rollup_days WHERE name = 'threads_settled')`
+
+// threadColumns are the columns of the `threads` view, in its order; the
+// table threads_settled (migration 0103) has exactly these
+// (TestSettledTableMatchesView).
+var threadColumns = []string{
+	"organization_id", "thread_id", "chat_id", "started_at", "started_ms", "ended_at", "ended_ms", "active",
+	"duration_s", "customer_id", "country_code", "start_url", "greeting_id", "continuous", "welcome_message",
+	"group_ids", "agent_ids", "messages", "agent_messages", "customer_messages", "engagement",
+	"first_customer_message_ms", "first_response_ms", "responded", "first_response_time_s", "response_msgs",
+	"response_times_s", "missed", "queued", "queue_left", "queue_entered", "queue_wait_s", "tags", "rating",
+	"rated_good", "rated_bad", "rating_comment", "transfers", "postbacks", "events", "last_event_at",
+}
+
+// threadsSource is what {threads} expands to: the settled rows of the
+// threads that started in the range before the watermark, and the live
+// merge of the others. Both parts already restrict to the range and the
+// organization, so each reads only its days; {thread_filter} still applies
+// on top.
+func threadsSource() string {
+	cols := strings.Join(threadColumns, ", ")
+	return `(
+    SELECT ` + cols + `
+    FROM {db}.threads_settled
+    WHERE started_ms >= {from_ms} AND started_ms < least(toUInt64({to_ms}), {settled_ms})
+        AND ({org} = '' OR organization_id = {org})
+    UNION ALL
+    SELECT ` + cols + `
+    FROM
+    (
+` + ThreadsSQL("{db}", threadsWindow) + `
+    )
+    WHERE started_ms >= {settled_ms} AND started_ms >= {from_ms} AND started_ms < {to_ms}
+)`
+}
+
+// webhookWatermark is the end of the days rolled up into webhook_hours.
+const webhookWatermark = `(SELECT max(upto_ms) FROM {db}.rollup_days WHERE name = 'webhook_hours')`
+
+// webhookSource is what {webhook_minutes} expands to: webhook_minutes rows
+// of the range, organization-filtered, where the whole hours inside the
+// range that are rolled up come from webhook_hours instead (one row per
+// hour instead of sixty). Hours are used only when the chart bucket is a
+// whole number of hours, so an hour row never straddles two buckets; the
+// minutes before the first whole hour and after the last one still come
+// from webhook_minutes, so totals are exact for any range.
+const webhookSource = `(
+    SELECT minute, organization_id, action, webhooks, events, latency_ms_sum, latency_ms_max, last_received_ms
+    FROM {db}.webhook_minutes
+    WHERE minute >= toDateTime(intDiv({from_ms}, 1000), 'UTC') AND minute < toDateTime(intDiv({to_ms}, 1000), 'UTC')
+        AND NOT (minute >= toDateTime({hours_from_s}, 'UTC') AND minute < toDateTime({hours_to_s}, 'UTC'))
+        AND ({org} = '' OR organization_id = {org})
+    UNION ALL
+    SELECT hour AS minute, organization_id, action, webhooks, events, latency_ms_sum, latency_ms_max, last_received_ms
+    FROM {db}.webhook_hours
+    WHERE hour >= toDateTime({hours_from_s}, 'UTC') AND hour < toDateTime({hours_to_s}, 'UTC')
+        AND ({org} = '' OR organization_id = {org})
+)`
+
+// The whole hours of the range served by webhook_hours, epoch seconds; an
+// empty interval (to <= from) when the bucket is not whole hours. No if():
+// 18.16 then no longer uses the condition to select parts, and reads every
+// minute of the range.
+const (
+	webhookHoursFrom = `intDiv(toUInt64({from_ms}) + 3599999, 3600000) * 3600`
+	webhookHoursTo   = `intDiv(least(toUInt64({to_ms}), {webhook_ms}), 3600000) * 3600 * ({bucket_s} % 3600 = 0)`
+)

@@ -406,6 +406,13 @@ func TestPanelsMatchSimulation(t *testing.T) {
 		t.Fatalf("partly settled: %d settled threads (of %d), %d webhook hours", n, allChats, h)
 	}
 	t.Run("partly_settled", checkAll)
+	// Raising SETTLE_AFTER moves the cutoff back: what was settled stays.
+	settler.cfg.After = 10 * time.Hour
+	if _, err := settler.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("settle_after_raised", checkAll)
+	settler.cfg.After = time.Hour
 	settler.cfg.Now = time.Now
 	if st2, err := settler.Pass(ctx); err != nil || st2.Days == 0 {
 		t.Fatalf("settle everything: %+v, %v", st2, err)

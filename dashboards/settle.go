@@ -2,6 +2,7 @@ package dashboards
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -112,7 +113,9 @@ func NewSettler(conn driver.Conn, cfg SettlerConfig) *Settler {
 	}
 	// Staging tables are per settler (two settlers must not fill one
 	// stage), named with their creation time so stale ones can be dropped.
-	stage := fmt.Sprintf("stage_%d_%04x", time.Now().Unix(), time.Now().UnixNano()&0xffff)
+	var rnd [3]byte
+	_, _ = rand.Read(rnd[:])
+	stage := fmt.Sprintf("stage_%d_%x", time.Now().Unix(), rnd)
 	return &Settler{conn: conn, cfg: cfg, stage: stage}
 }
 
@@ -223,9 +226,14 @@ func (s *Settler) settle(ctx context.Context, r rollup) (int, error) {
 		if upto.After(cutoff) {
 			upto = cutoff
 		}
-		fp, srcRows := fingerprint(byHour, d.Add(-r.before), d.Add(day+r.after), upto)
 		m, marked := marks[d]
-		if (marked && m == fp) || (!marked && srcRows == 0) {
+		if marked && m.upto.After(upto) {
+			// Never settle less of a day than before (SETTLE_AFTER was
+			// raised): the watermark is the largest upto ever recorded.
+			upto = m.upto
+		}
+		fp, srcRows := fingerprint(byHour, d.Add(-r.before), d.Add(day+r.after), upto)
+		if (marked && m.fp == fp) || (!marked && srcRows == 0) {
 			// Unchanged, or a day without data that never had any (the
 			// rollup has no rows for it, and none are missing).
 			continue
@@ -266,23 +274,29 @@ func (s *Settler) sourceHours(ctx context.Context, r rollup) ([]hourCount, error
 	return out, nil
 }
 
-// marks reads the newest recorded fingerprint of every settled day.
-func (s *Settler) marks(ctx context.Context, name string) (map[time.Time]uint64, error) {
+// mark is what rollup_days says of a settled day.
+type mark struct {
+	fp   uint64    // fingerprint of the newest rebuild
+	upto time.Time // the most of the day ever settled
+}
+
+// marks reads, per settled day, the newest fingerprint and the largest upto.
+func (s *Settler) marks(ctx context.Context, name string) (map[time.Time]mark, error) {
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(
-		"SELECT day, argMax(fingerprint, settled_at) FROM %s.rollup_days WHERE name = '%s' GROUP BY day",
+		"SELECT day, argMax(fingerprint, settled_at), max(upto_ms) FROM %s.rollup_days WHERE name = '%s' GROUP BY day",
 		s.cfg.Database, name))
 	if err != nil {
 		return nil, fmt.Errorf("rollup_days: %w", err)
 	}
 	defer rows.Close()
-	out := map[time.Time]uint64{}
+	out := map[time.Time]mark{}
 	for rows.Next() {
 		var d time.Time
-		var fp uint64
-		if err := rows.Scan(&d, &fp); err != nil {
+		var fp, upto uint64
+		if err := rows.Scan(&d, &fp, &upto); err != nil {
 			return nil, fmt.Errorf("rollup_days: %w", err)
 		}
-		out[time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)] = fp
+		out[time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)] = mark{fp, time.UnixMilli(int64(upto)).UTC()}
 	}
 	return out, rows.Err()
 }

@@ -72,7 +72,7 @@ func benchProcessor(b *testing.B, webhooks int) {
 	// The processor, Kafka → ClickHouse.
 	start := time.Now()
 	cmd := startChild(b, e, testenv.Name(b, "grp"), "CHILD_CPUPROFILE="+os.Getenv("LCPIPE_BENCH_CPUPROFILE"), "CHILD_BATCH_BYTES="+os.Getenv("LCPIPE_BENCH_BATCH_BYTES"), "CHILD_HEAPPROFILE="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE"), "CHILD_HEAPPROFILE_AT="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE_AT"),
-		"CHILD_INSERT_PARALLELISM="+os.Getenv("LCPIPE_BENCH_INSERT_PARALLELISM"), "CHILD_MAX_PENDING="+os.Getenv("LCPIPE_BENCH_MAX_PENDING"))
+		"CHILD_INSERT_ROWS="+os.Getenv("LCPIPE_BENCH_INSERT_ROWS"), "CHILD_MAX_PENDING="+os.Getenv("LCPIPE_BENCH_MAX_PENDING"))
 	waitRows(b, conn, chcfg.Database, want, 30*time.Minute)
 	took := time.Since(start)
 	stopChild(b, cmd)

@@ -35,6 +35,9 @@ func (c *idCache) add(id eventID) {
 
 func (c *idCache) len() int { return len(c.cur) + len(c.old) }
 
+// reset forgets every ID.
+func (c *idCache) reset() { c.cur, c.old = make(map[eventID]struct{}, min(c.max, 1<<16)), nil }
+
 // windowEntry is what is known about one dedup key: the received-at times
 // (ms) of its kept events, and the received-at range [lo, hi] for which
 // that list is complete (ClickHouse was asked for it). Kept times outside
@@ -126,3 +129,6 @@ func (c *windowCache) peek(key string) *windowEntry {
 }
 
 func (c *windowCache) len() int { return len(c.cur) + len(c.old) }
+
+// reset forgets every key.
+func (c *windowCache) reset() { c.cur, c.old = map[string]*windowEntry{}, nil }

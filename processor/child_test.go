@@ -39,7 +39,7 @@ func runChild() int {
 	kcfg.RawTopic, kcfg.DLQTopic, kcfg.ClientID = get("RAW"), get("DLQ"), "lcpipe-child"
 	chcfg := chconn.DefaultConfig()
 	chcfg.Addr, chcfg.Database = strings.Split(get("CH"), ","), get("DB")
-	chcfg.MaxOpenConns = 2 // as cmd/lcpipe does for the processor
+	chcfg.MaxOpenConns = 3 // as cmd/lcpipe does for the processor
 	cfg := DefaultConfig()
 	cfg.Group = get("GROUP")
 	cfg.SessionTimeout = 6 * time.Second
@@ -49,8 +49,8 @@ func runChild() int {
 	if n, err := strconv.ParseInt(get("BATCH_BYTES"), 10, 64); err == nil {
 		cfg.BatchBytes = n
 	}
-	if n, err := strconv.Atoi(get("INSERT_PARALLELISM")); err == nil {
-		cfg.InsertParallelism = n
+	if n, err := strconv.Atoi(get("INSERT_ROWS")); err == nil {
+		cfg.InsertRows = n
 	}
 	if n, err := strconv.Atoi(get("MAX_PENDING")); err == nil {
 		cfg.MaxPendingBatches = n

@@ -50,12 +50,19 @@ type Config struct {
 	IDCacheSize     int
 	WindowCacheSize int
 	UserCacheSize   int
-	// InsertParallelism is how many batch inserts may run at once (each
-	// batch is still one insert; commits stay in order). Default 1: the
-	// next batch's de-duplication already overlaps the running insert, and
-	// on 2 cores a second concurrent insert measured slower
-	// (BENCHMARKS.md).
-	InsertParallelism int
+	// InsertRows and InsertLinger end an INSERT: consecutive batches stream
+	// into one open INSERT, each as a block sent as soon as it is
+	// de-duplicated (its rows then leave memory), and the server squashes
+	// the blocks into one (min_insert_block_size_rows). Defaults 100 000
+	// rows and 2s. The INSERT also ends when the input is drained or when a
+	// rebalance or shutdown waits for it, and when half of WindowCacheSize
+	// rows with a dedup key are in it (those decisions live only in memory
+	// until stored). Offsets are committed when the INSERT completes.
+	// ClickHouse writes large blocks at about twice the per-row speed of
+	// batch-sized ones (BENCHMARKS.md). InsertRows must not exceed half of
+	// IDCacheSize, for the same reason.
+	InsertRows   int
+	InsertLinger time.Duration
 	// DecodeWorkers decode records in parallel. Default 2.
 	DecodeWorkers int
 	// RetryMin and RetryMax bound the jittered exponential backoff of
@@ -86,7 +93,8 @@ func DefaultConfig() Config {
 		WindowCacheSize:   50_000,
 		UserCacheSize:     20_000,
 		DecodeWorkers:     2,
-		InsertParallelism: 1,
+		InsertRows:        100_000,
+		InsertLinger:      2 * time.Second,
 		RetryMin:          100 * time.Millisecond,
 		RetryMax:          10 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
@@ -128,8 +136,11 @@ func (c Config) withDefaults() Config {
 	if c.UserCacheSize == 0 {
 		c.UserCacheSize = d.UserCacheSize
 	}
-	if c.InsertParallelism == 0 {
-		c.InsertParallelism = d.InsertParallelism
+	if c.InsertRows == 0 {
+		c.InsertRows = d.InsertRows
+	}
+	if c.InsertLinger == 0 {
+		c.InsertLinger = d.InsertLinger
 	}
 	if c.DecodeWorkers == 0 {
 		c.DecodeWorkers = d.DecodeWorkers
@@ -169,7 +180,8 @@ func (c Config) Validate() error {
 	check(c.FetchMaxBytes >= 1<<20, "fetch max bytes must be >= 1MiB, got %d", c.FetchMaxBytes)
 	check(c.IDCacheSize > 0 && c.WindowCacheSize > 0 && c.UserCacheSize > 0, "cache sizes must be > 0")
 	check(c.DecodeWorkers > 0, "decode workers must be > 0, got %d", c.DecodeWorkers)
-	check(c.InsertParallelism > 0, "insert parallelism must be > 0, got %d", c.InsertParallelism)
+	check(c.InsertRows > 0 && 2*c.InsertRows <= c.IDCacheSize, "INSERT_ROWS must be > 0 and at most half the ID cache (%d), got %d", c.IDCacheSize, c.InsertRows)
+	check(c.InsertLinger > 0, "INSERT_LINGER must be > 0, got %s", c.InsertLinger)
 	check(c.RetryMin > 0 && c.RetryMax >= c.RetryMin, "retry bounds must satisfy 0 < min <= max, got %s..%s", c.RetryMin, c.RetryMax)
 	check(c.ShutdownTimeout > 0, "shutdown timeout must be > 0")
 	check(c.SessionTimeout >= 6*time.Second, "session timeout must be >= 6s (the broker's minimum), got %s", c.SessionTimeout)

@@ -9,27 +9,35 @@
 //     cannot be decoded or validated becomes a dead letter.
 //  3. transform (Transform): pure, one wide row per event with its candidate
 //     event_id (identity.go).
-//  4. batch (add, seal): rows accumulate until BATCH_ROWS, BATCH_BYTES or
-//     BATCH_LINGER. At most MaxPendingBatches sealed batches wait for the
-//     flusher; beyond that fetching pauses (PauseFetchTopics), so memory
-//     stays bounded however large the backlog and however long ClickHouse
-//     is away.
-//  5. flush (flusher), batch by batch in order: dead letters are produced
-//     and duplicates dropped (prepare, dedup); the rest is inserted with ONE
-//     insert into events (insertBatch); offsets are committed and a
-//     pipeline_batches row written (finish). The next batch's prepare
-//     overlaps the running insert; commits stay in batch order.
+//  4. batch (process, seal): rows accumulate until BATCH_ROWS, BATCH_BYTES or
+//     BATCH_LINGER. At most MaxPendingBatches sealed batches hold rows not
+//     yet sent to ClickHouse; beyond that fetching pauses
+//     (PauseFetchTopics), so memory stays bounded however large the backlog
+//     and however long ClickHouse is away.
+//  5. prepare (preparer), batch by batch in order: dead letters are
+//     produced and duplicates dropped (prepare, dedup), one batch ahead of
+//     the sender.
+//  6. insert (flusher): each prepared batch is sent as one block of the
+//     open INSERT into events (send) and its rows leave memory; the INSERT
+//     is closed at INSERT_ROWS or INSERT_LINGER, when the input is drained
+//     or when a rebalance or shutdown waits (closeInsertion, in the
+//     background while the next INSERT fills). The server squashes the
+//     blocks of one INSERT into one block before writing it. Then the
+//     offsets of its batches are committed and their pipeline_batches rows
+//     written (finish); commits stay in batch order.
 //
-// Exactly-once effect: a batch is one insert block, so it is stored whole
-// or not at all (per table partition); before inserting, IDs already stored
-// are dropped (memory cache, then a ClickHouse lookup of the batch's IDs);
-// after an insert error, stored IDs are checked again before the retry,
-// because an insert that reported an error may have been written. Offsets
-// are committed only after that, so a crash at any point either redoes a
-// batch (whose stored rows the lookup drops) or nothing. On a rebalance
-// (OnPartitionsRevoked) everything read is flushed and committed before the
-// partitions go. ReplacingMergeTree on (organization_id, event_id) is the
-// last safety net.
+// Exactly-once effect: an INSERT is written as one block, so it is stored
+// whole or not at all (per table partition); before sending, IDs already
+// stored are dropped (memory cache, then a ClickHouse lookup of the
+// batch's IDs). Offsets are committed only after the INSERT completes, so
+// a crash at any point either redoes the uncommitted batches (whose stored
+// rows the lookups drop) or nothing. An INSERT that fails may still have
+// been written, and its batches are no longer in memory: the processor
+// then does what a restart does (recover, rewind): caches emptied, every
+// uncommitted batch dropped, the consumer set back to the last stored
+// offsets. On a rebalance (OnPartitionsRevoked) everything read is flushed
+// and committed before the partitions go. ReplacingMergeTree on
+// (organization_id, event_id) is the last safety net.
 //
 // Infrastructure failures (ClickHouse down, Kafka away) are retried forever
 // with jittered exponential backoff and never reach the dead-letter topic;
@@ -48,6 +56,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lcpipe/lcpipe/internal/kafka"
@@ -71,15 +80,26 @@ type Processor struct {
 
 	cl *kgo.Client
 
+	// prepMu is held while a batch is de-duplicated (the memory caches
+	// change): a rewind takes it to empty the caches between batches.
+	prepMu sync.Mutex
+
 	mu        sync.Mutex
 	cond      *sync.Cond
 	cur       *batch
-	pending   []*batch // sealed, oldest first; pending[0] is being flushed
+	pending   []*batch // sealed and not committed, oldest first
 	sealedSeq uint64
 	doneSeq   uint64
-	stopped   bool // flusher gave up (shutdown timeout)
-	popped    int  // batches committed since the preparer last looked
+	wantSeq   uint64 // a waiter (rebalance, shutdown) needs batches up to this one stored
+	stopped   bool   // flusher gave up (shutdown timeout)
 	paused    bool
+	pollDone  bool  // pollLoop returned (shutdown)
+	drained   bool  // the last poll returned nothing: no backlog
+	failed    error // a background insert close failed: the flusher must rewind
+	rewindReq bool  // the flusher asks pollLoop to rewind
+	// from is, per partition read, the offset after the last stored
+	// record (or the first offset read): where a rewind restarts.
+	from map[int32]kgo.EpochOffset
 
 	stats Stats
 }
@@ -109,6 +129,7 @@ func New(o Options) (*Processor, error) {
 		users:  NewUserCache(cfg.UserCacheSize),
 		ids:    newIDCache(cfg.IDCacheSize),
 		window: newWindowCache(cfg.WindowCacheSize),
+		from:   map[int32]kgo.EpochOffset{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.cur = p.newBatch()
@@ -132,16 +153,20 @@ type batch struct {
 	maxRecv uint64
 	actions map[string]uint32
 
-	// set by the flusher
+	// set by the flusher (taken, prepared, sent, dropped: under mu)
+	taken    bool // the preparer has it
+	prepared bool // de-duplicated: b.keep is ready to send
+	sent     bool // rows sent to an insertion (released)
+	dropped  bool // a rewind dropped it: it is read again
+
 	parts         []int32
 	keep          []Row
 	rowsIn        int
+	inserted      int
 	dupID, dupWin int
-	attempts      int
 	flushStart    time.Time
 	lookupDur     time.Duration
 	insertDur     time.Duration
-	done          chan error
 }
 
 func (p *Processor) newBatch() *batch {
@@ -224,6 +249,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	timer := time.AfterFunc(p.cfg.ShutdownTimeout, hardStop)
 	defer timer.Stop()
 	p.mu.Lock()
+	p.pollDone = true
 	p.seal()
 	last := p.sealedSeq
 	p.mu.Unlock()
@@ -235,7 +261,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	<-flusherDone
 	cl.Close()
 	if !ok {
-		return errors.New("processor: shutdown timeout: the last batch was not stored (its offsets are not committed; it will be read again)")
+		return errors.New("processor: shutdown: the last batches were not stored (timeout or insert failure; their offsets are not committed, they will be read again)")
 	}
 	p.log.Info("processor stopped", "inserted", p.stats.Inserted.Load(), "records", p.stats.Records.Load())
 	return nil
@@ -257,7 +283,7 @@ func (p *Processor) pollLoop(ctx context.Context) {
 		if p.cur.records > 0 {
 			wait = p.cfg.BatchLinger - time.Since(p.cur.started)
 			if wait <= 0 {
-				if len(p.pending) == 0 {
+				if p.unsent() == 0 {
 					p.seal()
 				}
 				wait = min(p.cfg.BatchLinger, 50*time.Millisecond)
@@ -274,19 +300,39 @@ func (p *Processor) pollLoop(ctx context.Context) {
 			p.log.Warn("fetch error", "topic", topic, "partition", part, "err", err)
 		})
 		recs := fetches.Records()
-		if len(recs) > 0 {
+		p.mu.Lock()
+		rewind := p.rewindReq
+		if p.drained = len(recs) == 0; p.drained {
+			p.cond.Broadcast()
+		}
+		p.mu.Unlock()
+		if rewind {
+			p.rewind(recs) // what was just fetched is dropped too
+		} else if len(recs) > 0 {
 			p.process(recs)
 		}
 		p.cl.AllowRebalance()
 	}
 }
 
-// waitForRoom blocks while MaxPendingBatches sealed batches wait for the
-// flusher, with fetching paused meanwhile.
+// unsent counts the sealed batches whose rows are still in memory. Caller
+// holds mu.
+func (p *Processor) unsent() int {
+	n := 0
+	for _, b := range p.pending {
+		if !b.sent {
+			n++
+		}
+	}
+	return n
+}
+
+// waitForRoom blocks while MaxPendingBatches sealed batches hold rows that
+// are not sent to ClickHouse yet, with fetching paused meanwhile.
 func (p *Processor) waitForRoom(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.pending) < p.cfg.MaxPendingBatches {
+	if p.unsent() < p.cfg.MaxPendingBatches {
 		return
 	}
 	p.cl.PauseFetchTopics(p.kcfg.RawTopic)
@@ -299,7 +345,7 @@ func (p *Processor) waitForRoom(ctx context.Context) {
 		p.mu.Unlock()
 	})
 	defer stop()
-	for len(p.pending) >= p.cfg.MaxPendingBatches && ctx.Err() == nil && !p.stopped {
+	for p.unsent() >= p.cfg.MaxPendingBatches && ctx.Err() == nil && !p.stopped && !p.rewindReq {
 		p.cond.Wait()
 	}
 	p.cl.ResumeFetchTopics(p.kcfg.RawTopic)
@@ -319,11 +365,16 @@ func (p *Processor) seal() {
 	p.cond.Broadcast()
 }
 
-// waitFlushed waits until batch seq is flushed; false if the flusher stopped first.
+// waitFlushed waits until batch seq is stored and committed (the flusher
+// closes the open insertion for it); false if the flusher stopped first.
 func (p *Processor) waitFlushed(seq uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.doneSeq < seq && !p.stopped {
+	p.wantSeq = max(p.wantSeq, seq)
+	p.cond.Broadcast()
+	// A pending rewind drops the batches: their records are read again
+	// (by us or the next owner), nothing to wait for.
+	for p.doneSeq < seq && !p.stopped && !p.rewindReq {
 		p.cond.Wait()
 	}
 	return p.doneSeq >= seq
@@ -338,19 +389,31 @@ func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[
 	if len(parts) == 0 {
 		return
 	}
+	if err := p.waitInsertsDone(ctx, parts); err != nil {
+		p.log.Warn("inserts of newly assigned partitions unknown; continuing", "partitions", parts, "err", err)
+	}
+}
+
+// waitInsertsDone waits (at most zombieInsertWait) until no insert naming
+// one of parts runs on the server. It returns an error only when
+// ClickHouse cannot tell.
+func (p *Processor) waitInsertsDone(ctx context.Context, parts []int32) error {
 	deadline := time.Now().Add(zombieInsertWait)
 	for {
 		running, err := p.st.runningInserts(ctx, p.kcfg.RawTopic)
+		if err != nil {
+			return err
+		}
 		busy := false
 		for _, part := range parts {
 			busy = busy || running[part]
 		}
-		if err == nil && !busy {
-			return
+		if !busy {
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.log.Warn("inserts of newly assigned partitions still running (or unknown); continuing", "partitions", parts, "err", err)
-			return
+			p.log.Warn("inserts of these partitions still running; continuing", "partitions", parts)
+			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -367,6 +430,11 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	p.mu.Unlock()
 	p.log.Info("partitions revoked: flushing before handing them over", "partitions", revoked[p.kcfg.RawTopic])
 	p.waitFlushed(last)
+	p.mu.Lock()
+	for _, part := range revoked[p.kcfg.RawTopic] {
+		delete(p.from, part)
+	}
+	p.mu.Unlock()
 }
 
 // onLost forgets the offsets of partitions lost without a revoke (session
@@ -380,6 +448,9 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 		for _, part := range parts {
 			delete(b.offsets, part)
 		}
+	}
+	for _, part := range parts {
+		delete(p.from, part)
 	}
 	p.log.Warn("partitions lost", "partitions", parts)
 }
@@ -509,6 +580,9 @@ func (p *Processor) process(recs []*kgo.Record) {
 		}
 		b.records++
 		b.offsets[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+		if _, ok := p.from[r.Partition]; !ok {
+			p.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
 		if err := dec[i].err; err != nil {
 			b.dead = append(b.dead, deadLetter(r, err))
 			b.bytes += int64(len(r.Value)) + 256
@@ -556,79 +630,430 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 	return &kgo.Record{Key: r.Key, Value: r.Value, Headers: headers}
 }
 
-// flusher flushes sealed batches in order until stopped. Preparing a
-// batch (dead letters, de-duplication) is sequential, because each batch's
-// decisions build on the previous ones (kept IDs and window times enter
-// the memory caches as soon as they are decided). Up to InsertParallelism
-// inserts then run at once (ClickHouse works on each insert mostly on one
-// core), and commits happen strictly in batch order, each after every
-// earlier batch is stored: offsets never pass a batch that is not in
-// ClickHouse.
-func (p *Processor) flusher(ctx context.Context) {
-	ctx, abort := context.WithCancel(ctx)
-	defer abort()
-	sem := make(chan struct{}, p.cfg.InsertParallelism)
-	inserted := make(chan *batch, 64)
-	var wg sync.WaitGroup
-	wg.Go(func() { p.committer(ctx, inserted, abort) })
-	defer wg.Wait()
-	defer close(inserted)
-	next := 0 // index in pending of the next batch to prepare
-	for {
-		p.mu.Lock()
-		for {
-			next -= p.popped // the committer popped batches: indexes shift
-			p.popped = 0
-			if next < len(p.pending) || p.stopped {
-				break
-			}
-			p.cond.Wait()
-		}
-		if next >= len(p.pending) {
-			p.mu.Unlock()
-			return
-		}
-		b := p.pending[next]
-		next++
-		p.mu.Unlock()
+// insertion is one open INSERT into events. Consecutive batches stream into
+// it, each as one block sent as soon as the batch is de-duplicated (its rows
+// are then released), and the server squashes the blocks into one block
+// before writing (min_insert_block_size_rows / _bytes, 1M rows / 256 MiB by
+// default): one part per table partition, and one run of the materialized
+// views, for many batches. ClickHouse writes large blocks at about twice the
+// per-row speed of 12k-row ones (BENCHMARKS.md), while the processor holds
+// only a batch or two in memory. The offsets of its batches are committed
+// after the INSERT completes.
+type insertion struct {
+	b        driver.Batch
+	batches  []*batch
+	parts    map[int32]bool // partitions named in the query id
+	rows     int
+	windowed int // rows with a dedup key (they rely on the window cache until stored)
+	opened   time.Time
+	done     chan struct{} // closed when the close finished (committed or failed)
+}
 
-		if err := p.prepare(ctx, b); err != nil {
-			p.abandon(b, err)
+func (in *insertion) last() uint64 { return in.batches[len(in.batches)-1].seq }
+
+// covers reports whether b's partitions are named in the insert's query id.
+func (in *insertion) covers(b *batch) bool {
+	for _, part := range b.parts {
+		if !in.parts[part] {
+			return false
+		}
+	}
+	return true
+}
+
+// flusher handles sealed batches in order until stopped: it de-duplicates
+// a batch (prepare: decisions build on the previous batches', kept IDs and
+// window times enter the memory caches as soon as they are decided), sends
+// its rows as one block of the open insertion, and closes the insertion
+// when it is large or old enough, when the input is drained or when
+// someone waits for one of its batches (rebalance, shutdown). The close
+// runs in the background (closeInsertion) while the next insertion fills;
+// at most one close is in flight, so commits stay in batch order, each
+// after every earlier batch is stored.
+//
+// When an insertion fails (ClickHouse away, a timeout), its batches' rows
+// are no longer in memory: the flusher rewinds instead (recover). The
+// consumer is set back to the last stored offsets and every uncommitted
+// batch is read again, de-duplicated against ClickHouse with empty caches,
+// which is what a restart does (and what the crash tests check).
+func (p *Processor) flusher(ctx context.Context) {
+	var ins, closing *insertion
+	failures := 0
+	fail := func(err error) bool {
+		if ins != nil {
+			_ = ins.b.Abort()
+			ins = nil
+		}
+		if closing != nil {
+			<-closing.done
+			closing = nil
+		}
+		failures++
+		return p.recover(ctx, err, failures)
+	}
+	// startClose closes ins in the background once the previous close is
+	// done; an error is that previous close's failure: ins must not
+	// complete (its commit would pass the failed batches).
+	startClose := func() error {
+		if closing != nil {
+			<-closing.done
+			if err := p.takeFailure(); err != nil {
+				return err
+			}
+		}
+		closing, ins = ins, nil
+		go p.closeInsertion(ctx, closing)
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { p.preparer(ctx) })
+	defer wg.Wait()
+	defer func() {
+		if ins != nil {
+			_ = ins.b.Abort()
+		}
+		if closing != nil {
+			<-closing.done
+		}
+	}()
+	for {
+		b, closeNow, err := p.nextBatch(ctx, ins)
+		switch {
+		case err != nil:
+			if !fail(err) {
+				return
+			}
+			continue
+		case closeNow:
+			if err := startClose(); err != nil && !fail(err) {
+				return
+			}
+			continue
+		case b == nil:
 			return
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			p.abandon(b, ctx.Err())
-			return
+		if closing != nil && p.closeFailed() {
+			// Do not send more: the rewind re-reads this batch anyway.
+			if !fail(p.takeFailure()) {
+				return
+			}
+			continue
 		}
-		b.done = make(chan error, 1)
-		go func() {
-			b.done <- p.insertBatch(ctx, b)
-			<-sem
-		}()
-		inserted <- b
+		if ins != nil && !ins.covers(b) {
+			// The query id must name every source partition.
+			if err := startClose(); err != nil {
+				if !fail(err) {
+					return
+				}
+				continue
+			}
+		}
+		if ins == nil {
+			ins, err = p.openInsertion(ctx, b)
+			if err != nil {
+				if ctx.Err() != nil {
+					p.abandon(b, err)
+					return
+				}
+				if !fail(err) {
+					return
+				}
+				continue
+			}
+		}
+		if err := p.send(ins, b); err != nil {
+			if !fail(err) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		if ins.rows >= p.cfg.InsertRows || 2*ins.windowed >= p.cfg.WindowCacheSize {
+			if err := startClose(); err != nil && !fail(err) {
+				return
+			}
+		}
 	}
 }
 
-// committer commits inserted batches in order.
-func (p *Processor) committer(ctx context.Context, inserted <-chan *batch, abort func()) {
-	for b := range inserted {
-		if err := <-b.done; err != nil {
-			p.abandon(b, err)
-			abort()
-			for range inserted {
+// preparer de-duplicates sealed batches in order (prepare), one batch
+// ahead of the sender, so the lookups of a batch overlap the sending of the
+// previous one. Decisions build on the previous batches' (kept IDs and
+// window times enter the memory caches as soon as they are decided).
+func (p *Processor) preparer(ctx context.Context) {
+	for {
+		p.mu.Lock()
+		var b *batch
+		for b == nil && !p.stopped && ctx.Err() == nil {
+			for _, pb := range p.pending {
+				if !pb.taken {
+					b = pb
+					break
+				}
 			}
+			if b == nil {
+				p.cond.Wait()
+			}
+		}
+		if b == nil {
+			p.mu.Unlock()
 			return
 		}
-		p.finish(ctx, b)
+		b.taken = true
+		p.mu.Unlock()
+
+		p.prepMu.Lock()
 		p.mu.Lock()
-		p.pending = p.pending[1:]
-		p.popped++
-		p.doneSeq = b.seq
+		dropped := b.dropped
+		p.mu.Unlock()
+		var err error
+		if !dropped {
+			err = p.prepare(ctx, b)
+		}
+		p.prepMu.Unlock()
+		if err != nil {
+			p.abandon(b, err)
+			return
+		}
+		p.mu.Lock()
+		b.prepared = true
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	}
+}
+
+// nextBatch waits for the next batch to send (the oldest unsent one, once
+// prepared). It returns closeNow when
+// the open insertion should be closed first: it is older than
+// InsertLinger, someone waits for one of its batches, or the last poll
+// found nothing more to read. nil, false, nil means stop; an error is a failed close that
+// needs a rewind.
+func (p *Processor) nextBatch(ctx context.Context, ins *insertion) (b *batch, closeNow bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if p.stopped || ctx.Err() != nil {
+			return nil, false, nil
+		}
+		if p.failed != nil {
+			e := p.failed
+			p.failed = nil
+			return nil, false, e
+		}
+		var next *batch // the oldest unsent batch: batches are sent in order
+		for _, pb := range p.pending {
+			if !pb.sent {
+				next = pb
+				break
+			}
+		}
+		if next != nil && next.prepared {
+			return next, false, nil
+		}
+		if ins != nil {
+			age := time.Since(ins.opened)
+			if p.wantSeq >= ins.last() || age >= p.cfg.InsertLinger || p.drained {
+				return nil, true, nil
+			}
+			if timer == nil {
+				timer = time.AfterFunc(p.cfg.InsertLinger-age, p.wake)
+			}
+		}
+		p.cond.Wait()
+	}
+}
+
+// wake wakes every waiter on p.cond.
+func (p *Processor) wake() {
+	p.mu.Lock()
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *Processor) closeFailed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed != nil
+}
+
+func (p *Processor) takeFailure() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.failed
+	p.failed = nil
+	return err
+}
+
+// openInsertion starts an INSERT into events whose query id names b's
+// partitions, so a new owner of a partition can wait for an insert that a
+// crashed owner left running on the server (runningInserts).
+func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, error) {
+	parts := p.ownedPartitions(b.parts)
+	ib, err := p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, nonce()))
+	if err != nil {
+		return nil, err
+	}
+	in := &insertion{b: ib, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
+	for _, part := range parts {
+		in.parts[part] = true
+	}
+	return in, nil
+}
+
+// ownedPartitions is the partitions this process reads (those it has read
+// from since their last commit), at least b's.
+func (p *Processor) ownedPartitions(must []int32) []int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := map[int32]bool{}
+	for _, part := range must {
+		set[part] = true
+	}
+	for part := range p.from {
+		set[part] = true
+	}
+	out := make([]int32, 0, len(set))
+	for part := range set {
+		out = append(out, part)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// send appends b's kept rows to the insertion as one block and releases
+// them; b stops counting against MaxPendingBatches.
+func (p *Processor) send(in *insertion, b *batch) error {
+	start := time.Now()
+	if err := p.st.sendBlock(in.b, b.keep); err != nil {
+		return err
+	}
+	for i := range b.keep {
+		if b.keep[i].DedupKey != "" {
+			in.windowed++
+		}
+	}
+	in.rows += len(b.keep)
+	b.inserted = len(b.keep)
+	b.insertDur = time.Since(start)
+	in.batches = append(in.batches, b)
+	p.mu.Lock()
+	b.rows, b.keep = nil, nil
+	b.sent = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	return nil
+}
+
+// closeInsertion completes the INSERT (the server writes the squashed block
+// and runs the views) and commits its batches in order; on error it
+// records the failure for the flusher. It closes in.done.
+func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
+	defer close(in.done)
+	start := time.Now()
+	if err := in.b.Send(); err != nil {
+		p.mu.Lock()
+		if p.failed == nil {
+			p.failed = fmt.Errorf("insert of %d rows: %w", in.rows, err)
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		return
+	}
+	last := in.batches[len(in.batches)-1]
+	last.insertDur += time.Since(start)
+	p.finish(ctx, in.batches)
+}
+
+// recover handles a failed insertion (ClickHouse away, a timeout, a lost
+// connection): after backing off, it waits until no insert of our
+// partitions still runs on the server (the failed one may be completing:
+// the lookups must see its rows), empties the caches (they hold decisions
+// about rows that may not be stored) and has the poll loop rewind to the
+// last stored offsets. It returns false when the flusher must stop.
+func (p *Processor) recover(ctx context.Context, cause error, attempt int) bool {
+	p.stats.InsertRetries.Add(1)
+	p.log.Warn("insert failed; reading the uncommitted records again", "attempt", attempt, "err", cause)
+	if !p.backoff(ctx, attempt-1) {
+		return false
+	}
+	parts := p.ownedPartitions(nil)
+	if err := p.retry(ctx, "wait for running inserts", func() error { return p.waitInsertsDone(ctx, parts) }); err != nil {
+		return false
+	}
+	// Between two preparations: the caches may hold decisions about
+	// dropped batches; the preparer skips batches dropped meanwhile.
+	p.prepMu.Lock()
+	defer p.prepMu.Unlock()
+	p.ids.reset()
+	p.window.reset()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pollDone {
+		// Shutting down: nobody polls any more. The uncommitted records
+		// are read again by the next owner.
+		p.stopped = true
+		p.cond.Broadcast()
+		return false
+	}
+	p.rewindReq = true
+	p.failed = nil // the rewind covers it
+	p.cond.Broadcast()
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	for p.rewindReq && !p.pollDone && !p.stopped && ctx.Err() == nil {
+		p.cond.Wait()
+	}
+	if p.rewindReq {
+		p.stopped = true
+		p.cond.Broadcast()
+		return false
+	}
+	return true
+}
+
+// rewind drops every uncommitted batch and the records just polled, and
+// sets the consumer back to the last stored offset of each partition. Only
+// pollLoop calls it, between a poll and AllowRebalance (no revoke can run).
+func (p *Processor) rewind(polled []*kgo.Record) {
+	p.mu.Lock()
+	// A partition first seen in the dropped poll restarts at its first
+	// record: without this, its consumer would go on after it.
+	for _, r := range polled {
+		if _, ok := p.from[r.Partition]; !ok {
+			p.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	offs := make(map[int32]kgo.EpochOffset, len(p.from))
+	for part, o := range p.from {
+		offs[part] = o
+	}
+	for _, b := range p.pending {
+		b.dropped = true
+	}
+	p.pending = nil
+	p.cur = p.newBatch()
+	// Waiters for dropped batches (a revoke) go on: their records are not
+	// committed, so they are read again (by us or the next owner).
+	p.doneSeq = p.sealedSeq
+	p.mu.Unlock()
+	if len(offs) > 0 {
+		p.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.kcfg.RawTopic: offs})
+	}
+	p.log.Info("rewound to the last stored offsets", "offsets", offs)
+	p.mu.Lock()
+	p.rewindReq = false
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
 // abandon stops the flusher: only a cancelled flush context ends here.
@@ -706,7 +1131,7 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	b.lookupDur = time.Since(lookStart)
 	b.keep, b.dupID, b.dupWin = keep, dupID, dupWin
 	// Decided: later batches must see these IDs even before the insert
-	// completes (it is retried until it does, or the process ends).
+	// completes (it completes, or the rewind empties the caches).
 	for i := range keep {
 		if keep[i].DedupKey == "" {
 			p.ids.add(keep[i].id)
@@ -715,96 +1140,67 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// insertBatch writes b.keep with one insert, retrying forever; after an
-// error it drops the rows that are stored by then before trying again.
-// It returns an error only when ctx ends.
-func (p *Processor) insertBatch(ctx context.Context, b *batch) error {
-	insStart := time.Now()
-	keep := b.keep
-	for len(keep) > 0 {
-		b.attempts++
-		err := p.st.insert(ctx, keep, insertQueryID(p.st.db, p.kcfg.RawTopic, b.parts, nonce()))
-		if err == nil {
-			break
+// finish commits the offsets of an insertion's batches (stored now), in
+// order, and records their statistics.
+func (p *Processor) finish(ctx context.Context, batches []*batch) {
+	p.commit(ctx, batches)
+	stats := make([]batchStats, 0, len(batches))
+	for _, b := range batches {
+		p.stats.Batches.Add(1)
+		p.stats.Rows.Add(int64(b.rowsIn))
+		p.stats.Inserted.Add(int64(b.inserted))
+		p.stats.DupIdentity.Add(int64(b.dupID))
+		p.stats.DupWindow.Add(int64(b.dupWin))
+		p.stats.DeadLetters.Add(int64(len(b.dead)))
+		st := batchStats{
+			FlushedAt: time.Now(), Instance: p.cfg.Instance, Group: p.cfg.Group, Topic: p.kcfg.RawTopic,
+			Records: uint32(b.records), RowsIn: uint32(b.rowsIn), Inserted: uint32(b.inserted),
+			DupIdentity: uint32(b.dupID), DupWindow: uint32(b.dupWin), Dead: uint32(len(b.dead)),
+			MinReceivedMs: b.minRecv, MaxReceivedMs: b.maxRecv, Attempts: 1,
+			LookupMs: uint32(b.lookupDur.Milliseconds()), InsertMs: uint32(b.insertDur.Milliseconds()),
+			FlushMs: uint32(time.Since(b.flushStart).Milliseconds()),
 		}
-		p.stats.InsertRetries.Add(1)
-		p.log.Warn("insert failed; re-checking stored ids before retrying", "rows", len(keep), "attempt", b.attempts, "err", err)
-		if !p.backoff(ctx, b.attempts-1) {
-			return fmt.Errorf("insert: %w", ctx.Err())
+		st.Partitions = b.parts
+		for a := range b.actions {
+			st.Actions = append(st.Actions, a)
 		}
-		// The failed insert may have been written (wholly or, across table
-		// partitions, in part): drop what is stored now.
-		var stored map[string]struct{}
-		if err := p.retry(ctx, "re-check stored ids", func() error {
-			var e error
-			look := make([]*Row, len(keep))
-			for i := range keep {
-				look[i] = &keep[i]
+		sort.Strings(st.Actions)
+		for _, a := range st.Actions {
+			st.ActionCounts = append(st.ActionCounts, b.actions[a])
+		}
+		stats = append(stats, st)
+		p.log.Debug("flushed", "batch", b.seq, "records", b.records, "rows", b.rowsIn, "inserted", b.inserted,
+			"dup_identity", b.dupID, "dup_window", b.dupWin, "dead", len(b.dead), "took", time.Since(b.flushStart))
+
+		p.mu.Lock()
+		for part, o := range b.offsets {
+			if _, owned := p.from[part]; owned {
+				p.from[part] = o
 			}
-			stored, e = p.st.storedIDs(ctx, look)
-			return e
-		}); err != nil {
-			return err
 		}
-		if len(stored) > 0 {
-			rest := keep[:0:0]
-			for _, r := range keep {
-				if _, ok := stored[r.EventID]; !ok {
-					rest = append(rest, r)
-				}
-			}
-			p.log.Info("rows of the failed insert were stored; retrying the rest", "stored", len(stored), "rest", len(rest))
-			keep = rest
+		if len(p.pending) > 0 && p.pending[0] == b {
+			p.pending = p.pending[1:]
 		}
+		p.doneSeq = max(p.doneSeq, b.seq)
+		p.cond.Broadcast()
+		p.mu.Unlock()
 	}
-	b.insertDur = time.Since(insStart)
-	return nil
+	if err := p.st.insertStats(ctx, stats); err != nil {
+		p.log.Warn("pipeline_batches rows not written (statistics only)", "err", err)
+	}
 }
 
-// finish commits the batch's offsets and records its statistics.
-func (p *Processor) finish(ctx context.Context, b *batch) {
-	p.commit(ctx, b)
-	inserted := len(b.keep)
-	p.stats.Batches.Add(1)
-	p.stats.Rows.Add(int64(b.rowsIn))
-	p.stats.Inserted.Add(int64(inserted))
-	p.stats.DupIdentity.Add(int64(b.dupID))
-	p.stats.DupWindow.Add(int64(b.dupWin))
-	p.stats.DeadLetters.Add(int64(len(b.dead)))
-
-	st := batchStats{
-		FlushedAt: time.Now(), Instance: p.cfg.Instance, Group: p.cfg.Group, Topic: p.kcfg.RawTopic,
-		Records: uint32(b.records), RowsIn: uint32(b.rowsIn), Inserted: uint32(inserted),
-		DupIdentity: uint32(b.dupID), DupWindow: uint32(b.dupWin), Dead: uint32(len(b.dead)),
-		MinReceivedMs: b.minRecv, MaxReceivedMs: b.maxRecv, Attempts: uint32(b.attempts),
-		LookupMs: uint32(b.lookupDur.Milliseconds()), InsertMs: uint32(b.insertDur.Milliseconds()),
-		FlushMs: uint32(time.Since(b.flushStart).Milliseconds()),
-	}
-	st.Partitions = b.parts
-	for a := range b.actions {
-		st.Actions = append(st.Actions, a)
-	}
-	sort.Strings(st.Actions)
-	for _, a := range st.Actions {
-		st.ActionCounts = append(st.ActionCounts, b.actions[a])
-	}
-	if err := p.st.insertStats(ctx, st); err != nil {
-		p.log.Warn("pipeline_batches row not written (statistics only)", "err", err)
-	}
-	p.log.Debug("flushed", "batch", b.seq, "records", b.records, "rows", b.rowsIn, "inserted", inserted,
-		"dup_identity", b.dupID, "dup_window", b.dupWin, "dead", len(b.dead), "took", time.Since(b.flushStart))
-	// The rows are stored: let the memory go before the batch leaves pending.
-	b.rows, b.keep = nil, nil
-}
-
-// commit commits the batch's offsets. A failure is logged, not retried
-// forever: the records are then read again (by us or the partition's new
-// owner) and the lookups drop what is stored.
-func (p *Processor) commit(ctx context.Context, b *batch) {
+// commit commits the offsets after the batches (in order: later ones win),
+// with one request. A failure is logged, not retried forever: the records
+// are then read again (by us or the partition's new owner) and the lookups
+// drop what is stored.
+func (p *Processor) commit(ctx context.Context, batches []*batch) {
 	p.mu.Lock()
-	offs := make(map[int32]kgo.EpochOffset, len(b.offsets))
-	for k, v := range b.offsets {
-		offs[k] = v
+	offs := map[int32]kgo.EpochOffset{}
+	for _, b := range batches {
+		for k, v := range b.offsets {
+			offs[k] = v
+		}
 	}
 	p.mu.Unlock()
 	if len(offs) == 0 {

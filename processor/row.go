@@ -110,66 +110,87 @@ func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 
 // appendColumns appends the rows to the batch column by column (the fast
 // path of clickhouse-go: one typed slice per column, no reflection per row).
+// The column slices are scratch space reused from column to column: Append
+// copies the values into the block.
 func appendColumns(b driver.Batch, rows []Row) error {
 	n := len(rows)
-	strs := func(f func(*Row) string) []string {
-		out := make([]string, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	u8 := func(f func(*Row) uint8) []uint8 {
-		out := make([]uint8, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	u64 := func(f func(*Row) uint64) []uint64 {
-		out := make([]uint64, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	i32 := func(f func(*Row) int32) []int32 {
-		out := make([]int32, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	times := func(f func(*Row) uint64) []time.Time {
-		out := make([]time.Time, n)
-		for i := range rows {
-			out[i] = msTime(f(&rows[i]))
-		}
-		return out
-	}
-	u32s := func(f func(*Row) []uint32) [][]uint32 {
-		out := make([][]uint32, n)
-		for i := range rows {
-			if v := f(&rows[i]); v != nil {
-				out[i] = v
-			} else {
-				out[i] = []uint32{}
+	var (
+		sbuf  = make([]string, n)
+		u8buf = make([]uint8, n)
+		u64b  = make([]uint64, n)
+		i32b  = make([]int32, n)
+		tbuf  = make([]time.Time, n)
+		u32ss = make([][]uint32, n)
+		strsb = make([][]string, n)
+	)
+	strs := func(f func(*Row) string) func() any {
+		return func() any {
+			for i := range rows {
+				sbuf[i] = f(&rows[i])
 			}
+			return sbuf
 		}
-		return out
 	}
-	strss := func(f func(*Row) []string) [][]string {
-		out := make([][]string, n)
-		for i := range rows {
-			if v := f(&rows[i]); v != nil {
-				out[i] = v
-			} else {
-				out[i] = []string{}
+	u8 := func(f func(*Row) uint8) func() any {
+		return func() any {
+			for i := range rows {
+				u8buf[i] = f(&rows[i])
 			}
+			return u8buf
 		}
-		return out
 	}
-	cols := []any{
+	u64 := func(f func(*Row) uint64) func() any {
+		return func() any {
+			for i := range rows {
+				u64b[i] = f(&rows[i])
+			}
+			return u64b
+		}
+	}
+	i32 := func(f func(*Row) int32) func() any {
+		return func() any {
+			for i := range rows {
+				i32b[i] = f(&rows[i])
+			}
+			return i32b
+		}
+	}
+	times := func(f func(*Row) uint64) func() any {
+		return func() any {
+			for i := range rows {
+				tbuf[i] = msTime(f(&rows[i]))
+			}
+			return tbuf
+		}
+	}
+	empty32, emptyStr := []uint32{}, []string{}
+	u32s := func(f func(*Row) []uint32) func() any {
+		return func() any {
+			for i := range rows {
+				if v := f(&rows[i]); v != nil {
+					u32ss[i] = v
+				} else {
+					u32ss[i] = empty32
+				}
+			}
+			return u32ss
+		}
+	}
+	strss := func(f func(*Row) []string) func() any {
+		return func() any {
+			for i := range rows {
+				if v := f(&rows[i]); v != nil {
+					strsb[i] = v
+				} else {
+					strsb[i] = emptyStr
+				}
+			}
+			return strsb
+		}
+	}
+	// Each entry fills its scratch slice only when called, just before its
+	// column's Append.
+	cols := []func() any{
 		strs(func(r *Row) string { return r.EventID }),
 		strs(func(r *Row) string { return r.OrganizationID }),
 		strs(func(r *Row) string { return r.Action }),
@@ -188,13 +209,13 @@ func appendColumns(b driver.Batch, rows []Row) error {
 		strs(func(r *Row) string { return r.AuthorType }),
 		strs(func(r *Row) string { return r.Visibility }),
 		u8(func(r *Row) uint8 { return r.IsWelcome }),
-		func() []uint32 {
+		func() any {
 			out := make([]uint32, n)
 			for i := range rows {
 				out[i] = rows[i].TextLength
 			}
 			return out
-		}(),
+		},
 		strs(func(r *Row) string { return r.SystemMessageType }),
 		strs(func(r *Row) string { return r.FormType }),
 
@@ -215,13 +236,13 @@ func appendColumns(b driver.Batch, rows []Row) error {
 		i32(func(r *Row) int32 { return r.QueueWaitTime }),
 		u64(func(r *Row) uint64 { return r.QueuedAtMs }),
 		strs(func(r *Row) string { return r.RoutingStatus }),
-		func() []int8 {
+		func() any {
 			out := make([]int8, n)
 			for i := range rows {
 				out[i] = rows[i].RatingScore
 			}
 			return out
-		}(),
+		},
 		u8(func(r *Row) uint8 { return r.RatingHasScore }),
 		strs(func(r *Row) string { return r.RatingComment }),
 		u64(func(r *Row) uint64 { return r.ThreadCreatedAtMs }),
@@ -244,26 +265,26 @@ func appendColumns(b driver.Batch, rows []Row) error {
 
 		strs(func(r *Row) string { return r.SrcTopic }),
 		i32(func(r *Row) int32 { return r.SrcPartition }),
-		func() []int64 {
+		func() any {
 			out := make([]int64, n)
 			for i := range rows {
 				out[i] = rows[i].SrcOffset
 			}
 			return out
-		}(),
-		func() []uint16 {
+		},
+		func() any {
 			out := make([]uint16, n)
 			for i := range rows {
 				out[i] = rows[i].SrcIndex
 			}
 			return out
-		}(),
+		},
 		strs(func(r *Row) string { return r.RequestID }),
 		strs(func(r *Row) string { return r.BodySHA256 }),
 		strs(func(r *Row) string { return r.IngestVersion }),
 	}
 	for i, c := range cols {
-		if err := b.Column(i).Append(c); err != nil {
+		if err := b.Column(i).Append(c()); err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
 		}
 	}

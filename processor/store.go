@@ -147,23 +147,49 @@ func (s *store) keptTimes(ctx context.Context, keys []string, lo, hi uint64) (ma
 	return out, nil
 }
 
-// insert writes rows into events as one block: one INSERT, atomic per
-// partition of the table. An error does not prove nothing was written
-// (see clickhouse-compat.md): callers re-check stored IDs before retrying.
+// open starts an INSERT into events (driver.Batch). Blocks are sent with
+// sendBlock; Send completes it. The server squashes the blocks of one INSERT
+// into one block before writing (up to min_insert_block_size_rows/_bytes),
+// so the INSERT is still one part per table partition. An error does not
+// prove nothing was written (see clickhouse-compat.md): callers look the IDs
+// up again before retrying.
 //
 // The insert's query id names the source partitions (insertQueryID), so a
 // new owner of a partition can wait for an insert that a crashed owner had
 // fully sent and that the server is still completing (runningInserts).
-func (s *store) insert(ctx context.Context, rows []Row, queryID string) error {
-	if len(rows) == 0 {
-		return nil
-	}
+func (s *store) open(ctx context.Context, queryID string) (driver.Batch, error) {
 	if queryID != "" {
 		ctx = ch.Context(ctx, ch.WithQueryID(queryID))
 	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".events ("+insertColumns+")")
 	if err != nil {
-		return fmt.Errorf("clickhouse: prepare insert of %d rows: %w", len(rows), err)
+		return nil, fmt.Errorf("clickhouse: prepare insert: %w", err)
+	}
+	return b, nil
+}
+
+// sendBlock sends rows as one block of the open INSERT b.
+func (s *store) sendBlock(b driver.Batch, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := appendColumns(b, rows); err != nil {
+		return fmt.Errorf("clickhouse: append %d rows: %w", len(rows), err)
+	}
+	if err := b.Flush(); err != nil {
+		return fmt.Errorf("clickhouse: send %d rows: %w", len(rows), err)
+	}
+	return nil
+}
+
+// insert writes rows into events with one INSERT of one block.
+func (s *store) insert(ctx context.Context, rows []Row, queryID string) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	b, err := s.open(ctx, queryID)
+	if err != nil {
+		return err
 	}
 	if err := appendColumns(b, rows); err != nil {
 		_ = b.Abort()
@@ -189,16 +215,21 @@ type batchStats struct {
 	ActionCounts                 []uint32
 }
 
-func (s *store) insertStats(ctx context.Context, st batchStats) error {
+func (s *store) insertStats(ctx context.Context, sts []batchStats) error {
+	if len(sts) == 0 {
+		return nil
+	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".pipeline_batches (flushed_at, flushed_at_ms, instance, consumer_group, src_topic, partitions, records, rows_in, events_inserted, duplicates_identity, duplicates_window, dead_letters, min_received_at_ms, max_received_at_ms, insert_attempts, lookup_ms, insert_ms, flush_ms, actions, action_counts)")
 	if err != nil {
 		return fmt.Errorf("clickhouse: prepare pipeline_batches insert: %w", err)
 	}
-	if err := b.Append(st.FlushedAt.UTC(), uint64(st.FlushedAt.UnixMilli()), st.Instance, st.Group, st.Topic, st.Partitions,
-		st.Records, st.RowsIn, st.Inserted, st.DupIdentity, st.DupWindow, st.Dead, st.MinReceivedMs, st.MaxReceivedMs,
-		st.Attempts, st.LookupMs, st.InsertMs, st.FlushMs, st.Actions, st.ActionCounts); err != nil {
-		_ = b.Abort()
-		return fmt.Errorf("clickhouse: append pipeline_batches row: %w", err)
+	for _, st := range sts {
+		if err := b.Append(st.FlushedAt.UTC(), uint64(st.FlushedAt.UnixMilli()), st.Instance, st.Group, st.Topic, st.Partitions,
+			st.Records, st.RowsIn, st.Inserted, st.DupIdentity, st.DupWindow, st.Dead, st.MinReceivedMs, st.MaxReceivedMs,
+			st.Attempts, st.LookupMs, st.InsertMs, st.FlushMs, st.Actions, st.ActionCounts); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("clickhouse: append pipeline_batches row: %w", err)
+		}
 	}
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("clickhouse: insert pipeline_batches row: %w", err)

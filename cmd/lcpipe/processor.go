@@ -19,9 +19,11 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	d := processor.DefaultConfig()
 	cfg := d
 	cfg.Group = inv.String("KAFKA_GROUP", d.Group, "consumer group of the processors; a new group starts at the earliest offset")
-	cfg.BatchRows = inv.Int("BATCH_ROWS", d.BatchRows, "rows per ClickHouse insert: a batch is flushed when it has this many")
-	cfg.BatchBytes = inv.Bytes("BATCH_BYTES", d.BatchBytes, "approximate bytes per insert: a batch is flushed when it is this large")
+	cfg.BatchRows = inv.Int("BATCH_ROWS", d.BatchRows, "rows per batch: a batch is de-duplicated and sent to ClickHouse when it has this many")
+	cfg.BatchBytes = inv.Bytes("BATCH_BYTES", d.BatchBytes, "approximate memory per batch: a batch is de-duplicated and sent when it is this large")
 	cfg.BatchLinger = inv.Duration("BATCH_LINGER", d.BatchLinger, "longest a batch waits before it is flushed (Go duration)")
+	cfg.InsertRows = inv.Int("INSERT_ROWS", d.InsertRows, "rows per ClickHouse INSERT: consecutive batches stream into one INSERT (one part); offsets are committed when it completes")
+	cfg.InsertLinger = inv.Duration("INSERT_LINGER", d.InsertLinger, "longest an INSERT stays open collecting batches (Go duration)")
 	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "identical state changes (tags, properties, status...) closer than this are one event")
 	cfg.SessionTimeout = inv.Duration("KAFKA_SESSION_TIMEOUT", d.SessionTimeout, "consumer group session: how long a crashed processor keeps its partitions")
 	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
@@ -44,10 +46,11 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	}
 	// GC works harder near the limit instead of letting a backlog grow RSS.
 	debug.SetMemoryLimit(memLimit)
-	// The flusher uses one connection at a time. Every pooled connection
-	// keeps the buffer of the largest block it sent (a whole batch), so a
-	// small pool bounds memory.
-	chcfg.MaxOpenConns = 2
+	// The flusher uses three connections: lookups, the open INSERT and the
+	// previous INSERT completing in the background. Every pooled connection
+	// keeps the buffer of the largest block it sent (one batch), so a small
+	// pool bounds memory.
+	chcfg.MaxOpenConns = 3
 	conn, err := chconn.Open(ctx, chcfg)
 	if err != nil {
 		return err

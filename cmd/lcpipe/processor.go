@@ -27,6 +27,7 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "identical state changes (tags, properties, status...) closer than this are one event")
 	cfg.SessionTimeout = inv.Duration("KAFKA_SESSION_TIMEOUT", d.SessionTimeout, "consumer group session: how long a crashed processor keeps its partitions")
 	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
+	settle := settleOptions(inv)
 	// The LiveChat app (OAuth), when configured, names agents and groups.
 	app, appErr := setupApp(ctx, inv)
 	if err := inv.parse(); err != nil {
@@ -74,5 +75,16 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	return p.Run(ctx)
+	// The dashboards' day rollups are kept next to the writes; stopped when
+	// the processor stops.
+	sctx, stopSettler := context.WithCancel(ctx)
+	waitSettler, err := startSettler(sctx, inv, chcfg, *settle)
+	if err != nil {
+		stopSettler()
+		return err
+	}
+	err = p.Run(ctx)
+	stopSettler()
+	waitSettler()
+	return err
 }

@@ -277,7 +277,7 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 
 		ingAddr := freeAddr(b)
 		ing := startChild(b, "ingest", ingAddr, "CHILD_BROKERS="+strings.Join(kcfg.Brokers, ","),
-			"CHILD_RAW_TOPIC="+kcfg.RawTopic, "CHILD_DLQ_TOPIC="+kcfg.DLQTopic, "CHILD_SPOOL_DIR="+b.TempDir())
+			"CHILD_RAW_TOPIC="+kcfg.RawTopic, "CHILD_DLQ_TOPIC="+kcfg.DLQTopic, "CHILD_SPOOL_DIR="+b.TempDir(), "CHILD_REPORT_PRODUCE=1")
 		ri := load(b, ingAddr, ing.cmd.Process.Pid, kafkaPID(b), bodies, conc, warm, d)
 		pi := paced(b, ingAddr, bodies, rate, 5*time.Second)
 		st, err := healthStats("http://" + ingAddr)

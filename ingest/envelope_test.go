@@ -203,7 +203,9 @@ func FuzzValidJSON(f *testing.F) {
 		f.Add(b)
 	}
 	for _, s := range validJSONCases {
-		f.Add([]byte(s))
+		if len(s) < 1000 { // the 20 KB nesting-limit cases make minimizing crawl
+			f.Add([]byte(s))
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if got, want := validJSON(b), json.Valid(b); got != want {

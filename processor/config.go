@@ -21,11 +21,14 @@ type Config struct {
 	// group starts at the earliest offset.
 	Group string
 	// BatchRows, BatchBytes and BatchLinger end a batch: whichever comes
-	// first. Defaults 50 000 rows, 24 MiB, 1s. Bytes count the rows' memory
-	// (struct and strings, about 1.5 KiB per row), so with the defaults
-	// BATCH_BYTES usually ends a batch first (~12 000 rows). The linger only
-	// ends a batch while the flusher is idle: under a backlog batches grow
-	// to their size limits.
+	// first. Defaults 50 000 rows, 12 MiB, 1s. Bytes count the rows' memory
+	// (struct and strings, about 2 KiB per row), so with the defaults
+	// BATCH_BYTES usually ends a batch first (~6 000 rows). A batch is the
+	// unit of de-duplication (one ID lookup) and one block of an INSERT
+	// (InsertRows): smaller batches hold less memory and cost the garbage
+	// collector less, larger ones cost fewer lookups (BENCHMARKS.md: 12 MiB
+	// was faster than 8 and 24 MiB). The linger only ends a batch while the
+	// flusher is idle: under a backlog batches grow to their size limits.
 	BatchRows   int
 	BatchBytes  int64
 	BatchLinger time.Duration
@@ -84,7 +87,7 @@ func DefaultConfig() Config {
 	return Config{
 		Group:             "livechat-processor",
 		BatchRows:         50_000,
-		BatchBytes:        24 << 20,
+		BatchBytes:        12 << 20,
 		BatchLinger:       time.Second,
 		DedupWindow:       10 * time.Minute,
 		MaxPendingBatches: 2,

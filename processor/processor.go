@@ -588,11 +588,11 @@ func (p *Processor) process(recs []*kgo.Record) {
 			b.bytes += int64(len(r.Value)) + 256
 		} else {
 			src := sourceOf(r)
-			rows := Transform(src, dec[i].w, p.users, p.dir)
-			for j := range rows {
-				b.bytes += rows[j].size()
+			n := len(b.rows)
+			b.rows = appendTransform(b.rows, src, dec[i].w, p.users, p.dir)
+			for j := n; j < len(b.rows); j++ {
+				b.bytes += b.rows[j].size()
 			}
-			b.rows = append(b.rows, rows...)
 			b.actions[dec[i].w.Action]++
 			ms := uint64(max(src.ReceivedAt.UnixMilli(), 0))
 			if b.minRecv == 0 || ms < b.minRecv {

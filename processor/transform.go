@@ -68,9 +68,16 @@ type Source struct {
 // types and learns from incoming_chat and user_added_to_chat; it may be nil
 // (ID shapes only). Transform depends on nothing else: same inputs, same rows.
 func Transform(src Source, w *livechat.Webhook, users *UserCache, dir Directory) []Row {
-	t := transformer{src: src, w: w, users: users, dir: dir, org: w.Tenant()}
+	return appendTransform(nil, src, w, users, dir)
+}
+
+// appendTransform appends Transform's rows to dst: the processor builds
+// its batch in place (a Row is ~850 bytes; a slice per webhook, copied into
+// the batch, was a good part of the allocations).
+func appendTransform(dst []Row, src Source, w *livechat.Webhook, users *UserCache, dir Directory) []Row {
+	t := transformer{src: src, w: w, users: users, dir: dir, org: w.Tenant(), out: dst, first: len(dst)}
 	t.rows()
-	for i := range t.out {
+	for i := t.first; i < len(t.out); i++ {
 		t.out[i].compact()
 	}
 	return t.out
@@ -83,6 +90,7 @@ type transformer struct {
 	dir   Directory
 	org   string
 	out   []Row
+	first int // index in out of this webhook's first row
 }
 
 func (t *transformer) base(kind string) Row {
@@ -110,7 +118,7 @@ func (t *transformer) base(kind string) Row {
 func (t *transformer) identified(r Row, class string, key ...string) {
 	r.id = serverID(t.org, class, key...)
 	r.EventID = r.id.String()
-	r.SrcIndex = uint16(len(t.out))
+	r.SrcIndex = uint16(len(t.out) - t.first)
 	t.out = append(t.out, r)
 }
 
@@ -129,7 +137,7 @@ func (t *transformer) windowed(r Row, fields ...string) {
 	r.DedupKey = key.String()
 	r.id = windowedID(key, r.ReceivedAtMs)
 	r.EventID = r.id.String()
-	r.SrcIndex = uint16(len(t.out))
+	r.SrcIndex = uint16(len(t.out) - t.first)
 	t.out = append(t.out, r)
 }
 

@@ -123,70 +123,30 @@ func appendColumns(b driver.Batch, rows []Row) error {
 		u32ss = make([][]uint32, n)
 		strsb = make([][]string, n)
 	)
-	strs := func(f func(*Row) string) func() any {
-		return func() any {
-			for i := range rows {
-				sbuf[i] = f(&rows[i])
-			}
-			return sbuf
-		}
-	}
-	u8 := func(f func(*Row) uint8) func() any {
-		return func() any {
-			for i := range rows {
-				u8buf[i] = f(&rows[i])
-			}
-			return u8buf
-		}
-	}
-	u64 := func(f func(*Row) uint64) func() any {
-		return func() any {
-			for i := range rows {
-				u64b[i] = f(&rows[i])
-			}
-			return u64b
-		}
-	}
-	i32 := func(f func(*Row) int32) func() any {
-		return func() any {
-			for i := range rows {
-				i32b[i] = f(&rows[i])
-			}
-			return i32b
-		}
-	}
+	strs := func(f func(*Row) string) func() any { return fillColumn(rows, sbuf, f) }
+	u8 := func(f func(*Row) uint8) func() any { return fillColumn(rows, u8buf, f) }
+	u64 := func(f func(*Row) uint64) func() any { return fillColumn(rows, u64b, f) }
+	i32 := func(f func(*Row) int32) func() any { return fillColumn(rows, i32b, f) }
 	times := func(f func(*Row) uint64) func() any {
-		return func() any {
-			for i := range rows {
-				tbuf[i] = msTime(f(&rows[i]))
-			}
-			return tbuf
-		}
+		return fillColumn(rows, tbuf, func(r *Row) time.Time { return msTime(f(r)) })
 	}
+	// Array columns: nil becomes an empty array.
 	empty32, emptyStr := []uint32{}, []string{}
 	u32s := func(f func(*Row) []uint32) func() any {
-		return func() any {
-			for i := range rows {
-				if v := f(&rows[i]); v != nil {
-					u32ss[i] = v
-				} else {
-					u32ss[i] = empty32
-				}
+		return fillColumn(rows, u32ss, func(r *Row) []uint32 {
+			if v := f(r); v != nil {
+				return v
 			}
-			return u32ss
-		}
+			return empty32
+		})
 	}
 	strss := func(f func(*Row) []string) func() any {
-		return func() any {
-			for i := range rows {
-				if v := f(&rows[i]); v != nil {
-					strsb[i] = v
-				} else {
-					strsb[i] = emptyStr
-				}
+		return fillColumn(rows, strsb, func(r *Row) []string {
+			if v := f(r); v != nil {
+				return v
 			}
-			return strsb
-		}
+			return emptyStr
+		})
 	}
 	// Each entry fills its scratch slice only when called, just before its
 	// column's Append.
@@ -355,4 +315,15 @@ func cloneStrings(ss []string, put func(string) string) []string {
 		out[i] = put(s)
 	}
 	return out
+}
+
+// fillColumn returns a function that fills buf (one scratch slice per
+// column type, reused column after column) with f of every row.
+func fillColumn[T any](rows []Row, buf []T, f func(*Row) T) func() any {
+	return func() any {
+		for i := range rows {
+			buf[i] = f(&rows[i])
+		}
+		return buf
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +59,7 @@ type rollup struct {
 	// engine, partition and order of the staging table: the table's own,
 	// without replication (REPLACE PARTITION needs the same structure).
 	engine, partitionBy, orderBy string
-	// hours returns (hour, events) of the source, one row per hour.
+	// hours returns (hour, events) of the source, one row per hour, ascending.
 	hours string
 	// A day D depends on the source hours [D-before, D+1d+after).
 	before, after time.Duration
@@ -74,7 +73,7 @@ var rollups = []rollup{
 	{
 		name:   "threads_settled",
 		engine: "MergeTree", partitionBy: "toYYYYMMDD(started_at)", orderBy: "(organization_id, started_ms, thread_id)",
-		hours:  `SELECT hour AS h, countMerge(events) AS n FROM {db}.thread_state GROUP BY h`,
+		hours:  `SELECT hour AS h, countMerge(events) AS n FROM {db}.thread_state GROUP BY h ORDER BY h`,
 		before: time.Hour, after: day,
 		fill: func(db, stage string, from, to time.Time) string {
 			cols := strings.Join(threadColumns, ", ")
@@ -87,7 +86,7 @@ var rollups = []rollup{
 	{
 		name:   "webhook_hours",
 		engine: "AggregatingMergeTree", partitionBy: "toYYYYMMDD(hour)", orderBy: "(hour, organization_id, action)",
-		hours: `SELECT toStartOfHour(minute) AS h, countMerge(events) AS n FROM {db}.webhook_minutes GROUP BY h`,
+		hours: `SELECT toStartOfHour(minute) AS h, countMerge(events) AS n FROM {db}.webhook_minutes GROUP BY h ORDER BY h`,
 		fill: func(db, stage string, from, to time.Time) string {
 			return fmt.Sprintf(`INSERT INTO %s.%s (hour, organization_id, action, webhooks, events, latency_ms_sum, latency_ms_max, last_received_ms)
 SELECT toStartOfHour(minute) AS hour, organization_id, action,
@@ -203,10 +202,9 @@ func (s *Settler) settle(ctx context.Context, r rollup) (int, error) {
 	if last.Equal(cutoff) {
 		last = last.Add(-day)
 	}
-	first := time.Time{}
-	for _, h := range hours {
-		first = time.Unix(h.hour, 0).UTC().Add(-r.after).Truncate(day)
-		break
+	var first time.Time
+	if len(hours) > 0 {
+		first = time.Unix(hours[0].hour, 0).UTC().Add(-r.after).Truncate(day)
 	}
 	for d := range marks {
 		if first.IsZero() || d.Before(first) {
@@ -270,7 +268,6 @@ func (s *Settler) sourceHours(ctx context.Context, r rollup) ([]hourCount, error
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("source hours: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].hour < out[j].hour })
 	return out, nil
 }
 

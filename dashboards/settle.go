@@ -50,7 +50,7 @@ type SettlerConfig struct {
 // DefaultSettlerConfig settles threads an hour or two after they started
 // and checks every minute.
 func DefaultSettlerConfig() SettlerConfig {
-	return SettlerConfig{Database: "lcpipe", Interval: time.Minute, After: time.Hour}
+	return SettlerConfig{Interval: time.Minute, After: time.Hour}
 }
 
 // rollup is one day-partitioned table the Settler maintains.

@@ -16,14 +16,14 @@ import (
 )
 
 // rowsOf turns deliveries, in arrival order, into events rows with the
-// processor's pure transform and drops duplicates the way the processor
-// does: server identities permanently, state changes (windowed) when the
-// same dedup key arrived less than 90 s before.
+// processor's pure transform and drops what the processor drops: rows of a
+// server identity already seen, and the deliveries the simulator marks as
+// retries (the processor's retry rule drops exactly those, see simulate's
+// TestRetriesAreTheOnlyRepeats; flips back are kept).
 func rowsOf(t testing.TB, deliveries []simulate.Delivery, emit func([]processor.Row)) (kept, dropped int) {
 	t.Helper()
 	users := processor.NewUserCache(0)
 	seen := map[string]bool{}
-	lastKey := map[string]uint64{}
 	var buf []processor.Row
 	for i, d := range deliveries {
 		w, err := livechat.Decode(d.Body)
@@ -33,16 +33,9 @@ func rowsOf(t testing.TB, deliveries []simulate.Delivery, emit func([]processor.
 		sum := sha256.Sum256(d.Body)
 		src := processor.Source{Topic: "sim", Offset: int64(i), ReceivedAt: d.At, RequestID: fmt.Sprintf("req-%d", i), BodySHA256: hex.EncodeToString(sum[:])}
 		for _, r := range processor.Transform(src, w, users, nil) {
-			if seen[r.EventID] {
+			if seen[r.EventID] || (d.Retry && r.DedupKey != "") {
 				dropped++
 				continue
-			}
-			if r.DedupKey != "" {
-				if last, ok := lastKey[r.DedupKey]; ok && r.ReceivedAtMs-last < 90_000 {
-					dropped++
-					continue
-				}
-				lastKey[r.DedupKey] = r.ReceivedAtMs
 			}
 			seen[r.EventID] = true
 			buf = append(buf, r)

@@ -21,14 +21,17 @@ type Config struct {
 	// Secret is the secret_key put into every body. Default "sim-secret".
 	Secret string
 	// RetryRate is the share of deliveries sent a second time with the same
-	// body 5–55 s later. Default 0.05.
+	// body 5–55 s later (a state change's retry sooner when its subject
+	// changes again sooner: it always arrives before that change).
+	// Default 0.05.
 	RetryRate float64
 	// LateRate is the share of self-timestamped deliveries (incoming_chat,
 	// incoming_event) held back 3–30 s, so they arrive after later ones (an
 	// incoming_event before its incoming_chat). Default 0.05.
 	LateRate float64
-	// StatusEvery is the mean time between two routing-status changes of one
-	// agent. Default 40 minutes.
+	// StatusEvery is the median time an agent stays accepting chats, and
+	// not accepting them outside short breaks (half of the not-accepting
+	// spells are breaks of seconds to minutes). Default 40 minutes.
 	StatusEvery time.Duration
 }
 
@@ -67,7 +70,21 @@ type Generator struct {
 	customers [][]customer
 	threadSeq int
 	webhookID map[string]string
+	// chatFree: when each chat may start its next thread (chatCooldown
+	// after the last delivery of its previous one).
+	chatFree map[string]time.Time
+	// status: each agent's next routing-status change, so consecutive
+	// Statuses calls continue one another.
+	status map[string]*agentStatus
 }
+
+// chatCooldown is the least time between the last delivery of a chat's
+// thread and the start of its next thread. A chat has one thread at a
+// time, so a rating sent on the chat belongs to the thread it was sent
+// after; and two threads' changes of one chat-wide subject (its access, a
+// chat property) are further apart than any dedup window, so the second
+// is never taken for a retry of the first.
+const chatCooldown = 10 * time.Minute
 
 type customer struct {
 	ID, Name, ChatID string
@@ -94,7 +111,8 @@ func New(cfg Config) (*Generator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Generator{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), webhookID: map[string]string{}}
+	g := &Generator{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), webhookID: map[string]string{},
+		chatFree: map[string]time.Time{}, status: map[string]*agentStatus{}}
 	for o := 0; o < cfg.Orgs; o++ {
 		org := Org{ID: g.uuid()}
 		for i := 0; i < cfg.GroupsPerOrg; i++ {
@@ -116,16 +134,35 @@ func New(cfg Config) (*Generator, error) {
 		g.orgs = append(g.orgs, org)
 		var cs []customer
 		for i := 0; i < cfg.CustomersPerOrg; i++ {
-			cs = append(cs, customer{
-				ID:     g.uuid(),
-				Name:   firstNames[g.rng.IntN(len(firstNames))] + " " + lastNames[g.rng.IntN(len(lastNames))],
-				ChatID: g.lcID(),
-				Geo:    geos[g.rng.IntN(len(geos))],
-			})
+			cs = append(cs, g.newCustomer())
 		}
 		g.customers = append(g.customers, cs)
 	}
 	return g, nil
+}
+
+func (g *Generator) newCustomer() customer {
+	return customer{
+		ID:     g.uuid(),
+		Name:   firstNames[g.rng.IntN(len(firstNames))] + " " + lastNames[g.rng.IntN(len(lastNames))],
+		ChatID: g.lcID(),
+		Geo:    geos[g.rng.IntN(len(geos))],
+	}
+}
+
+// customerFor picks a customer of organization oi whose chat is free at
+// start (no thread going on, the last one over for chatCooldown); when a
+// few random picks are all busy, a new customer joins the organization.
+func (g *Generator) customerFor(oi int, start time.Time) customer {
+	for try := 0; try < 16; try++ {
+		c := g.customers[oi][g.rng.IntN(len(g.customers[oi]))]
+		if !start.Before(g.chatFree[c.ChatID]) {
+			return c
+		}
+	}
+	c := g.newCustomer()
+	g.customers[oi] = append(g.customers[oi], c)
+	return c
 }
 
 // Orgs returns the simulated organizations.
@@ -208,7 +245,7 @@ func (b *threadBuilder) eventID() string {
 	return fmt.Sprintf("%s_%d", b.th.ThreadID, b.evSeq)
 }
 
-func (b *threadBuilder) send(at time.Time, action string, payload any, selfTimed bool) *Delivery {
+func (b *threadBuilder) send(at time.Time, action string, payload any, selfTimed bool) {
 	g := b.g
 	wid, ok := g.webhookID[b.org.ID+action]
 	if !ok {
@@ -225,7 +262,12 @@ func (b *threadBuilder) send(at time.Time, action string, payload any, selfTimed
 		d.Late = true
 	}
 	b.out = append(b.out, d)
-	return &b.out[len(b.out)-1]
+}
+
+// change sends a state change (no server identity) of subject.
+func (b *threadBuilder) change(at time.Time, action string, payload any, subject string) {
+	b.send(at, action, payload, false)
+	b.out[len(b.out)-1].subject = subject
 }
 
 func (b *threadBuilder) message(at time.Time, author string, isAgent bool, text string) event {
@@ -250,7 +292,7 @@ func (g *Generator) Thread(start time.Time) (Thread, []Delivery) {
 			oi = i
 		}
 	}
-	cust := g.customers[oi][g.rng.IntN(len(g.customers[oi]))]
+	cust := g.customerFor(oi, start)
 	group := org.Groups[g.rng.IntN(len(org.Groups))]
 	var eligible []*Agent
 	for i := range org.Agents {
@@ -370,7 +412,7 @@ func (g *Generator) Thread(start time.Time) (Thread, []Delivery) {
 		wait := g.between(10*time.Second, 4*time.Minute)
 		agent = pick("")
 		joined := start.Add(wait)
-		b.send(joined, "user_added_to_chat", userAdded{ChatID: th.ChatID, ThreadID: th.ThreadID, User: user{ID: agent.ID, Type: "agent", Name: agent.Name, Email: agent.ID, Present: true, Visibility: "all"}, UserType: "agent", Reason: "assigned"}, false)
+		b.change(joined, "user_added_to_chat", userAdded{ChatID: th.ChatID, ThreadID: th.ThreadID, User: user{ID: agent.ID, Type: "agent", Name: agent.Name, Email: agent.ID, Present: true, Visibility: "all"}, UserType: "agent", Reason: "assigned"}, memberSubject(th.ChatID, agent.ID))
 		th.QueueWait = wait
 		th.Agents = append(th.Agents, agent.ID)
 		t = maxTime(t, joined)
@@ -398,6 +440,10 @@ func (g *Generator) Thread(start time.Time) (Thread, []Delivery) {
 	if g.chance(0.12) {
 		richAt = g.rng.IntN(rounds)
 	}
+	rejoinAt := -1
+	if rounds > 1 && g.chance(0.08) {
+		rejoinAt = 1 + g.rng.IntN(rounds-1)
+	}
 	for r := 0; r < rounds; r++ {
 		if r > 0 {
 			// A new customer run of 1–3 messages.
@@ -409,6 +455,8 @@ func (g *Generator) Thread(start time.Time) (Thread, []Delivery) {
 		}
 		if r == transferAt {
 			t = b.transfer(t, org, agent, &agent)
+		} else if r == rejoinAt {
+			t = b.rejoin(t, agent)
 		}
 		t = t.Add(g.logNormal(35*time.Second, 3*time.Second, 10*time.Minute))
 		if r == richAt {
@@ -417,7 +465,8 @@ func (g *Generator) Thread(start time.Time) (Thread, []Delivery) {
 			th.Messages = append(th.Messages, Msg{At: t, IsAgent: true})
 			b.incomingEvent(ev, t)
 			t = t.Add(g.between(3*time.Second, 20*time.Second))
-			b.send(t, "incoming_rich_message_postback", richPostback{UserID: cust.ID, ChatID: th.ChatID, ThreadID: th.ThreadID, EventID: ev.ID, Postback: postbackBody{ID: "refund_yes", Toggled: true, ButtonType: "message", ButtonValue: "Yes, please"}}, false)
+			b.change(t, "incoming_rich_message_postback", richPostback{UserID: cust.ID, ChatID: th.ChatID, ThreadID: th.ThreadID, EventID: ev.ID, Postback: postbackBody{ID: "refund_yes", Toggled: true, ButtonType: "message", ButtonValue: "Yes, please"}},
+				"postback|"+th.ChatID+"|"+ev.ID+"|"+cust.ID+"|refund_yes")
 			th.Postback = true
 			t = t.Add(g.between(200*time.Millisecond, 900*time.Millisecond))
 			b.incomingEvent(b.message(t, cust.ID, false, "Yes, please"), t)
@@ -469,16 +518,33 @@ func (b *threadBuilder) transfer(t time.Time, org *Org, from *Agent, cur **Agent
 		return t
 	}
 	t = t.Add(g.between(5*time.Second, 30*time.Second))
-	b.send(t, "chat_transferred", chatTransferred{ChatID: th.ChatID, ThreadID: th.ThreadID, RequesterID: from.ID, Reason: "manual", TransferredTo: transferredTo{GroupIDs: []uint32{toGroup}, AgentIDs: []string{to.ID}}}, false)
-	b.send(t, "chat_access_updated", chatAccessUpdated{ID: th.ChatID, Access: access{GroupIDs: []uint32{toGroup}}}, false)
+	b.change(t, "chat_transferred", chatTransferred{ChatID: th.ChatID, ThreadID: th.ThreadID, RequesterID: from.ID, Reason: "manual", TransferredTo: transferredTo{GroupIDs: []uint32{toGroup}, AgentIDs: []string{to.ID}}}, "transfer|"+th.ThreadID)
+	b.change(t, "chat_access_updated", chatAccessUpdated{ID: th.ChatID, Access: access{GroupIDs: []uint32{toGroup}}}, "access|"+th.ChatID)
 	t = t.Add(time.Second)
-	b.send(t, "user_added_to_chat", userAdded{ChatID: th.ChatID, ThreadID: th.ThreadID, User: user{ID: to.ID, Type: "agent", Name: to.Name, Email: to.ID, Present: true, Visibility: "all"}, UserType: "agent", Reason: "manual", RequesterID: from.ID}, false)
+	b.change(t, "user_added_to_chat", userAdded{ChatID: th.ChatID, ThreadID: th.ThreadID, User: user{ID: to.ID, Type: "agent", Name: to.Name, Email: to.ID, Present: true, Visibility: "all"}, UserType: "agent", Reason: "manual", RequesterID: from.ID}, memberSubject(th.ChatID, to.ID))
 	t = t.Add(time.Second)
-	b.send(t, "user_removed_from_chat", userRemoved{ChatID: th.ChatID, ThreadID: th.ThreadID, UserID: from.ID, UserType: "agent", Reason: "manual", RequesterID: from.ID}, false)
+	b.change(t, "user_removed_from_chat", userRemoved{ChatID: th.ChatID, ThreadID: th.ThreadID, UserID: from.ID, UserType: "agent", Reason: "manual", RequesterID: from.ID}, memberSubject(th.ChatID, from.ID))
 	th.Groups = appendUniq32(th.Groups, toGroup)
 	th.Agents = appendUniq(th.Agents, to.ID)
 	th.Transfer = true
 	*cur = to
+	return t
+}
+
+func memberSubject(chatID, userID string) string { return "member|" + chatID + "|" + userID }
+
+// rejoin removes the agent from the chat at about t and adds them back
+// seconds to minutes later (they left by mistake, or a supervisor moved
+// them out and back): the membership flips removed → added, and the agent
+// still took part.
+func (b *threadBuilder) rejoin(t time.Time, a *Agent) time.Time {
+	g := b.g
+	th := b.th
+	t = t.Add(g.between(time.Second, 5*time.Second))
+	b.change(t, "user_removed_from_chat", userRemoved{ChatID: th.ChatID, ThreadID: th.ThreadID, UserID: a.ID, UserType: "agent", Reason: "manual", RequesterID: a.ID}, memberSubject(th.ChatID, a.ID))
+	t = t.Add(g.logNormal(30*time.Second, 2*time.Second, 3*time.Minute))
+	b.change(t, "user_added_to_chat", userAdded{ChatID: th.ChatID, ThreadID: th.ThreadID, User: user{ID: a.ID, Type: "agent", Name: a.Name, Email: a.ID, Present: true, Visibility: "all"}, UserType: "agent", Reason: "manual", RequesterID: a.ID}, memberSubject(th.ChatID, a.ID))
+	th.Rejoined = true
 	return t
 }
 
@@ -487,8 +553,10 @@ func (b *threadBuilder) deactivate(end time.Time, by string) {
 	b.send(end, "chat_deactivated", chatDeactivated{ChatID: b.th.ChatID, ThreadID: b.th.ThreadID, UserID: by}, false)
 }
 
-// rateAndTag adds tags (some added then removed again) and, for answered
-// chats, a rating that is sometimes changed afterwards.
+// rateAndTag adds tags (some added then removed again, a few of those
+// added back) and, for answered chats, a rating: given on the thread or on
+// the chat, and sometimes changed, changed back, or deleted (and given
+// again), seconds to minutes apart.
 func (b *threadBuilder) rateAndTag(end time.Time, answered bool) {
 	g := b.g
 	th := b.th
@@ -501,13 +569,21 @@ func (b *threadBuilder) rateAndTag(end time.Time, answered bool) {
 				continue
 			}
 			th.Tags = append(th.Tags, tag)
-			b.send(at.Add(time.Duration(i)*time.Second), "thread_tagged", threadTag{ChatID: th.ChatID, ThreadID: th.ThreadID, Tag: tag}, false)
+			b.tag(at.Add(time.Duration(i)*time.Second), "thread_tagged", tag)
 		}
-		if g.chance(0.15) {
+		if g.chance(0.2) {
+			// A tag added by mistake and removed; sometimes added back.
 			tag := tagNames[g.rng.IntN(len(tagNames))]
 			if !contains(th.Tags, tag) {
-				b.send(at.Add(3*time.Second), "thread_tagged", threadTag{ChatID: th.ChatID, ThreadID: th.ThreadID, Tag: tag}, false)
-				b.send(at.Add(5*time.Second), "thread_untagged", threadTag{ChatID: th.ChatID, ThreadID: th.ThreadID, Tag: tag}, false)
+				t := at.Add(3 * time.Second)
+				b.tag(t, "thread_tagged", tag)
+				t = t.Add(g.logNormal(15*time.Second, 2*time.Second, 3*time.Minute))
+				b.tag(t, "thread_untagged", tag)
+				if g.chance(0.4) {
+					t = t.Add(g.logNormal(20*time.Second, 2*time.Second, 3*time.Minute))
+					b.tag(t, "thread_tagged", tag)
+					th.Tags = append(th.Tags, tag)
+				}
 			}
 		}
 	}
@@ -525,18 +601,71 @@ func (b *threadBuilder) rateAndTag(end time.Time, answered bool) {
 			comment = []string{"Took too long.", "Not helpful."}[g.rng.IntN(2)]
 		}
 	}
+	// The scores in force one after the other (-1: deleted).
+	steps := []int{score}
+	switch r := g.rng.Float64(); {
+	case r < 0.07: // the customer changes their mind
+		steps = append(steps, 1-score)
+	case r < 0.12: // ... and back again
+		steps = append(steps, 1-score, score)
+	case r < 0.17: // deleted, then rated again
+		steps = append(steps, -1, g.rng.IntN(2))
+	case r < 0.19: // deleted
+		steps = append(steps, -1)
+	}
+	onChat := g.chance(0.3)
+	last := map[bool]int{} // per channel (on the chat or not), the score it was last sent
 	at := end.Add(g.between(5*time.Second, 60*time.Second))
+	for i, sc := range steps {
+		if i > 0 {
+			at = at.Add(g.logNormal(40*time.Second, 3*time.Second, 4*time.Minute))
+			// Sometimes the change comes the other way (rated on the
+			// thread, changed on the chat) — unless that way's last value
+			// is this one: a change never repeats its subject's state.
+			if v, used := last[!onChat]; g.chance(0.25) && (!used || v != sc) {
+				onChat = !onChat
+			}
+			comment = ""
+		}
+		b.rate(at, sc, comment, onChat)
+		last[onChat] = sc
+		th.Ratings = append(th.Ratings, RatingChange{At: at, Score: sc, OnChat: onChat})
+		th.Rating, th.Comment = sc, comment
+	}
+}
+
+func (b *threadBuilder) tag(at time.Time, action, tag string) {
+	th := b.th
+	b.change(at, action, threadTag{ChatID: th.ChatID, ThreadID: th.ThreadID, Tag: tag}, "tag|"+th.ThreadID+"|"+tag)
+}
+
+// rate sends one rating change (score -1: deleted) on the thread or on the
+// chat. The rating's properties are one subject per thread or chat here
+// (coarser than per property, so retries stay before any change of them).
+func (b *threadBuilder) rate(at time.Time, score int, comment string, onChat bool) {
+	th := b.th
+	subject := "rating|thread|" + th.ThreadID
+	if onChat {
+		subject = "rating|chat|" + th.ChatID
+	}
+	if score < 0 {
+		del := map[string][]string{"rating": {"score", "comment"}}
+		if onChat {
+			b.change(at, "chat_properties_deleted", chatPropertiesDeleted{ChatID: th.ChatID, Properties: del}, subject)
+		} else {
+			b.change(at, "thread_properties_deleted", threadPropertiesDeleted{ChatID: th.ChatID, ThreadID: th.ThreadID, Properties: del}, subject)
+		}
+		return
+	}
 	rating := map[string]any{"score": score}
 	if comment != "" {
 		rating["comment"] = comment
 	}
-	b.send(at, "thread_properties_updated", threadProperties{ChatID: th.ChatID, ThreadID: th.ThreadID, Properties: map[string]any{"rating": rating}}, false)
-	th.Rating, th.Comment = score, comment
-	if g.chance(0.06) {
-		// The customer changes their mind: the last value counts.
-		score = 1 - score
-		b.send(at.Add(g.between(10*time.Second, 50*time.Second)), "thread_properties_updated", threadProperties{ChatID: th.ChatID, ThreadID: th.ThreadID, Properties: map[string]any{"rating": map[string]any{"score": score}}}, false)
-		th.Rating = score
+	props := map[string]any{"rating": rating}
+	if onChat {
+		b.change(at, "chat_properties_updated", chatProperties{ChatID: th.ChatID, Properties: props}, subject)
+	} else {
+		b.change(at, "thread_properties_updated", threadProperties{ChatID: th.ChatID, ThreadID: th.ThreadID, Properties: props}, subject)
 	}
 }
 
@@ -549,58 +678,118 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// finish adds the sender's retries and returns the ground truth.
+// finish adds the sender's retries, marks the chat busy until chatCooldown
+// after its last delivery and returns the ground truth.
 func (b *threadBuilder) finish() (Thread, []Delivery) {
-	out := b.g.withRetries(b.out)
+	out := b.g.withRetries(b.out, nil)
+	last := b.th.Start
+	for _, d := range out {
+		last = maxTime(last, d.At)
+	}
+	b.g.chatFree[b.th.ChatID] = last.Add(chatCooldown)
 	return *b.th, out
 }
 
-func (g *Generator) withRetries(in []Delivery) []Delivery {
+// withRetries appends a retry (same body, Retry set) for RetryRate of the
+// deliveries, 5–55 s after the first attempt. A state change's retry comes
+// before the next change of its subject (in, or next[subject] when that
+// change is not in in): LiveChat re-sends only a webhook that was not
+// delivered, and a retry overtaken by a later change would be a change
+// back, not a retry. Without room for that (the next change comes within
+// about half a second) there is no retry.
+func (g *Generator) withRetries(in []Delivery, next map[string]time.Time) []Delivery {
+	// For each state change, when its subject changes next.
+	bySubject := map[string][]int{}
+	for i := range in {
+		if s := in[i].subject; s != "" {
+			bySubject[s] = append(bySubject[s], i)
+		}
+	}
+	until := make([]time.Time, len(in))
+	for s, idx := range bySubject {
+		sort.SliceStable(idx, func(a, b int) bool { return in[idx[a]].At.Before(in[idx[b]].At) })
+		for k, i := range idx {
+			if k+1 < len(idx) {
+				until[i] = in[idx[k+1]].At
+			} else if t, ok := next[s]; ok {
+				until[i] = t
+			}
+		}
+	}
 	out := in
 	for i := range in {
-		if g.chance(g.cfg.RetryRate) {
-			d := in[i]
-			d.At = d.At.Add(g.between(5*time.Second, 55*time.Second))
-			d.Retry, d.Late = true, false
-			out = append(out, d)
+		if !g.chance(g.cfg.RetryRate) {
+			continue
 		}
+		lo, hi := 5*time.Second, 55*time.Second
+		if !until[i].IsZero() {
+			hi = min(hi, until[i].Sub(in[i].At)-250*time.Millisecond)
+			if hi < 250*time.Millisecond {
+				continue
+			}
+			lo = min(lo, hi/2)
+		}
+		d := in[i]
+		d.At = d.At.Add(g.between(lo, hi))
+		d.Retry, d.Late = true, false
+		out = append(out, d)
 	}
 	return out
 }
 
+// agentStatus is where an agent's routing status stands between Statuses
+// calls: the change due next.
+type agentStatus struct {
+	next      time.Time
+	accepting bool // the status set at next
+}
+
 // Statuses simulates routing-status changes of every agent in [from, to):
-// each agent toggles between accepting and not accepting chats about every
-// StatusEvery. Both spellings LiveChat uses are sent.
+// agents alternate between accepting chats (StatusEvery, median) and not
+// accepting them; half of the not-accepting spells are short breaks of
+// seconds to minutes. Consecutive calls continue each agent's sequence.
+// Both spellings LiveChat uses are sent.
 func (g *Generator) Statuses(from, to time.Time) ([]StatusChange, []Delivery) {
 	var changes []StatusChange
 	var out []Delivery
+	long := func() time.Duration { return g.logNormal(g.cfg.StatusEvery, time.Minute, 6*g.cfg.StatusEvery) }
 	for oi := range g.orgs {
 		org := &g.orgs[oi]
 		b := &threadBuilder{g: g, org: org, th: &Thread{}}
+		next := map[string]time.Time{}
 		for _, a := range org.Agents {
-			accepting := g.chance(0.7)
-			at := from.Add(g.between(0, g.cfg.StatusEvery/4)).Truncate(time.Millisecond)
-			for at.Before(to) {
-				status := "not accepting chats"
-				if accepting {
-					status = "accepting chats"
-				}
-				if g.chance(0.3) {
-					status = map[bool]string{true: "accepting_chats", false: "not_accepting_chats"}[accepting]
-				}
-				b.send(at, "routing_status_set", routingStatus{AgentID: a.ID, Status: status}, false)
-				changes = append(changes, StatusChange{OrgID: org.ID, AgentID: a.ID, At: at, Accepting: accepting})
-				accepting = !accepting
-				// At least 6 minutes apart, so the same status twice is more
-				// than the processor's 10-minute dedup window apart: a
-				// timestamp-less repeat inside it is a retry by definition.
-				at = at.Add(g.logNormal(g.cfg.StatusEvery, 6*time.Minute, 6*g.cfg.StatusEvery))
+			st := g.status[org.ID+"|"+a.ID]
+			if st == nil {
+				st = &agentStatus{accepting: g.chance(0.7), next: from.Add(g.between(0, g.cfg.StatusEvery/4)).Truncate(time.Millisecond)}
+				g.status[org.ID+"|"+a.ID] = st
 			}
+			subject := "status|" + a.ID
+			for st.next.Before(to) {
+				at, accepting := st.next, st.accepting
+				if !at.Before(from) {
+					status := "not accepting chats"
+					if accepting {
+						status = "accepting chats"
+					}
+					if g.chance(0.3) {
+						status = map[bool]string{true: "accepting_chats", false: "not_accepting_chats"}[accepting]
+					}
+					b.change(at, "routing_status_set", routingStatus{AgentID: a.ID, Status: status}, subject)
+					changes = append(changes, StatusChange{OrgID: org.ID, AgentID: a.ID, At: at, Accepting: accepting})
+				}
+				d := long()
+				if !accepting && g.chance(0.5) {
+					// A break: back to accepting within seconds to minutes.
+					d = g.logNormal(30*time.Second, 2*time.Second, 5*time.Minute)
+				}
+				st.next, st.accepting = at.Add(d), !accepting
+			}
+			next[subject] = st.next
 		}
 		for i := range b.out {
 			b.out[i].ChatID = ""
 		}
-		out = append(out, g.withRetries(b.out)...)
+		out = append(out, g.withRetries(b.out, next)...)
 	}
 	return changes, out
 }

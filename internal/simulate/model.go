@@ -2,9 +2,21 @@
 // traffic: many organizations with agents, groups and customers; chats with
 // pre-chat forms, greetings, welcome messages, conversations with realistic
 // timings, transfers, queues and abandonment, missed chats, tags, ratings,
-// routing-status changes and rich-message postbacks. It also plays the
-// sender: some deliveries are retried with the same body within a minute and
-// some arrive out of order, as LiveChat's do.
+// routing-status changes and rich-message postbacks. State flips back and
+// forth as they do in real use, seconds to minutes apart: agents' status
+// breaks (accepting, not accepting, accepting again), tags removed and
+// added again, ratings changed and changed back or deleted and given again
+// (on the thread or on the chat), agents removed from a chat and added
+// back. It also plays the sender: some deliveries are retried with the same
+// body within about a minute and some arrive out of order, as LiveChat's do.
+//
+// A retry of a state change (a webhook without a server identity: status,
+// tag, property, membership, access, transfer) is always delivered before
+// the next change of the same subject, as LiveChat re-sends only what was
+// not delivered; and no genuine change repeats the state its subject is
+// already in. So a change and its retries are told apart by content and
+// order alone (TestRetriesAreTheOnlyRepeats checks the traffic against that
+// rule), and every genuine change, flips included, is an event.
 //
 // The same seed always gives the same traffic, and the generator keeps the
 // ground truth of what it simulated (threads, their messages, ratings...), so
@@ -75,8 +87,18 @@ type Thread struct {
 	Messages []Msg
 	Welcome  bool
 	Tags     []string // final tag set
-	Rating   int      // -1 none, 0 bad, 1 good (last value)
-	Comment  string
+	// Rating is the rating in force at the end: -1 none (or deleted), 0
+	// bad, 1 good; the last of Ratings by time.
+	Rating int
+	// Comment is the comment of the last rating webhook ("" when it had
+	// none, or was a deletion).
+	Comment string
+	// Ratings are every rating change in time order, on the thread
+	// (thread_properties_*) or on the chat (chat_properties_*, no thread:
+	// it counts for the chat's current thread, this one).
+	Ratings []RatingChange
+	// Rejoined: an agent was removed from the chat and added back.
+	Rejoined bool
 	Postback bool
 	Transfer bool
 }
@@ -89,6 +111,16 @@ func (t *Thread) Missed() bool {
 		}
 	}
 	return true
+}
+
+// RatingChange is one rating webhook as the pipeline receives it.
+type RatingChange struct {
+	At time.Time
+	// Score is 1 good, 0 bad, -1 deleted (*_properties_deleted).
+	Score int
+	// OnChat: sent as chat_properties_* (no thread id) rather than
+	// thread_properties_*.
+	OnChat bool
 }
 
 // StatusChange is one routing_status_set as the pipeline receives it.
@@ -110,4 +142,8 @@ type Delivery struct {
 	Retry bool
 	// Late marks a delivery held back so that it arrives after later ones.
 	Late bool
+	// subject names what a state change (a webhook without a server
+	// identity) changes, "" for the others: a retry of it is delivered
+	// before the next change of the same subject.
+	subject string
 }

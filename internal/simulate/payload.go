@@ -182,6 +182,22 @@ type threadProperties struct {
 	Properties map[string]any `json:"properties"`
 }
 
+type threadPropertiesDeleted struct {
+	ChatID     string              `json:"chat_id"`
+	ThreadID   string              `json:"thread_id"`
+	Properties map[string][]string `json:"properties"`
+}
+
+type chatProperties struct {
+	ChatID     string         `json:"chat_id"`
+	Properties map[string]any `json:"properties"`
+}
+
+type chatPropertiesDeleted struct {
+	ChatID     string              `json:"chat_id"`
+	Properties map[string][]string `json:"properties"`
+}
+
 type postbackBody struct {
 	ID          string `json:"id"`
 	Toggled     bool   `json:"toggled"`

@@ -16,7 +16,7 @@ import (
 	"github.com/lcpipe/lcpipe/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite the generated Grafana files under dashboards/grafana/")
+var update = flag.Bool("update", false, "rewrite the generated files: Grafana files under dashboards/grafana/, the threads view in its migration")
 
 // TestGrafanaFiles checks that the committed Grafana provisioning and
 // dashboard JSON are exactly what the generator produces from the Go

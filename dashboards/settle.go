@@ -73,7 +73,17 @@ var rollups = []rollup{
 	{
 		name:   "threads_settled",
 		engine: "MergeTree", partitionBy: "toYYYYMMDD(started_at)", orderBy: "(organization_id, started_ms, thread_id)",
-		hours:  `SELECT hour AS h, countMerge(events) AS n FROM {db}.thread_state GROUP BY h ORDER BY h`,
+		// Chat ratings (0107) count for threads too: a late one changes
+		// the day it is attributed into (its hour is in the day's window,
+		// as the thread's own rows are). Counted by event, so a duplicate
+		// row that merges away later does not change the fingerprint.
+		hours: `SELECT h, sum(n) AS n FROM
+    (
+        SELECT hour AS h, countMerge(events) AS n FROM {db}.thread_state GROUP BY h
+        UNION ALL
+        SELECT hour AS h, uniqExact(event_id) AS n FROM {db}.chat_ratings GROUP BY h
+    )
+GROUP BY h ORDER BY h`,
 		before: time.Hour, after: day,
 		fill: func(db, stage string, from, to time.Time) string {
 			cols := strings.Join(threadColumns, ", ")
@@ -99,7 +109,7 @@ GROUP BY hour, organization_id, action`, db, stage, db, from.Unix(), to.Unix())
 	},
 }
 
-// NewSettler returns a settler for the database of cfg (migrated to 0103).
+// NewSettler returns a settler for the database of cfg (migrated to 0107).
 func NewSettler(conn driver.Conn, cfg SettlerConfig) *Settler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now

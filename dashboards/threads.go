@@ -2,9 +2,10 @@ package dashboards
 
 import "strings"
 
-// threadsInner merges the per-thread states of thread_state (migration 0100). WHERE
-// (possibly empty) restricts the state rows read before merging: panels
-// restrict to the hours of their range; the `threads` view reads all.
+// threadsInner merges the per-thread states of thread_state (migration
+// 0100) and of the chat ratings attributed to threads (chatRatingStates).
+// WHERE (possibly empty) restricts the rows of both read before merging:
+// panels restrict to the hours of their range; the `threads` view reads all.
 const threadsInner = `SELECT
         organization_id,
         thread_id,
@@ -31,8 +32,66 @@ const threadsInner = `SELECT
         arrayDistinct(groupArrayMerge(transfers)) AS s_transfers,
         arrayDistinct(groupArrayMerge(postbacks)) AS s_postbacks,
         countMerge(events) AS s_events
-    FROM {db}.thread_state{where}
+    FROM
+    (
+        SELECT ` + stateColumns + `
+        FROM {db}.thread_state{where}
+        UNION ALL
+        ` + chatRatingStates + `
+    )
     GROUP BY organization_id, thread_id`
+
+// stateColumns are the columns of thread_state that threadsInner merges.
+const stateColumns = `organization_id, thread_id, chat_id, started_ms, ended_ms, last_event_ms, customer_id,
+            country_code, start_url, greeting_id, continuous, welcome, group_ids, agent_ids, messages, queued_ms,
+            agent_joined_ms, tag_ops, rating, rating_comment, transfers, postbacks, events`
+
+// chatRatingStates turns each rating given on a chat (chat_ratings,
+// migration 0107) into partial states of the thread it counts for: the
+// chat's thread with the latest start at or before the rating, or, for a
+// rating before every thread of the chat, the first one (chat_threads: all
+// threads of the chats with ratings to attribute, whatever their hour).
+// The ordering key is the start when it is at or before the rating, and
+// minus the start otherwise, so its maximum is exactly that thread. Only
+// rating, rating_comment and last_event_ms get values; the other states
+// are empty, so merging them changes nothing. Grouped by the rating's
+// event, a duplicate rating row or thread row changes nothing either.
+const chatRatingStates = `SELECT
+            organization_id,
+            argMax(c_thread, if(c_thread_start <= rated_ms, toInt64(c_thread_start), -toInt64(c_thread_start))) AS c_thread_id,
+            anyStateIf(chat_id, 0) AS c_chat,
+            maxStateIf(toUInt64(0), 0) AS c_started,
+            minStateIf(toUInt64(0), 0) AS c_ended,
+            maxState(rated_ms) AS c_last,
+            anyStateIf('', 0) AS c_customer,
+            anyStateIf('', 0) AS c_country,
+            anyStateIf('', 0) AS c_start_url,
+            anyStateIf('', 0) AS c_greeting,
+            maxStateIf(toUInt8(0), 0) AS c_continuous,
+            maxStateIf(toUInt8(0), 0) AS c_welcome,
+            groupArrayArrayStateIf(emptyArrayUInt32(), 0) AS c_groups,
+            groupArrayArrayStateIf(emptyArrayString(), 0) AS c_agents,
+            groupArrayStateIf(toUInt64(0), 0) AS c_msgs,
+            minStateIf(toUInt64(0), 0) AS c_queued,
+            minStateIf(toUInt64(0), 0) AS c_joined,
+            groupArrayStateIf('', 0) AS c_tag_ops,
+            argMaxStateIf(toUInt8(if(deleted = 1, 0, score + 1)), rated_ms, deleted = 1 OR has_score = 1) AS c_rating,
+            argMaxStateIf(comment, rated_ms, deleted = 1 OR has_score = 1 OR comment != '') AS c_comment,
+            groupArrayStateIf('', 0) AS c_transfers,
+            groupArrayStateIf('', 0) AS c_postbacks,
+            countStateIf(0) AS c_events
+        FROM
+        (
+            SELECT organization_id, chat_id, rated_ms, event_id, deleted, score, has_score, comment
+            FROM {db}.chat_ratings{where}
+        ) AS r
+        ALL INNER JOIN
+        (
+            SELECT organization_id, chat_id, thread_id AS c_thread, started_ms AS c_thread_start
+            FROM {db}.chat_threads
+            WHERE (organization_id, chat_id) IN (SELECT organization_id, chat_id FROM {db}.chat_ratings{where})
+        ) AS t USING (organization_id, chat_id)
+        GROUP BY organization_id, event_id`
 
 // threadsOuter derives every per-thread metric from the merged states.
 // No lambda captures a column (ClickHouse 18.16 drops columns that are only
@@ -101,7 +160,7 @@ FROM
 func ThreadsSQL(db, where string) string {
 	w := ""
 	if where != "" {
-		w = "\n    WHERE " + where
+		w = "\n            WHERE " + where
 	}
 	return strings.NewReplacer("{db}", db, "{where}", w).Replace(threadsOuter)
 }

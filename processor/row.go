@@ -15,8 +15,12 @@ type Row struct {
 	OrganizationID string `json:"organization_id"`
 	Action         string `json:"action"`
 	Kind           string `json:"kind"`
-	// DedupKey is set for windowed (state) events only; see identity.go.
-	DedupKey     string `json:"dedup_key,omitempty"`
+	// DedupKey is set for state changes only; see identity.go.
+	DedupKey string `json:"dedup_key,omitempty"`
+	// DedupSubjects and DedupStates (state changes only): the subjects the
+	// change applies to and the state it leaves each in.
+	DedupSubjects []string `json:"dedup_subjects,omitempty"`
+	DedupStates   []string `json:"dedup_states,omitempty"`
 	OccurredAtMs uint64 `json:"occurred_at_ms"`
 	ReceivedAtMs uint64 `json:"received_at_ms"`
 
@@ -104,15 +108,17 @@ const insertColumns = "event_id, organization_id, action, kind, dedup_key, occur
 	"tag, tags, transfer_group_ids, transfer_agent_ids, queue_position, queue_wait_time, queued_at_ms, routing_status, rating_score, rating_has_score, rating_comment, thread_created_at_ms, thread_active, continuous, greeting_id, " +
 	"customer_country, customer_country_code, customer_city, start_url, referrer, " +
 	"postback_id, postback_toggled, button_type, button_value, properties, payload, " +
-	"src_topic, src_partition, src_offset, src_index, request_id, body_sha256, ingest_version"
+	"src_topic, src_partition, src_offset, src_index, request_id, body_sha256, ingest_version, " +
+	"dedup_subjects, dedup_states, insert_id"
 
 func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 
 // appendColumns appends the rows to the batch column by column (the fast
 // path of clickhouse-go: one typed slice per column, no reflection per row).
 // The column slices are scratch space reused from column to column: Append
-// copies the values into the block.
-func appendColumns(b driver.Batch, rows []Row) error {
+// copies the values into the block. insertID is the INSERT's id, the same
+// for every row (insert_id).
+func appendColumns(b driver.Batch, rows []Row, insertID uint64) error {
 	n := len(rows)
 	var (
 		sbuf  = make([]string, n)
@@ -242,6 +248,9 @@ func appendColumns(b driver.Batch, rows []Row) error {
 		strs(func(r *Row) string { return r.RequestID }),
 		strs(func(r *Row) string { return r.BodySHA256 }),
 		strs(func(r *Row) string { return r.IngestVersion }),
+		strss(func(r *Row) []string { return r.DedupSubjects }),
+		strss(func(r *Row) []string { return r.DedupStates }),
+		u64(func(*Row) uint64 { return insertID }),
 	}
 	for i, c := range cols {
 		if err := b.Column(i).Append(c()); err != nil {

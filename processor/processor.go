@@ -46,12 +46,12 @@ package processor
 
 import (
 	"context"
-	"strconv"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,16 +126,16 @@ func New(o Options) (*Processor, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Processor{
-		cfg:    cfg,
-		kcfg:   o.Kafka,
-		st:     &store{conn: o.ClickHouse, db: o.Database},
-		dir:    o.Directory,
-		log:    log,
-		users:  NewUserCache(cfg.UserCacheSize),
-		ids:    newIDCache(cfg.IDCacheSize),
+		cfg:      cfg,
+		kcfg:     o.Kafka,
+		st:       &store{conn: o.ClickHouse, db: o.Database},
+		dir:      o.Directory,
+		log:      log,
+		users:    NewUserCache(cfg.UserCacheSize),
+		ids:      newIDCache(cfg.IDCacheSize),
 		subjects: newSubjectCache(cfg.WindowCacheSize),
 		repaired: map[uint64]struct{}{},
-		from:   map[int32]kgo.EpochOffset{},
+		from:     map[int32]kgo.EpochOffset{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.cur = p.newBatch()

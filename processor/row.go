@@ -21,8 +21,8 @@ type Row struct {
 	// change applies to and the state it leaves each in.
 	DedupSubjects []string `json:"dedup_subjects,omitempty"`
 	DedupStates   []string `json:"dedup_states,omitempty"`
-	OccurredAtMs uint64 `json:"occurred_at_ms"`
-	ReceivedAtMs uint64 `json:"received_at_ms"`
+	OccurredAtMs  uint64   `json:"occurred_at_ms"`
+	ReceivedAtMs  uint64   `json:"received_at_ms"`
 
 	ChatID            string `json:"chat_id,omitempty"`
 	ThreadID          string `json:"thread_id,omitempty"`

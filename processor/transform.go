@@ -734,10 +734,10 @@ func sortedKeys[V any](m map[string]V) []string {
 // the first of chat_id, thread_id, id, agent_id, customer.id present.
 func unknownEntity(payload []byte) string {
 	var v struct {
-		ChatID   string          `json:"chat_id"`
-		ThreadID string          `json:"thread_id"`
+		ChatID   string             `json:"chat_id"`
+		ThreadID string             `json:"thread_id"`
 		ID       stdjson.RawMessage `json:"id"`
-		AgentID  string          `json:"agent_id"`
+		AgentID  string             `json:"agent_id"`
 		Customer struct {
 			ID string `json:"id"`
 		} `json:"customer"`

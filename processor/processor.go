@@ -501,6 +501,7 @@ func decodeRecord(r *kgo.Record) (*livechat.Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.UseOrganization(wire.Header(r, wire.HeaderOrganization)) // v3.3 bodies: the organization ingest found for the license
 	if err := validate(w); err != nil {
 		return nil, err
 	}

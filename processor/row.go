@@ -13,6 +13,7 @@ import (
 type Row struct {
 	EventID        string `json:"event_id"`
 	OrganizationID string `json:"organization_id"`
+	LicenseID      uint64 `json:"license_id,omitempty"` // v3.3 bodies' license_id, 0 when absent
 	Action         string `json:"action"`
 	Kind           string `json:"kind"`
 	// DedupKey is set for state changes only; see identity.go.
@@ -102,7 +103,7 @@ func (r *Row) size() int64 {
 
 // insertColumns is the column list of every insert into events, in the
 // order rowColumns fills them.
-const insertColumns = "event_id, organization_id, action, kind, dedup_key, occurred_at, occurred_at_ms, received_at, received_at_ms, " +
+const insertColumns = "event_id, organization_id, license_id, action, kind, dedup_key, occurred_at, occurred_at_ms, received_at, received_at_ms, " +
 	"chat_id, thread_id, event_ref, event_type, author_id, author_type, visibility, is_welcome, text_length, system_message_type, form_type, " +
 	"agent_id, agent_name, customer_id, group_ids, group_names, user_type, reason, requester_id, " +
 	"tag, tags, transfer_group_ids, transfer_agent_ids, queue_position, queue_wait_time, queued_at_ms, routing_status, rating_score, rating_has_score, rating_comment, thread_created_at_ms, thread_active, continuous, greeting_id, " +
@@ -159,6 +160,7 @@ func appendColumns(b driver.Batch, rows []Row, insertID uint64) error {
 	cols := []func() any{
 		strs(func(r *Row) string { return r.EventID }),
 		strs(func(r *Row) string { return r.OrganizationID }),
+		u64(func(r *Row) uint64 { return r.LicenseID }),
 		strs(func(r *Row) string { return r.Action }),
 		strs(func(r *Row) string { return r.Kind }),
 		strs(func(r *Row) string { return r.DedupKey }),

@@ -100,7 +100,8 @@ func (t *transformer) base(kind string) Row {
 		recv = uint64(t.src.ReceivedAt.UnixMilli())
 	}
 	return Row{
-		OrganizationID: t.org,
+		OrganizationID: t.w.OrganizationID, // "" when only the license is known; t.org names the tenant for identity
+		LicenseID:      uint64(t.w.LicenseID),
 		Action:         t.w.Action,
 		Kind:           kind,
 		OccurredAtMs:   recv,

@@ -632,6 +632,10 @@ var legacyNames = map[string]string{
 	"chat_thread_properties_deleted": "thread_properties_deleted",
 	"agent_status_changed":           "routing_status_set",
 	"customer_created":               "incoming_customer",
+	// Short forms of the 3.3 chat access webhooks, as some integrations
+	// and older docs name them; the payload is the same.
+	"access_granted": "chat_access_granted",
+	"access_revoked": "chat_access_revoked",
 }
 
 // CanonicalAction maps an older action name to its v3.6 name; other names

@@ -338,11 +338,11 @@ func BenchmarkHandlerPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		auth, err := s.authenticate(context.Background(), &env)
+		auth, org, err := s.authenticate(context.Background(), &env)
 		if err != nil {
 			b.Fatal(err)
 		}
-		r := request{receivedAt: time.Now(), requestID: "x-1", remoteAddr: "127.0.0.1:1", auth: auth, env: env, value: env.blankSecret(body)}
+		r := request{receivedAt: time.Now(), requestID: "x-1", remoteAddr: "127.0.0.1:1", auth: auth, org: org, env: env, value: env.blankSecret(body)}
 		_ = s.buildRecord(&r)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,8 +17,13 @@ import (
 // and authenticate it, the position of the secret so it can be blanked
 // without re-encoding the body, and the entity that keys the record.
 type envelope struct {
-	Action         string
+	Action string
+	// OrganizationID is the body's organization_id (v3.4+), "" when absent,
+	// null or empty.
 	OrganizationID string
+	// LicenseID is the body's license_id (v3.3 bodies carry it instead of
+	// organization_id), 0 when absent or null.
+	LicenseID int64
 	// SecretKey is the top-level secret_key when it is a JSON string.
 	SecretKey string
 	HasSecret bool
@@ -33,19 +40,40 @@ var (
 	errNotJSON      = errors.New("body is not valid JSON")
 	errNotObject    = errors.New("body is not a JSON object")
 	errAction       = errors.New("action is missing or not a non-empty string")
-	errOrganization = errors.New("organization_id is missing or not a non-empty string")
+	errOrganization = errors.New("organization_id is not a string")
+	errLicense      = errors.New("license_id is not a positive integer (a JSON number, or a string of digits)")
+	errTenant       = errors.New("organization_id is missing or empty and there is no license_id: the body names no LiveChat organization or license")
 )
+
+// The top-level fields ingest reads; each may appear once.
+const (
+	fieldAction = iota
+	fieldOrganization
+	fieldLicense
+	fieldSecret
+)
+
+var envelopeFields = [...]string{
+	fieldAction:       "action",
+	fieldOrganization: "organization_id",
+	fieldLicense:      "license_id",
+	fieldSecret:       "secret_key",
+}
 
 // parseEnvelope reads the top-level fields of a webhook body. It walks the
 // bytes instead of decoding into a struct because it must know where the
 // secret sits (to blank it in place) and must not care about the shape of
 // the payload (unknown actions and new fields are stored as they are).
 //
+// The tenant is organization_id (v3.4+) or license_id (v3.3, a JSON
+// integer; a string of digits is accepted too); a body needs one of them and
+// may carry both (organization_id then routes, the license is kept).
+//
 // Field names are matched like encoding/json would see them after
-// unescaping; a second "action"/"organization_id"/"secret_key", or one
-// spelled with another letter case (which encoding/json would also map onto
-// the field), is rejected as ambiguous: what ingest verified and routed on
-// must be what the processor decodes.
+// unescaping; a second "action"/"organization_id"/"license_id"/"secret_key",
+// or one spelled with another letter case (which encoding/json would also
+// map onto the field), is rejected as ambiguous: what ingest verified and
+// routed on must be what the processor decodes.
 func parseEnvelope(body []byte) (envelope, error) {
 	var env envelope
 	if !validJSON(body) {
@@ -55,40 +83,46 @@ func parseEnvelope(body []byte) (envelope, error) {
 	if start >= len(body) || body[start] != '{' {
 		return env, errNotObject
 	}
-	var seenAction, seenOrg, seenSecret bool
+	var seen [len(envelopeFields)]bool
 	var payload []byte
 	err := members(body, start, func(key []byte, vs, ve int) error {
 		v := body[vs:ve]
-		switch string(key) {
-		case "action":
-			if seenAction {
-				return fmt.Errorf("duplicate field %q", "action")
+		i := slices.Index(envelopeFields[:], string(key))
+		if i < 0 {
+			if string(key) == "payload" {
+				payload = v
+				return nil
 			}
-			seenAction = true
-			env.Action = stringValue(v)
-		case "organization_id":
-			if seenOrg {
-				return fmt.Errorf("duplicate field %q", "organization_id")
-			}
-			seenOrg = true
-			env.OrganizationID = stringValue(v)
-		case "secret_key":
-			if seenSecret {
-				return fmt.Errorf("duplicate field %q", "secret_key")
-			}
-			seenSecret = true
-			if v[0] == '"' {
-				env.SecretKey, env.HasSecret = stringValue(v), true
-			}
-			env.secretStart, env.secretEnd = vs, ve
-		case "payload":
-			payload = v
-		default:
-			for _, f := range [...]string{"action", "organization_id", "secret_key"} {
+			for _, f := range envelopeFields {
 				if strings.EqualFold(string(key), f) {
 					return fmt.Errorf("ambiguous field %q", key)
 				}
 			}
+			return nil
+		}
+		if seen[i] {
+			return fmt.Errorf("duplicate field %q", key)
+		}
+		seen[i] = true
+		switch i {
+		case fieldAction:
+			env.Action = stringValue(v)
+		case fieldOrganization:
+			if v[0] != '"' && !isNull(v) {
+				return errOrganization
+			}
+			env.OrganizationID = stringValue(v)
+		case fieldLicense:
+			id, err := licenseValue(v)
+			if err != nil {
+				return err
+			}
+			env.LicenseID = id
+		case fieldSecret:
+			if v[0] == '"' {
+				env.SecretKey, env.HasSecret = stringValue(v), true
+			}
+			env.secretStart, env.secretEnd = vs, ve
 		}
 		return nil
 	})
@@ -98,10 +132,10 @@ func parseEnvelope(body []byte) (envelope, error) {
 	if env.Action == "" {
 		return envelope{}, errAction
 	}
-	if env.OrganizationID == "" {
-		return envelope{}, errOrganization
+	if env.OrganizationID == "" && env.LicenseID == 0 {
+		return envelope{}, errTenant
 	}
-	if !seenSecret {
+	if !seen[fieldSecret] {
 		env.secretStart, env.secretEnd = -1, -1
 	}
 	env.Entity = entityOf(env.Action, payload)
@@ -163,6 +197,37 @@ func entityOf(action string, payload []byte) string {
 	}
 	return ""
 }
+
+// licenseValue decodes a license_id: a JSON integer or a string of digits,
+// positive and within int64; null and "" mean none (0). Anything else
+// (fraction, exponent, sign, object...) is errLicense, so the processor's
+// decoder (livechat.License), which follows the same rules, never sees a
+// license ingest did not.
+func licenseValue(v []byte) (int64, error) {
+	digits := v
+	switch {
+	case isNull(v):
+		return 0, nil
+	case v[0] == '"':
+		s := stringValue(v)
+		if s == "" {
+			return 0, nil
+		}
+		digits = []byte(s)
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, errLicense
+		}
+	}
+	id, err := strconv.ParseInt(string(digits), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errLicense
+	}
+	return id, nil
+}
+
+func isNull(v []byte) bool { return string(v) == "null" }
 
 // memberString returns the string member key of the object v, or "".
 func memberString(v []byte, key string) string {

@@ -3,10 +3,13 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lcpipe/lcpipe/internal/livechat"
 )
 
 // fixtures returns the shared LiveChat fixtures (testdata/livechat, a copy
@@ -135,31 +138,128 @@ func TestParseEnvelope(t *testing.T) {
 	}
 }
 
+// TestParseEnvelopeTenant: organization_id (v3.4+) or license_id (v3.3, an
+// integer; defensively a string of digits) names the tenant; bad tenant
+// fields are 400s with a clear message.
+func TestParseEnvelopeTenant(t *testing.T) {
+	cases := []struct {
+		name, fields string // fields go after "action":"a"
+		org          string
+		license      int64
+		err          string // substring; "" = success
+	}{
+		{name: "organization", fields: `"organization_id":"o"`, org: "o"},
+		{name: "v3.3 license", fields: `"license_id":104130623`, license: 104130623},
+		{name: "license as string", fields: `"license_id":"104130623"`, license: 104130623},
+		{name: "license with leading zeros as string", fields: `"license_id":"007"`, license: 7},
+		{name: "license and empty organization", fields: `"organization_id":"","license_id":104130623`, license: 104130623},
+		{name: "license and null organization", fields: `"organization_id":null,"license_id":104130623`, license: 104130623},
+		{name: "both: organization routes, license kept", fields: `"license_id":104130623,"organization_id":"o"`, org: "o", license: 104130623},
+		{name: "null license beside organization", fields: `"organization_id":"o","license_id":null`, org: "o"},
+		{name: "empty license string beside organization", fields: `"organization_id":"o","license_id":""`, org: "o"},
+		{name: "escaped license key", fields: `"license\u005fid":5`, license: 5},
+		{name: "largest license", fields: `"license_id":9223372036854775807`, license: 9223372036854775807},
+		{name: "neither", fields: `"payload":{}`, err: "organization_id is missing"},
+		{name: "empty organization only", fields: `"organization_id":""`, err: "no license_id"},
+		{name: "null license only", fields: `"license_id":null`, err: "no license_id"},
+		{name: "license object", fields: `"license_id":{"id":1}`, err: "license_id is not a positive integer"},
+		{name: "license array", fields: `"license_id":[1]`, err: "license_id"},
+		{name: "license bool", fields: `"license_id":true`, err: "license_id"},
+		{name: "license fraction", fields: `"license_id":1.5`, err: "license_id"},
+		{name: "license exponent", fields: `"license_id":1e3`, err: "license_id"},
+		{name: "license negative", fields: `"license_id":-1`, err: "license_id"},
+		{name: "license zero", fields: `"license_id":0`, err: "license_id"},
+		{name: "license zero string", fields: `"license_id":"0"`, err: "license_id"},
+		{name: "license not digits", fields: `"license_id":"12a"`, err: "license_id"},
+		{name: "license spaced string", fields: `"license_id":" 12"`, err: "license_id"},
+		{name: "license overflow", fields: `"license_id":9223372036854775808`, err: "license_id"},
+		{name: "bad license beside organization", fields: `"organization_id":"o","license_id":{}`, err: "license_id"},
+		{name: "organization number", fields: `"organization_id":5,"license_id":1`, err: "organization_id is not a string"},
+		{name: "duplicate license", fields: `"license_id":1,"license_id":2`, err: "duplicate"},
+		{name: "case variant license", fields: `"license_id":1,"License_ID":2`, err: "ambiguous"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env, err := parseEnvelope([]byte(`{"action":"a",` + tc.fields + `,"secret_key":"s"}`))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env.OrganizationID != tc.org || env.LicenseID != tc.license || env.SecretKey != "s" {
+				t.Fatalf("org %q license %d secret %q, want %q %d", env.OrganizationID, env.LicenseID, env.SecretKey, tc.org, tc.license)
+			}
+		})
+	}
+}
+
+// TestLicenseAgreesWithProcessor: the processor's decoder (livechat.License)
+// takes exactly the license values ingest takes, to the same number, so a
+// record ingest stored never dead-letters for its license_id.
+func TestLicenseAgreesWithProcessor(t *testing.T) {
+	for _, raw := range []string{`104130623`, `"104130623"`, `"007"`, `null`, `""`, `9223372036854775807`,
+		`9223372036854775808`, `0`, `"0"`, `-1`, `1.5`, `1e3`, `"12a"`, `" 12"`, `"+12"`, `{}`, `[1]`, `true`, `"\u0031\u0032"`} {
+		got, gerr := licenseValue([]byte(raw))
+		var want livechat.License
+		werr := want.UnmarshalJSON([]byte(raw))
+		if (gerr == nil) != (werr == nil) || got != int64(want) {
+			t.Errorf("license_id %s: ingest %d, %v; livechat %d, %v", raw, got, gerr, want, werr)
+		}
+	}
+}
+
 // FuzzParseEnvelope checks the hand-written scanner against encoding/json:
 // whatever it accepts, encoding/json decodes to the same action,
-// organization and secret; the blanked body is valid JSON whose secret_key
-// is "" and is otherwise the same document.
+// organization and secret, and the processor's decoder to the same license;
+// the blanked body is valid JSON whose secret_key is "" and is otherwise the
+// same document.
 func FuzzParseEnvelope(f *testing.F) {
 	for _, b := range fixtures(f) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"action":"a","organization_id":"o","secret\u005fkey":"s"}`))
 	f.Add([]byte(`{"action":"a","organization_id":"o","payload":[{"id":1}]}`))
+	f.Add([]byte(`{"action":"a","license_id":104130623,"secret_key":"s"}`))
+	f.Add([]byte(`{"action":"a","organization_id":"","license_id":"104130623","secret_key":"s"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		env, err := parseEnvelope(body)
-		if err != nil {
-			return
-		}
 		var std struct {
 			Action         *string         `json:"action"`
 			OrganizationID *string         `json:"organization_id"`
+			LicenseID      json.RawMessage `json:"license_id"`
 			SecretKey      json.RawMessage `json:"secret_key"`
+		}
+		if errors.Is(err, errLicense) && json.Unmarshal(body, &std) == nil {
+			var l livechat.License
+			if l.UnmarshalJSON(std.LicenseID) == nil {
+				t.Fatalf("ingest rejects license_id %s, livechat takes it", std.LicenseID)
+			}
+		}
+		if err != nil {
+			return
 		}
 		if err := json.Unmarshal(body, &std); err != nil {
 			t.Fatalf("scanner accepted what encoding/json rejects: %v", err)
 		}
-		if std.Action == nil || *std.Action != env.Action || std.OrganizationID == nil || *std.OrganizationID != env.OrganizationID {
+		org := ""
+		if std.OrganizationID != nil {
+			org = *std.OrganizationID
+		}
+		if std.Action == nil || *std.Action != env.Action || org != env.OrganizationID {
 			t.Fatalf("disagree on action/org: scanner %q/%q", env.Action, env.OrganizationID)
+		}
+		var lic livechat.License
+		if std.LicenseID != nil {
+			if err := lic.UnmarshalJSON(std.LicenseID); err != nil {
+				t.Fatalf("livechat rejects license_id %s that ingest took: %v", std.LicenseID, err)
+			}
+		}
+		if int64(lic) != env.LicenseID || (org == "" && lic == 0) {
+			t.Fatalf("disagree on license: scanner %d, livechat %d (org %q)", env.LicenseID, lic, org)
 		}
 		if env.HasSecret {
 			var s string

@@ -133,27 +133,36 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		spanOpts = append(spanOpts, trace.WithAttributes(
 			attribute.String("livechat.action", env.Action),
 			attribute.String("livechat.organization_id", env.OrganizationID),
+			attribute.Int64("livechat.license_id", env.LicenseID),
 			attribute.String("request.id", rid),
 		))
 	}
 	ctx, span := s.cfg.Tracer.Start(ctx, "ingest.webhook", spanOpts...)
 	defer span.End()
 
-	auth, err := s.authenticate(ctx, &env)
+	auth, org, err := s.authenticate(ctx, &env)
 	if err != nil {
 		if errors.Is(err, errUnauthorized) {
 			s.counters.unauthorized.Add(1)
 			span.SetStatus(codes.Error, "unauthorized")
 			s.log.Warn("webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
-				"action", env.Action, "remote_addr", c.Context().RemoteAddr().String())
+				"license_id", env.LicenseID, "action", env.Action, "remote_addr", c.Context().RemoteAddr().String())
+			if env.OrganizationID == "" {
+				return s.fail(c, fiber.StatusUnauthorized, "secret_key does not match, or license_id "+
+					strconv.FormatInt(env.LicenseID, 10)+" belongs to no organization that installed the app")
+			}
 			return s.fail(c, fiber.StatusUnauthorized, "secret_key does not match this organization")
 		}
 		s.counters.installationErrors.Add(1)
 		s.counters.unavailable.Add(1)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "installation lookup failed")
-		s.log.Error("webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID, "error", err)
+		s.log.Error("webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID,
+			"license_id", env.LicenseID, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, "cannot verify the webhook now, retry later")
+	}
+	if s.traced && org != env.OrganizationID {
+		span.SetAttributes(attribute.String("livechat.resolved_organization_id", org))
 	}
 
 	req := request{
@@ -161,6 +170,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		requestID:  rid,
 		remoteAddr: c.Context().RemoteAddr().String(),
 		auth:       auth,
+		org:        org,
 		env:        env,
 		value:      env.blankSecret(body),
 	}
@@ -176,14 +186,14 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		if errors.Is(err, spool.ErrFull) {
 			msg = "Kafka unavailable and local spool full, retry later"
 		}
-		s.log.Error("webhook not stored", "request_id", rid, "organization_id", env.OrganizationID, "action", env.Action, "error", err)
+		s.log.Error("webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, msg)
 	}
 	if s.traced {
 		span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
 	}
 	s.counters.accepted.Add(1)
-	s.accepted(rid, env.OrganizationID, env.Action, receivedAt)
+	s.accepted(rid, org, env.Action, receivedAt)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	out := make([]byte, 0, len(okPrefix)+len(rid)+2)
 	out = append(append(append(out, okPrefix...), rid...), '"', '}')
@@ -220,29 +230,54 @@ var errUnauthorized = errors.New("unauthorized")
 func hashSecret(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
 // authenticate checks the body's secret_key against the static secrets and
-// the organization's installation secrets. Both sides are hashed first, so
-// the comparison is constant-time and does not leak the length either.
-// errUnauthorized on mismatch; any other error is ours (503).
-func (s *Server) authenticate(ctx context.Context, env *envelope) (string, error) {
+// the installation secrets of the webhook's organization: the one its
+// organization_id names, or, for a v3.3 body (license_id only), the
+// installed organization holding that license. Both sides are hashed first,
+// so the comparison is constant-time and does not leak the length either.
+//
+// It returns how the secret was verified and the webhook's organization
+// (the body's, else the one found for its license, else ""). errUnauthorized
+// on mismatch; any other error is ours (503).
+func (s *Server) authenticate(ctx context.Context, env *envelope) (auth, org string, err error) {
 	if !env.HasSecret || env.SecretKey == "" {
-		return "", errUnauthorized
+		return "", "", errUnauthorized
 	}
+	org = env.OrganizationID
 	got := hashSecret(env.SecretKey)
 	match := 0
 	for i := range s.secrets {
 		match |= subtle.ConstantTimeCompare(got[:], s.secrets[i][:])
 	}
 	if match == 1 {
-		return wire.AuthStaticSecret, nil
+		if org == "" && s.cfg.Installations != nil {
+			// Authentic already: naming the organization is a bonus, so
+			// a failing lookup stores the webhook without one rather
+			// than risking it with a 503.
+			ictx, cancel := context.WithTimeout(ctx, s.cfg.InstallationsTimeout)
+			o, _, lerr := s.cfg.Installations.LicenseSecrets(ictx, env.LicenseID)
+			cancel()
+			if lerr != nil {
+				s.log.Warn("webhook: organization of the license unknown (lookup failed); stored without it",
+					"license_id", env.LicenseID, "error", lerr)
+			} else {
+				org = o
+			}
+		}
+		return wire.AuthStaticSecret, org, nil
 	}
 	if s.cfg.Installations == nil {
-		return "", errUnauthorized
+		return "", "", errUnauthorized
 	}
 	ictx, cancel := context.WithTimeout(ctx, s.cfg.InstallationsTimeout)
 	defer cancel()
-	secrets, err := s.cfg.Installations.WebhookSecrets(ictx, env.OrganizationID)
+	var secrets []string
+	if org != "" {
+		secrets, err = s.cfg.Installations.WebhookSecrets(ictx, org)
+	} else {
+		org, secrets, err = s.cfg.Installations.LicenseSecrets(ictx, env.LicenseID)
+	}
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, sec := range secrets {
 		if sec == "" {
@@ -251,10 +286,10 @@ func (s *Server) authenticate(ctx context.Context, env *envelope) (string, error
 		want := hashSecret(sec)
 		match |= subtle.ConstantTimeCompare(got[:], want[:])
 	}
-	if match == 1 {
-		return wire.AuthInstallationSecret, nil
+	if match == 1 && org != "" {
+		return wire.AuthInstallationSecret, org, nil
 	}
-	return "", errUnauthorized
+	return "", "", errUnauthorized
 }
 
 // store makes rec durable: Kafka when it acks within KafkaTimeout, else the

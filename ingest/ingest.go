@@ -46,9 +46,18 @@ import (
 // WebhookPath is where LiveChat posts webhooks.
 const WebhookPath = "/webhooks/livechat"
 
-// SecretSource gives the per-organization webhook secrets of installed organizations.
+// SecretSource gives the per-organization webhook secrets of installed
+// organizations. Both lookups answer nil secrets (not an error) for a
+// tenant that did not install; an error means the answer is unknown now
+// (ingest answers 503 so LiveChat retries).
 type SecretSource interface {
+	// WebhookSecrets returns the secrets a webhook of the organization may carry.
 	WebhookSecrets(ctx context.Context, organizationID string) ([]string, error)
+	// LicenseSecrets resolves a license (LiveChat v3.3 webhooks carry
+	// license_id instead of organization_id) to the installed organization
+	// that holds it and that organization's secrets; "" and nil when no
+	// installed organization is known to hold it.
+	LicenseSecrets(ctx context.Context, licenseID int64) (organizationID string, secrets []string, err error)
 }
 
 // Secret is a webhook secret; it never prints its value.
@@ -112,7 +121,9 @@ type Config struct {
 	// Routes mounts extra routes on the same app (optional), e.g. /app/...
 	Routes func(r fiber.Router)
 	// OnAccepted is called after a webhook was made durable (optional). It
-	// runs on the request path: keep it fast.
+	// runs on the request path: keep it fast. organizationID is the one in
+	// the record (see wire.HeaderOrganization): "" for a v3.3 body whose
+	// license no installation is known to hold.
 	OnAccepted func(organizationID, action string, receivedAt time.Time)
 
 	// kafkaOpts are extra client options (tests: hooks that count produce

@@ -285,6 +285,21 @@ func (f secretsFunc) WebhookSecrets(ctx context.Context, org string) ([]string, 
 	return f(ctx, org)
 }
 
+// testLicenses are the licenses secretsFunc's organizations hold.
+var testLicenses = map[int64]string{104130623: "org-installed", 200: "org-broken"}
+
+func (f secretsFunc) LicenseSecrets(ctx context.Context, license int64) (string, []string, error) {
+	org := testLicenses[license]
+	if org == "" {
+		return "", nil, nil
+	}
+	secrets, err := f(ctx, org)
+	if err != nil {
+		return "", nil, err
+	}
+	return org, secrets, nil
+}
+
 func TestRejectsAndStoresNothing(t *testing.T) {
 	kcfg := testenv.KafkaConfig(t)
 	cfg := testConfig(t, kcfg)

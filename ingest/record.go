@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ type request struct {
 	requestID  string
 	remoteAddr string
 	auth       string
+	org        string // organization_id, else the one found for license_id, else ""
 	env        envelope
 	value      []byte // body with the secret blanked
 }
@@ -36,15 +38,16 @@ func (s *Server) buildRecord(r *request) *kgo.Record {
 	// Every header value is a slice of one buffer: one allocation instead
 	// of one per header (this runs for every webhook).
 	const timeLen = len("2006-01-02T15:04:05.999999999Z")
+	const licenseLen = len("9223372036854775807")
 	buf := make([]byte, 0, timeLen+len(r.requestID)+len(r.remoteAddr)+2*len(sum)+
-		len(r.env.Action)+len(r.env.OrganizationID)+len(s.cfg.Version)+len(r.auth))
+		len(r.env.Action)+len(r.org)+licenseLen+len(s.cfg.Version)+len(r.auth))
 	field := func(appendValue func([]byte) []byte) []byte {
 		start := len(buf)
 		buf = appendValue(buf)
 		return buf[start:len(buf):len(buf)]
 	}
 	str := func(v string) []byte { return field(func(b []byte) []byte { return append(b, v...) }) }
-	headers := make([]kgo.RecordHeader, 0, 11)
+	headers := make([]kgo.RecordHeader, 0, 12)
 	headers = append(headers,
 		// Same text as wire.FormatTime, without the intermediate string.
 		kgo.RecordHeader{Key: wire.HeaderReceivedAt, Value: field(func(b []byte) []byte {
@@ -54,13 +57,22 @@ func (s *Server) buildRecord(r *request) *kgo.Record {
 		kgo.RecordHeader{Key: wire.HeaderRemoteAddr, Value: str(r.remoteAddr)},
 		kgo.RecordHeader{Key: wire.HeaderBodySHA256, Value: field(func(b []byte) []byte { return hex.AppendEncode(b, sum[:]) })},
 		kgo.RecordHeader{Key: wire.HeaderAction, Value: str(r.env.Action)},
-		kgo.RecordHeader{Key: wire.HeaderOrganization, Value: str(r.env.OrganizationID)},
+		kgo.RecordHeader{Key: wire.HeaderOrganization, Value: str(r.org)},
 		kgo.RecordHeader{Key: wire.HeaderIngestVersion, Value: str(s.cfg.Version)},
 		kgo.RecordHeader{Key: wire.HeaderAuth, Value: str(r.auth)},
 	)
+	if r.env.LicenseID != 0 {
+		headers = append(headers, kgo.RecordHeader{Key: wire.HeaderLicense, Value: field(func(b []byte) []byte {
+			return strconv.AppendInt(b, r.env.LicenseID, 10)
+		})})
+	}
+	tenant := r.org
+	if tenant == "" {
+		tenant = wire.LicenseTenant(r.env.LicenseID)
+	}
 	return &kgo.Record{
 		Topic:     s.cfg.Kafka.RawTopic,
-		Key:       wire.Key(r.env.OrganizationID, r.env.Entity),
+		Key:       wire.Key(tenant, r.env.Entity),
 		Value:     r.value,
 		Headers:   headers,
 		Timestamp: r.receivedAt,

@@ -130,7 +130,7 @@ func benchCeiling(b *testing.B, chcfg chconn.Config, name string, g *generator, 
 			b.Fatal(err)
 		}
 		for off := 0; off < len(rows); off += blockRows {
-			if err := st.sendBlock(ins, rows[off:min(off+blockRows, len(rows))]); err != nil {
+			if err := st.sendBlock(ins, rows[off:min(off+blockRows, len(rows))], 1); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,9 +1,6 @@
 package processor
 
-import (
-	"sort"
-	"strings"
-)
+import "sort"
 
 // idCache remembers event IDs this process stored or saw stored, so most
 // duplicates are dropped without asking ClickHouse. Two generations of at
@@ -38,71 +35,104 @@ func (c *idCache) len() int { return len(c.cur) + len(c.old) }
 // reset forgets every ID.
 func (c *idCache) reset() { c.cur, c.old = make(map[eventID]struct{}, min(c.max, 1<<16)), nil }
 
-// windowEntry is what is known about one dedup key: the received-at times
-// (ms) of its kept events, and the received-at range [lo, hi] for which
-// that list is complete (ClickHouse was asked for it). Kept times outside
-// the range are still facts; the range only says where no lookup is needed.
-type windowEntry struct {
-	kept   []uint64
+// keptChange is one kept state change of a subject: when it was received,
+// the state it left, and where it is in the log (the subject's records share
+// a partition: ingest keys them by chat, agent or entity).
+type keptChange struct {
+	ms       uint64 // received-at
+	state    string
+	part     int32
+	off      int64
+	idx      uint16
+	insertID uint64 // the INSERT that stored it (0: decided here, not read back)
+}
+
+// precedes reports whether k comes before the row r in the log: same
+// partition, earlier offset, or earlier row of the same record.
+func (k *keptChange) precedes(r *Row) bool {
+	return k.part == r.SrcPartition && (k.off < r.SrcOffset || (k.off == r.SrcOffset && k.idx < r.SrcIndex))
+}
+
+// is reports whether k is the row r itself (r was stored before).
+func (k *keptChange) is(r *Row) bool {
+	return k.part == r.SrcPartition && k.off == r.SrcOffset && k.idx == r.SrcIndex
+}
+
+// subjectEntry is what is known about one subject: its kept changes, and
+// the received-at range [lo, hi] for which that list is complete
+// (ClickHouse was asked for it). Changes outside the range are still
+// facts; the range only says where no lookup is needed.
+type subjectEntry struct {
+	kept   []keptChange
 	lo, hi uint64
 	loaded bool
 }
 
 // covers reports whether the entry is complete for [from, to].
-func (e *windowEntry) covers(from, to uint64) bool {
+func (e *subjectEntry) covers(from, to uint64) bool {
 	return e.loaded && e.lo <= from && to <= e.hi
 }
 
-// within reports whether a kept event lies less than window ms from t.
-func (e *windowEntry) within(t, window uint64) bool {
-	for _, k := range e.kept {
-		d := k - t
-		if t > k {
-			d = t - k
+// last returns the subject's change in force when r was received, as far as
+// the log before r knows: the kept change before r in the log with the
+// latest received-at not after r's (ties: the later in the log). It also
+// reports r itself when r was kept before (a replay or a re-read).
+func (e *subjectEntry) last(r *Row) (prev, self *keptChange) {
+	for i := range e.kept {
+		k := &e.kept[i]
+		if k.is(r) {
+			return nil, k
 		}
-		if d < window {
-			return true
+		if !k.precedes(r) || k.ms > r.ReceivedAtMs {
+			continue
+		}
+		if prev == nil || k.ms > prev.ms || (k.ms == prev.ms && (k.off > prev.off || (k.off == prev.off && k.idx > prev.idx))) {
+			prev = k
 		}
 	}
-	return false
+	return prev, nil
 }
 
-const maxKeptPerKey = 64
+const maxKeptPerSubject = 64
 
-func (e *windowEntry) addKept(t uint64) {
-	for _, k := range e.kept {
-		if k == t {
+// add records a kept change (once per log position).
+func (e *subjectEntry) add(k keptChange) {
+	for i := range e.kept {
+		if e.kept[i].part == k.part && e.kept[i].off == k.off && e.kept[i].idx == k.idx {
+			if k.insertID != 0 {
+				e.kept[i].insertID = k.insertID
+			}
 			return
 		}
 	}
-	e.kept = append(e.kept, t)
-	if len(e.kept) > maxKeptPerKey {
+	e.kept = append(e.kept, k)
+	if len(e.kept) > maxKeptPerSubject {
 		// Forget the oldest half; the complete range shrinks accordingly.
-		sort.Slice(e.kept, func(i, j int) bool { return e.kept[i] < e.kept[j] })
+		sort.Slice(e.kept, func(i, j int) bool { return e.kept[i].ms < e.kept[j].ms })
 		half := len(e.kept) / 2
-		if cut := e.kept[half-1] + 1; e.lo < cut {
+		if cut := e.kept[half-1].ms + 1; e.lo < cut {
 			e.lo = cut
 			if e.lo > e.hi {
 				e.loaded = false
 			}
 		}
-		e.kept = append([]uint64(nil), e.kept[half:]...)
+		e.kept = append([]keptChange(nil), e.kept[half:]...)
 	}
 }
 
-// windowCache holds windowEntries by dedup key, two generations bounded by
-// max keys each. Only the flusher goroutine uses it.
-type windowCache struct {
+// subjectCache holds subjectEntries by subject, two generations bounded by
+// max subjects each. Only the preparer uses it.
+type subjectCache struct {
 	max      int
-	cur, old map[string]*windowEntry
+	cur, old map[string]*subjectEntry
 }
 
-func newWindowCache(max int) *windowCache {
-	return &windowCache{max: max, cur: map[string]*windowEntry{}}
+func newSubjectCache(max int) *subjectCache {
+	return &subjectCache{max: max, cur: map[string]*subjectEntry{}}
 }
 
 // get returns the entry for key, creating it (unloaded) when absent.
-func (c *windowCache) get(key string) *windowEntry {
+func (c *subjectCache) get(key string) *subjectEntry {
 	if e, ok := c.cur[key]; ok {
 		return e
 	}
@@ -110,25 +140,24 @@ func (c *windowCache) get(key string) *windowEntry {
 	if ok {
 		delete(c.old, key)
 	} else {
-		e = &windowEntry{}
+		e = &subjectEntry{}
 	}
 	if len(c.cur) >= c.max {
-		c.old, c.cur = c.cur, map[string]*windowEntry{}
+		c.old, c.cur = c.cur, map[string]*subjectEntry{}
 	}
-	// The key may point into a row's buffer: do not keep that alive.
-	c.cur[strings.Clone(key)] = e
+	c.cur[key] = e
 	return e
 }
 
 // peek returns the entry without creating or promoting it.
-func (c *windowCache) peek(key string) *windowEntry {
+func (c *subjectCache) peek(key string) *subjectEntry {
 	if e, ok := c.cur[key]; ok {
 		return e
 	}
 	return c.old[key]
 }
 
-func (c *windowCache) len() int { return len(c.cur) + len(c.old) }
+func (c *subjectCache) len() int { return len(c.cur) + len(c.old) }
 
-// reset forgets every key.
-func (c *windowCache) reset() { c.cur, c.old = map[string]*windowEntry{}, nil }
+// reset forgets every subject.
+func (c *subjectCache) reset() { c.cur, c.old = map[string]*subjectEntry{}, nil }

@@ -32,9 +32,11 @@ type Config struct {
 	BatchRows   int
 	BatchBytes  int64
 	BatchLinger time.Duration
-	// DedupWindow is how far apart (by received-at) two identical state
-	// changes must be to both count. Default 10m (LiveChat retries within
-	// about a minute).
+	// DedupWindow is the retry horizon of state changes without a server
+	// identity: a change is a retry only when its subjects' last kept
+	// change, received less than this before it, left the same state
+	// (nothing different in between). Default 2m (LiveChat retries up to 3
+	// times within about a minute).
 	DedupWindow time.Duration
 	// MaxPendingBatches is how many sealed batches (the one being flushed
 	// included) may wait for ClickHouse before fetching pauses
@@ -48,7 +50,7 @@ type Config struct {
 	FetchMaxBytes int32
 	// IDCacheSize, WindowCacheSize and UserCacheSize bound the in-memory
 	// caches (two generations of this many entries each). Defaults 250 000
-	// event IDs, 50 000 dedup keys, 20 000 chats. A miss only costs a
+	// event IDs, 50 000 state-change subjects, 20 000 chats. A miss only costs a
 	// ClickHouse lookup (or an ID-shape author type).
 	IDCacheSize     int
 	WindowCacheSize int
@@ -59,7 +61,7 @@ type Config struct {
 	// the blocks into one (min_insert_block_size_rows). Defaults 100 000
 	// rows and 2s. The INSERT also ends when the input is drained or when a
 	// rebalance or shutdown waits for it, and when half of WindowCacheSize
-	// rows with a dedup key are in it (those decisions live only in memory
+	// state changes are in it (those decisions live only in memory
 	// until stored). Offsets are committed when the INSERT completes.
 	// ClickHouse writes large blocks at about twice the per-row speed of
 	// batch-sized ones (BENCHMARKS.md). InsertRows must not exceed half of
@@ -89,7 +91,7 @@ func DefaultConfig() Config {
 		BatchRows:         50_000,
 		BatchBytes:        12 << 20,
 		BatchLinger:       time.Second,
-		DedupWindow:       10 * time.Minute,
+		DedupWindow:       2 * time.Minute,
 		MaxPendingBatches: 2,
 		FetchMaxBytes:     4 << 20,
 		IDCacheSize:       250_000,

@@ -5,50 +5,59 @@ import (
 	"time"
 )
 
-// dedup returns the rows of a batch that are not stored yet, in order
-// (compacted into rows' own array), and
-// how many were dropped as identity and as window duplicates. It asks
-// ClickHouse only about what memory cannot decide; lookups are retried
-// until they succeed (or ctx ends: then the error).
+// dedupResult is what dedup decided for a batch.
+type dedupResult struct {
+	keep []Row // rows to insert, in order (compacted into the batch's array)
+	// dupID: rows already stored (server identity, or this very record's
+	// state change stored before); dupWin: retries of a kept state change.
+	dupID, dupWin int
+	// stored are the INSERTs that stored some of this batch's records
+	// before (the records were read again: a failed INSERT, a crash before
+	// the commit, a replay). Their derived tables may lack rows (repair).
+	stored map[uint64]struct{}
+}
+
+// dedup returns the rows of a batch that are not stored yet and are not
+// retries. It asks ClickHouse only about what memory cannot decide; lookups
+// are retried until they succeed (or ctx ends: then the error).
 //
 // Identity rows: the first of equal IDs in the batch is kept, unless the ID
 // is in the memory cache or already in events.
 //
-// Windowed rows, in record order: dropped when a kept event with the same
-// dedup key was received less than DedupWindow away, else kept (and
-// remembered as kept). What ClickHouse holds for a key is loaded once for
-// the received-at range the batch needs (covering restarts and other
-// processors), then memory is complete for that range.
-func (p *Processor) dedup(ctx context.Context, rows []Row) (keep []Row, dupID, dupWin int, err error) {
+// State changes, in record order: a row is a retry when, for each of its
+// subjects, the change in force when it was received (the last kept change
+// before it in the log, by received-at) has the same state and was
+// received less than DedupWindow before it. "Before it in the log" makes
+// the decision a function of the log alone: replaying the topic, a
+// restart or a crash decide the same, whatever was stored after the row
+// (a webhook that waited in ingest's spool is judged by what the log held
+// before it, in received-at order, so a late first delivery is not taken
+// for a retry of its own later repeat). What ClickHouse holds for a
+// subject is loaded once for the received-at range the batch needs, then
+// memory is complete for that range.
+func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) {
+	res := dedupResult{stored: map[uint64]struct{}{}}
 	window := uint64(p.cfg.DedupWindow / time.Millisecond)
 
 	// Identity rows: batch-local and memory first.
 	seen := make(map[eventID]struct{}, len(rows))
 	var ask []int // indexes of identity rows memory cannot decide
 	drop := make([]bool, len(rows))
-	var needKeys []string
-	needSet := map[string]struct{}{}
-	var winLo, winHi uint64
+	need := stateLookup{subjects: map[string]struct{}{}}
 	for i := range rows {
 		r := &rows[i]
-		if r.DedupKey != "" {
-			e := p.window.peek(r.DedupKey)
-			lo, hi := sub(r.ReceivedAtMs, window), r.ReceivedAtMs+window
-			if e == nil || !e.covers(lo, hi) {
-				if _, ok := needSet[r.DedupKey]; !ok {
-					needSet[r.DedupKey] = struct{}{}
-					needKeys = append(needKeys, r.DedupKey)
+		if len(r.DedupSubjects) > 0 {
+			lo := sub(r.ReceivedAtMs, window)
+			for _, s := range r.DedupSubjects {
+				if e := p.subjects.peek(s); e == nil || !e.covers(lo, r.ReceivedAtMs) {
+					need.add(s, lo, r)
 				}
-				if winLo == 0 || lo < winLo {
-					winLo = lo
-				}
-				winHi = max(winHi, hi)
 			}
 			continue
 		}
 		if _, dup := seen[r.id]; dup || p.ids.has(r.id) {
 			drop[i] = true
-			dupID++
+			res.dupID++
 			continue
 		}
 		seen[r.id] = struct{}{}
@@ -60,68 +69,123 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (keep []Row, dupID, d
 		for j, i := range ask {
 			look[j] = &rows[i]
 		}
-		var stored map[string]struct{}
+		var stored map[string]storedAt
 		if err := p.retry(ctx, "look up stored event ids", func() error {
 			var e error
 			stored, e = p.st.storedIDs(ctx, look)
 			return e
 		}); err != nil {
-			return nil, 0, 0, err
+			return res, err
 		}
 		for _, i := range ask {
-			if _, ok := stored[rows[i].EventID]; ok {
-				drop[i] = true
-				dupID++
-				p.ids.add(rows[i].id)
+			r := &rows[i]
+			at, ok := stored[r.EventID]
+			if !ok {
+				continue
+			}
+			drop[i] = true
+			res.dupID++
+			p.ids.add(r.id)
+			if at.part == r.SrcPartition && at.off == r.SrcOffset && at.idx == r.SrcIndex && at.topic == r.SrcTopic && at.insertID != 0 {
+				res.stored[at.insertID] = struct{}{}
 			}
 		}
 	}
 
-	if len(needKeys) > 0 {
-		var kept map[string][]uint64
-		if err := p.retry(ctx, "look up dedup keys", func() error {
+	if len(need.keys) > 0 {
+		var kept map[string][]keptChange
+		if err := p.retry(ctx, "look up state changes", func() error {
 			var e error
-			kept, e = p.st.keptTimes(ctx, needKeys, winLo, winHi)
+			kept, e = p.st.keptChanges(ctx, p.kcfg.RawTopic, &need)
 			return e
 		}); err != nil {
-			return nil, 0, 0, err
+			return res, err
 		}
-		for _, k := range needKeys {
-			e := p.window.get(k)
-			for _, t := range kept[k] {
-				e.addKept(t)
+		for _, s := range need.keys {
+			e := p.subjects.get(s)
+			for _, k := range kept[s] {
+				e.add(k)
 			}
-			if e.loaded && e.lo <= winHi && winLo <= e.hi {
-				e.lo, e.hi = min(e.lo, winLo), max(e.hi, winHi)
+			if e.loaded && e.lo <= need.hi && need.lo <= e.hi {
+				e.lo, e.hi = min(e.lo, need.lo), max(e.hi, need.hi)
 			} else {
-				e.lo, e.hi = winLo, winHi
+				e.lo, e.hi = need.lo, need.hi
 			}
 			e.loaded = true
 		}
 	}
 	for i := range rows {
 		r := &rows[i]
-		if r.DedupKey == "" {
+		if len(r.DedupSubjects) == 0 {
 			continue
 		}
-		e := p.window.get(r.DedupKey)
-		if e.within(r.ReceivedAtMs, window) {
+		retry, self := true, (*keptChange)(nil)
+		for j, s := range r.DedupSubjects {
+			prev, me := p.subjects.get(s).last(r)
+			if me != nil {
+				self = me
+				break
+			}
+			if prev == nil || r.ReceivedAtMs-prev.ms >= window || prev.state != r.DedupStates[j] {
+				retry = false
+			}
+		}
+		switch {
+		case self != nil:
+			// This record's change was stored before (read again).
 			drop[i] = true
-			dupWin++
-			continue
+			res.dupID++
+			if self.insertID != 0 {
+				res.stored[self.insertID] = struct{}{}
+			}
+		case retry:
+			drop[i] = true
+			res.dupWin++
+		default:
+			for j, s := range r.DedupSubjects {
+				p.subjects.get(s).add(keptChange{ms: r.ReceivedAtMs, state: r.DedupStates[j],
+					part: r.SrcPartition, off: r.SrcOffset, idx: r.SrcIndex})
+			}
 		}
-		e.addKept(r.ReceivedAtMs)
 	}
 
 	// Compact in place: the batch's rows are not needed afterwards.
-	keep = rows[:0]
+	keep := rows[:0]
 	for i := range rows {
 		if !drop[i] {
 			keep = append(keep, rows[i])
 		}
 	}
 	clear(rows[len(keep):])
-	return keep, dupID, dupWin, nil
+	res.keep = keep
+	return res, nil
+}
+
+// stateLookup is what the state-change lookup of a batch must cover: the
+// subjects memory cannot decide, the received-at range [lo, hi], and the
+// occurred_at ranges the stored changes can have (their received-at, or
+// for event edits the event's own time), for partition pruning.
+type stateLookup struct {
+	keys     []string
+	subjects map[string]struct{}
+	lo, hi   uint64
+	occ      occRanges
+	any      bool
+}
+
+func (l *stateLookup) add(subject string, lo uint64, r *Row) {
+	if _, ok := l.subjects[subject]; !ok {
+		l.subjects[subject] = struct{}{}
+		l.keys = append(l.keys, subject)
+	}
+	if !l.any || lo < l.lo {
+		l.lo = lo
+	}
+	l.hi = max(l.hi, r.ReceivedAtMs)
+	l.any = true
+	if r.ownTime {
+		l.occ.add(r)
+	}
 }
 
 func sub(a, b uint64) uint64 {

@@ -140,6 +140,17 @@ func (g *generator) story(n int) []delivery {
 		}
 		add(subst(tpl), key)
 	}
+	// States that flip back, as people do: the untagged tag is put back,
+	// the agent takes a status break and returns to the first status.
+	for i, tpl := range g.templates {
+		switch g.names[i] {
+		case "thread_untagged":
+			add(subst(bytes.Replace(tpl, []byte(`"thread_untagged"`), []byte(`"thread_tagged"`), 1)), chat)
+		case "routing_status_set":
+			add(subst(bytes.Replace(tpl, []byte(`"not accepting chats"`), []byte(`"accepting chats"`), 1)), "")
+			add(subst(tpl), "")
+		}
+	}
 	for m := 0; m < extraMessages; m++ {
 		body := subst(g.extra)
 		body = bytes.Replace(body, []byte(thread+"_4"), []byte(fmt.Sprintf("%s_%d", thread, 10+m)), 1)

@@ -14,26 +14,25 @@ import (
 // record (organization, action, payload, received-at header), so replaying
 // the topic produces the same IDs and the same drop decisions.
 //
-// Two classes (see identityOf for the table per action):
+// Two classes (see the table in processor/README.md):
 //
 //   - Server identity: the payload names the event (thread id, event id,
-//     postback id, seen_up_to, summary time, ...). ID = H(org, class, natural
-//     key). Any later record with the same ID is a duplicate, forever.
-//   - Windowed (state changes without identity: tags, properties, routing
-//     status, transfers, users added/removed, access, configuration
-//     webhooks, unknown actions). dedup_key = H(org, action, canonical
-//     content). The canonical content is the action's key and state fields
-//     (transform.go lists them per action: e.g. chat, thread and tag for
-//     thread_tagged; agent and normalised status for routing_status_set;
-//     ids and the properties as key-sorted JSON for *_properties_*), and for
-//     configuration and unknown actions the payload JSON with object keys
-//     sorted and whitespace removed. additional_data is never part of it (it
-//     can change between retries). A record is a duplicate
-//     when a kept event with the same dedup_key was received less than the
-//     window (DEDUP_WINDOW, default 10m) before or after it; otherwise it is
-//     kept with ID = H(dedup_key, received-at in ms). A genuine repeat after
-//     the window is therefore a new event, and a replay of the kept record
-//     gets the same ID (and falls in its own window).
+//     seen_up_to, summary time, ...). ID = H(org, class, natural key). Any
+//     later record with the same ID is a duplicate, forever.
+//   - State changes (tags, properties, routing status, transfers, users
+//     added/removed, access, configuration webhooks, postbacks, event edits,
+//     unknown actions). Each names the subjects it changes (subjectOf: an
+//     agent's routing status, one tag on one thread, one property of a
+//     chat, ...) and the state it leaves each in (stateOf). It is a retry,
+//     and dropped, only when for every subject the last kept change before
+//     it had the same state and was received less than DEDUP_WINDOW
+//     (default 2m) before it (dedup.go says what "before" is). Otherwise it
+//     is kept with ID = H(dedup_key, received-at in ms), where dedup_key =
+//     H(org, action, canonical content). So accepting, not accepting,
+//     accepting is three events; the same body again with nothing between
+//     is one; a replay of a kept record gets the same ID.
+//     additional_data is never part of the content (it may change between
+//     retries).
 //
 // H is SHA-256 truncated to 128 bits, hex (32 characters). Inputs are
 // joined with a 0x1f separator and prefixed with a version so a future
@@ -69,7 +68,19 @@ func dedupKeyOf(org, action string, canonical []byte) eventID {
 	return hashParts("w", org, action, string(canonical))
 }
 
-// windowedID is the ID of a kept windowed event.
+// subjectOf names one subject of state changes.
+func subjectOf(org, class string, key ...string) string {
+	return hashParts(append([]string{"s", org, class}, key...)...).String()
+}
+
+// stateOf is a short hash of the state a change leaves its subject in
+// (64 bits: it is only compared with the states of the same subject).
+func stateOf(parts ...string) string {
+	id := hashParts(append([]string{"st"}, parts...)...)
+	return hex.EncodeToString(id[:8])
+}
+
+// windowedID is the ID of a kept state change.
 func windowedID(key eventID, receivedMs uint64) eventID {
 	return hashParts("wid", key.String(), strconv.FormatUint(receivedMs, 10))
 }

@@ -46,12 +46,12 @@ package processor
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,8 +75,10 @@ type Processor struct {
 	users *UserCache
 
 	// flusher-only state
-	ids    *idCache
-	window *windowCache
+	ids      *idCache
+	subjects *subjectCache
+	// repaired: INSERTs whose derived tables were checked (repair.go).
+	repaired map[uint64]struct{}
 
 	cl *kgo.Client
 
@@ -108,6 +110,9 @@ type Processor struct {
 type Stats struct {
 	Records, Rows, Inserted, DupIdentity, DupWindow, DeadLetters atomic.Int64
 	Batches, InsertRetries, Pauses                               atomic.Int64
+	// Repaired counts derived-table rows written by repair;
+	// RepairFailures the repair attempts that failed (retried).
+	Repaired, RepairFailures atomic.Int64
 }
 
 // New checks the options and builds a Processor.
@@ -121,15 +126,16 @@ func New(o Options) (*Processor, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Processor{
-		cfg:    cfg,
-		kcfg:   o.Kafka,
-		st:     &store{conn: o.ClickHouse, db: o.Database},
-		dir:    o.Directory,
-		log:    log,
-		users:  NewUserCache(cfg.UserCacheSize),
-		ids:    newIDCache(cfg.IDCacheSize),
-		window: newWindowCache(cfg.WindowCacheSize),
-		from:   map[int32]kgo.EpochOffset{},
+		cfg:      cfg,
+		kcfg:     o.Kafka,
+		st:       &store{conn: o.ClickHouse, db: o.Database},
+		dir:      o.Directory,
+		log:      log,
+		users:    NewUserCache(cfg.UserCacheSize),
+		ids:      newIDCache(cfg.IDCacheSize),
+		subjects: newSubjectCache(cfg.WindowCacheSize),
+		repaired: map[uint64]struct{}{},
+		from:     map[int32]kgo.EpochOffset{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.cur = p.newBatch()
@@ -188,12 +194,13 @@ func (b *batch) partitions() []int32 {
 	return out
 }
 
-func nonce() string {
-	var b [8]byte
-	for i := range b {
-		b[i] = byte(rand.N(256))
+// newInsertID is a random, non-zero INSERT id (events.insert_id).
+func newInsertID() uint64 {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return id
+		}
 	}
-	return hex.EncodeToString(b[:])
 }
 
 func (b *batch) full(cfg Config) bool {
@@ -494,6 +501,7 @@ func decodeRecord(r *kgo.Record) (*livechat.Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.UseOrganization(wire.Header(r, wire.HeaderOrganization)) // v3.3 bodies: the organization ingest found for the license
 	if err := validate(w); err != nil {
 		return nil, err
 	}
@@ -644,7 +652,8 @@ type insertion struct {
 	batches  []*batch
 	parts    map[int32]bool // partitions named in the query id
 	rows     int
-	windowed int // rows with a dedup key (they rely on the window cache until stored)
+	id       uint64 // insert_id of its rows
+	windowed int    // state changes (they rely on the subject cache until stored)
 	opened   time.Time
 	done     chan struct{} // closed when the close finished (committed or failed)
 }
@@ -895,11 +904,12 @@ func (p *Processor) takeFailure() error {
 // crashed owner left running on the server (runningInserts).
 func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, error) {
 	parts := p.ownedPartitions(b.parts)
-	ib, err := p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, nonce()))
+	id := newInsertID()
+	ib, err := p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, strconv.FormatUint(id, 16)))
 	if err != nil {
 		return nil, err
 	}
-	in := &insertion{b: ib, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
+	in := &insertion{b: ib, id: id, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
 	for _, part := range parts {
 		in.parts[part] = true
 	}
@@ -930,11 +940,11 @@ func (p *Processor) ownedPartitions(must []int32) []int32 {
 // them; b stops counting against MaxPendingBatches.
 func (p *Processor) send(in *insertion, b *batch) error {
 	start := time.Now()
-	if err := p.st.sendBlock(in.b, b.keep); err != nil {
+	if err := p.st.sendBlock(in.b, b.keep, in.id); err != nil {
 		return err
 	}
 	for i := range b.keep {
-		if b.keep[i].DedupKey != "" {
+		if len(b.keep[i].DedupSubjects) > 0 {
 			in.windowed++
 		}
 	}
@@ -967,7 +977,7 @@ func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 	}
 	last := in.batches[len(in.batches)-1]
 	last.insertDur += time.Since(start)
-	p.finish(ctx, in.batches)
+	p.finish(ctx, in.batches, in.id)
 }
 
 // recover handles a failed insertion (ClickHouse away, a timeout, a lost
@@ -991,7 +1001,7 @@ func (p *Processor) recover(ctx context.Context, cause error, attempt int) bool 
 	p.prepMu.Lock()
 	defer p.prepMu.Unlock()
 	p.ids.reset()
-	p.window.reset()
+	p.subjects.reset()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.pollDone {
@@ -1124,25 +1134,27 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	p.mu.Unlock()
 	b.rowsIn = len(b.rows)
 	lookStart := time.Now()
-	keep, dupID, dupWin, err := p.dedup(ctx, b.rows)
+	res, err := p.dedup(ctx, b.rows)
 	if err != nil {
 		return err
 	}
 	b.lookupDur = time.Since(lookStart)
-	b.keep, b.dupID, b.dupWin = keep, dupID, dupWin
+	b.keep, b.dupID, b.dupWin = res.keep, res.dupID, res.dupWin
 	// Decided: later batches must see these IDs even before the insert
 	// completes (it completes, or the rewind empties the caches).
-	for i := range keep {
-		if keep[i].DedupKey == "" {
-			p.ids.add(keep[i].id)
+	for i := range res.keep {
+		if len(res.keep[i].DedupSubjects) == 0 {
+			p.ids.add(res.keep[i].id)
 		}
 	}
-	return nil
+	// Records read again whose rows an earlier INSERT stored: before their
+	// offsets are committed, the derived tables must hold those rows too.
+	return p.repair(ctx, res.stored)
 }
 
 // finish commits the offsets of an insertion's batches (stored now), in
 // order, and records their statistics.
-func (p *Processor) finish(ctx context.Context, batches []*batch) {
+func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint64) {
 	p.commit(ctx, batches)
 	stats := make([]batchStats, 0, len(batches))
 	for _, b := range batches {
@@ -1158,7 +1170,8 @@ func (p *Processor) finish(ctx context.Context, batches []*batch) {
 			DupIdentity: uint32(b.dupID), DupWindow: uint32(b.dupWin), Dead: uint32(len(b.dead)),
 			MinReceivedMs: b.minRecv, MaxReceivedMs: b.maxRecv, Attempts: 1,
 			LookupMs: uint32(b.lookupDur.Milliseconds()), InsertMs: uint32(b.insertDur.Milliseconds()),
-			FlushMs: uint32(time.Since(b.flushStart).Milliseconds()),
+			FlushMs:  uint32(time.Since(b.flushStart).Milliseconds()),
+			InsertID: insertID,
 		}
 		st.Partitions = b.parts
 		for a := range b.actions {

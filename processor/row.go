@@ -13,12 +13,17 @@ import (
 type Row struct {
 	EventID        string `json:"event_id"`
 	OrganizationID string `json:"organization_id"`
+	LicenseID      uint64 `json:"license_id,omitempty"` // v3.3 bodies' license_id, 0 when absent
 	Action         string `json:"action"`
 	Kind           string `json:"kind"`
-	// DedupKey is set for windowed (state) events only; see identity.go.
-	DedupKey     string `json:"dedup_key,omitempty"`
-	OccurredAtMs uint64 `json:"occurred_at_ms"`
-	ReceivedAtMs uint64 `json:"received_at_ms"`
+	// DedupKey is set for state changes only; see identity.go.
+	DedupKey string `json:"dedup_key,omitempty"`
+	// DedupSubjects and DedupStates (state changes only): the subjects the
+	// change applies to and the state it leaves each in.
+	DedupSubjects []string `json:"dedup_subjects,omitempty"`
+	DedupStates   []string `json:"dedup_states,omitempty"`
+	OccurredAtMs  uint64   `json:"occurred_at_ms"`
+	ReceivedAtMs  uint64   `json:"received_at_ms"`
 
 	ChatID            string `json:"chat_id,omitempty"`
 	ThreadID          string `json:"thread_id,omitempty"`
@@ -98,21 +103,23 @@ func (r *Row) size() int64 {
 
 // insertColumns is the column list of every insert into events, in the
 // order rowColumns fills them.
-const insertColumns = "event_id, organization_id, action, kind, dedup_key, occurred_at, occurred_at_ms, received_at, received_at_ms, " +
+const insertColumns = "event_id, organization_id, license_id, action, kind, dedup_key, occurred_at, occurred_at_ms, received_at, received_at_ms, " +
 	"chat_id, thread_id, event_ref, event_type, author_id, author_type, visibility, is_welcome, text_length, system_message_type, form_type, " +
 	"agent_id, agent_name, customer_id, group_ids, group_names, user_type, reason, requester_id, " +
 	"tag, tags, transfer_group_ids, transfer_agent_ids, queue_position, queue_wait_time, queued_at_ms, routing_status, rating_score, rating_has_score, rating_comment, thread_created_at_ms, thread_active, continuous, greeting_id, " +
 	"customer_country, customer_country_code, customer_city, start_url, referrer, " +
 	"postback_id, postback_toggled, button_type, button_value, properties, payload, " +
-	"src_topic, src_partition, src_offset, src_index, request_id, body_sha256, ingest_version"
+	"src_topic, src_partition, src_offset, src_index, request_id, body_sha256, ingest_version, " +
+	"dedup_subjects, dedup_states, insert_id"
 
 func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 
 // appendColumns appends the rows to the batch column by column (the fast
 // path of clickhouse-go: one typed slice per column, no reflection per row).
 // The column slices are scratch space reused from column to column: Append
-// copies the values into the block.
-func appendColumns(b driver.Batch, rows []Row) error {
+// copies the values into the block. insertID is the INSERT's id, the same
+// for every row (insert_id).
+func appendColumns(b driver.Batch, rows []Row, insertID uint64) error {
 	n := len(rows)
 	var (
 		sbuf  = make([]string, n)
@@ -153,6 +160,7 @@ func appendColumns(b driver.Batch, rows []Row) error {
 	cols := []func() any{
 		strs(func(r *Row) string { return r.EventID }),
 		strs(func(r *Row) string { return r.OrganizationID }),
+		u64(func(r *Row) uint64 { return r.LicenseID }),
 		strs(func(r *Row) string { return r.Action }),
 		strs(func(r *Row) string { return r.Kind }),
 		strs(func(r *Row) string { return r.DedupKey }),
@@ -242,6 +250,9 @@ func appendColumns(b driver.Batch, rows []Row) error {
 		strs(func(r *Row) string { return r.RequestID }),
 		strs(func(r *Row) string { return r.BodySHA256 }),
 		strs(func(r *Row) string { return r.IngestVersion }),
+		strss(func(r *Row) []string { return r.DedupSubjects }),
+		strss(func(r *Row) []string { return r.DedupStates }),
+		u64(func(*Row) uint64 { return insertID }),
 	}
 	for i, c := range cols {
 		if err := b.Column(i).Append(c()); err != nil {

@@ -71,9 +71,19 @@ func (o *occRanges) where() (string, []any) {
 	return "(" + strings.Join(conds, " OR ") + ")", args
 }
 
-// storedIDs returns which of rows' IDs are already in events.
-func (s *store) storedIDs(ctx context.Context, rows []*Row) (map[string]struct{}, error) {
-	out := map[string]struct{}{}
+// storedAt is where a stored event came from, and which INSERT wrote it.
+type storedAt struct {
+	topic    string
+	part     int32
+	off      int64
+	idx      uint16
+	insertID uint64
+}
+
+// storedIDs returns which of rows' IDs are already in events, with the
+// stored row's source position and insert id.
+func (s *store) storedIDs(ctx context.Context, rows []*Row) (map[string]storedAt, error) {
+	out := map[string]storedAt{}
 	if len(rows) == 0 {
 		return out, nil
 	}
@@ -89,7 +99,7 @@ func (s *store) storedIDs(ctx context.Context, rows []*Row) (map[string]struct{}
 		rng.add(r)
 	}
 	cond, args := rng.where()
-	q := "SELECT event_id FROM " + s.db + ".events WHERE " + cond + " AND event_id IN _ids"
+	q := "SELECT event_id, src_topic, src_partition, src_offset, src_index, insert_id FROM " + s.db + ".events WHERE " + cond + " AND event_id IN _ids"
 	res, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: look up %d event ids: %w", len(rows), err)
@@ -97,10 +107,11 @@ func (s *store) storedIDs(ctx context.Context, rows []*Row) (map[string]struct{}
 	defer res.Close()
 	for res.Next() {
 		var id string
-		if err := res.Scan(&id); err != nil {
+		var at storedAt
+		if err := res.Scan(&id, &at.topic, &at.part, &at.off, &at.idx, &at.insertID); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan event id: %w", err)
 		}
-		out[id] = struct{}{}
+		out[id] = at
 	}
 	if err := res.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse: look up event ids: %w", err)
@@ -108,43 +119,75 @@ func (s *store) storedIDs(ctx context.Context, rows []*Row) (map[string]struct{}
 	return out, nil
 }
 
-// keptTimes returns, per dedup key, the received-at (ms) of the stored
-// events with that key received within [lo, hi].
-func (s *store) keptTimes(ctx context.Context, keys []string, lo, hi uint64) (map[string][]uint64, error) {
-	out := map[string][]uint64{}
-	if len(keys) == 0 {
+// keptChanges returns, per subject, the stored state changes of that
+// subject from topic received within the lookup's range.
+func (s *store) keptChanges(ctx context.Context, topic string, l *stateLookup) (map[string][]keptChange, error) {
+	out := map[string][]keptChange{}
+	if len(l.keys) == 0 {
 		return out, nil
 	}
-	tbl, err := ext.NewTable("_keys", ext.Column("k", "String"))
+	tbl, err := ext.NewTable("_subjects", ext.Column("s", "String"))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: external table: %w", err)
 	}
-	for _, k := range keys {
+	for _, k := range l.keys {
 		if err := tbl.Append(k); err != nil {
 			return nil, fmt.Errorf("clickhouse: external table: %w", err)
 		}
 	}
-	// Windowed rows have occurred_at = received_at, so the partition and
-	// part pruning on occurred_at applies.
-	q := "SELECT dedup_key, received_at_ms FROM " + s.db + ".events WHERE occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC')" +
-		" AND received_at_ms >= ? AND received_at_ms <= ? AND dedup_key IN _keys"
-	rows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, lo/1000, hi/1000+1, lo, hi)
+	// Most state changes have occurred_at = received_at, so the partition
+	// and part pruning on occurred_at applies; event edits keep their
+	// event's own time (the same in every edit of it).
+	occ := "(occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC'))"
+	args := []any{l.lo / 1000, l.hi/1000 + 1}
+	if l.occ.own {
+		occ = "(" + occ + " OR (occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC')))"
+		args = append(args, l.occ.ownLo/1000, l.occ.ownHi/1000+1)
+	}
+	args = append(args, l.lo, l.hi, topic)
+	q := "SELECT subject, state, received_at_ms, src_partition, src_offset, src_index, insert_id FROM " + s.db + ".events" +
+		" ARRAY JOIN dedup_subjects AS subject, dedup_states AS state" +
+		" WHERE " + occ + " AND received_at_ms >= ? AND received_at_ms <= ? AND src_topic = ? AND subject IN _subjects"
+	rows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: look up %d dedup keys: %w", len(keys), err)
+		return nil, fmt.Errorf("clickhouse: look up %d subjects: %w", len(l.keys), err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var k string
-		var ms uint64
-		if err := rows.Scan(&k, &ms); err != nil {
-			return nil, fmt.Errorf("clickhouse: scan dedup key: %w", err)
+		var subj string
+		var k keptChange
+		if err := rows.Scan(&subj, &k.state, &k.ms, &k.part, &k.off, &k.idx, &k.insertID); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan state change: %w", err)
 		}
-		out[k] = append(out[k], ms)
+		out[subj] = append(out[subj], k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("clickhouse: look up dedup keys: %w", err)
+		return nil, fmt.Errorf("clickhouse: look up subjects: %w", err)
 	}
 	return out, nil
+}
+
+// completedInserts returns which of ids are INSERTs known to have
+// completed (their statistics rows are written after the commit), so their
+// derived tables are whole.
+func (s *store) completedInserts(ctx context.Context, ids []uint64) (map[uint64]bool, error) {
+	out := map[uint64]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT insert_id FROM "+s.db+".pipeline_batches WHERE has(?, insert_id)", ids)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: look up completed inserts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uint64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("clickhouse: scan insert id: %w", err)
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
 }
 
 // open starts an INSERT into events (driver.Batch). Blocks are sent with
@@ -168,12 +211,12 @@ func (s *store) open(ctx context.Context, queryID string) (driver.Batch, error) 
 	return b, nil
 }
 
-// sendBlock sends rows as one block of the open INSERT b.
-func (s *store) sendBlock(b driver.Batch, rows []Row) error {
+// sendBlock sends rows as one block of the open INSERT b (insertID).
+func (s *store) sendBlock(b driver.Batch, rows []Row, insertID uint64) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	if err := appendColumns(b, rows); err != nil {
+	if err := appendColumns(b, rows, insertID); err != nil {
 		return fmt.Errorf("clickhouse: append %d rows: %w", len(rows), err)
 	}
 	if err := b.Flush(); err != nil {
@@ -183,7 +226,7 @@ func (s *store) sendBlock(b driver.Batch, rows []Row) error {
 }
 
 // insert writes rows into events with one INSERT of one block.
-func (s *store) insert(ctx context.Context, rows []Row, queryID string) error {
+func (s *store) insert(ctx context.Context, rows []Row, queryID string, insertID uint64) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -191,7 +234,7 @@ func (s *store) insert(ctx context.Context, rows []Row, queryID string) error {
 	if err != nil {
 		return err
 	}
-	if err := appendColumns(b, rows); err != nil {
+	if err := appendColumns(b, rows, insertID); err != nil {
 		_ = b.Abort()
 		return fmt.Errorf("clickhouse: append %d rows: %w", len(rows), err)
 	}
@@ -213,20 +256,21 @@ type batchStats struct {
 	LookupMs, InsertMs, FlushMs  uint32
 	Actions                      []string
 	ActionCounts                 []uint32
+	InsertID                     uint64
 }
 
 func (s *store) insertStats(ctx context.Context, sts []batchStats) error {
 	if len(sts) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".pipeline_batches (flushed_at, flushed_at_ms, instance, consumer_group, src_topic, partitions, records, rows_in, events_inserted, duplicates_identity, duplicates_window, dead_letters, min_received_at_ms, max_received_at_ms, insert_attempts, lookup_ms, insert_ms, flush_ms, actions, action_counts)")
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".pipeline_batches (flushed_at, flushed_at_ms, instance, consumer_group, src_topic, partitions, records, rows_in, events_inserted, duplicates_identity, duplicates_window, dead_letters, min_received_at_ms, max_received_at_ms, insert_attempts, lookup_ms, insert_ms, flush_ms, actions, action_counts, insert_id)")
 	if err != nil {
 		return fmt.Errorf("clickhouse: prepare pipeline_batches insert: %w", err)
 	}
 	for _, st := range sts {
 		if err := b.Append(st.FlushedAt.UTC(), uint64(st.FlushedAt.UnixMilli()), st.Instance, st.Group, st.Topic, st.Partitions,
 			st.Records, st.RowsIn, st.Inserted, st.DupIdentity, st.DupWindow, st.Dead, st.MinReceivedMs, st.MaxReceivedMs,
-			st.Attempts, st.LookupMs, st.InsertMs, st.FlushMs, st.Actions, st.ActionCounts); err != nil {
+			st.Attempts, st.LookupMs, st.InsertMs, st.FlushMs, st.Actions, st.ActionCounts, st.InsertID); err != nil {
 			_ = b.Abort()
 			return fmt.Errorf("clickhouse: append pipeline_batches row: %w", err)
 		}

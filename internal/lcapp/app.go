@@ -308,6 +308,9 @@ func (a *App) Close() error {
 // the settings page) and schedules a directory refresh after agent and group
 // changes. Ingest calls it for every accepted webhook; it never blocks on I/O.
 func (a *App) OnAccepted(organizationID, action string, receivedAt time.Time) {
+	if organizationID == "" {
+		return // a v3.3 webhook of a license no installation holds: nothing to show or refresh
+	}
 	a.mu.Lock()
 	a.last[organizationID] = lastWebhook{action: action, at: receivedAt}
 	a.mu.Unlock()
@@ -325,10 +328,7 @@ func (a *App) OnAccepted(organizationID, action string, receivedAt time.Time) {
 // store itself, bounded by ctx; a failing store then returns an error (the
 // ingest answers 503, so LiveChat retries).
 func (a *App) WebhookSecrets(ctx context.Context, organizationID string) ([]string, error) {
-	snap, err := a.secrets.get(ctx, a.cfg.Now(), a.cfg.SecretCacheTTL, func() (*secretSnapshot, error) {
-		orgs, secret, err := a.store.snapshot(a.cfg.ClientID)
-		return &secretSnapshot{orgs: orgs, secret: secret}, err
-	}, a.log)
+	snap, err := a.secretSnapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -338,9 +338,36 @@ func (a *App) WebhookSecrets(ctx context.Context, organizationID string) ([]stri
 	return []string{snap.secret}, nil
 }
 
+// LicenseSecrets answers WebhookSecrets for a LiveChat v3.3 webhook, which
+// names its license (license_id) instead of its organization: the installed
+// organization holding the license and its secrets, or "" and nil when no
+// installation is known to hold it. An installation learns its license from
+// the application_installed app webhook (licenseID); a license claimed by
+// two installations resolves to neither. Same snapshot, same failure modes
+// as WebhookSecrets.
+func (a *App) LicenseSecrets(ctx context.Context, licenseID int64) (string, []string, error) {
+	snap, err := a.secretSnapshot(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	org := snap.licenses[licenseID]
+	if org == "" || !snap.orgs[org] || snap.secret == "" {
+		return "", nil, nil
+	}
+	return org, []string{snap.secret}, nil
+}
+
+func (a *App) secretSnapshot(ctx context.Context) (*secretSnapshot, error) {
+	return a.secrets.get(ctx, a.cfg.Now(), a.cfg.SecretCacheTTL, func() (*secretSnapshot, error) {
+		orgs, licenses, secret, err := a.store.snapshot(a.cfg.ClientID)
+		return &secretSnapshot{orgs: orgs, licenses: licenses, secret: secret}, err
+	}, a.log)
+}
+
 type secretSnapshot struct {
-	orgs   map[string]bool
-	secret string
+	orgs     map[string]bool
+	licenses map[int64]string // license -> installed organization holding it
+	secret   string
 }
 
 // secretCache is the in-memory snapshot behind WebhookSecrets.

@@ -38,7 +38,7 @@ func BenchmarkWebhookSecrets(b *testing.B) {
 	b.Run("store-per-webhook", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if orgs, s, err := a.store.snapshot(testClientID); err != nil || !orgs[testOrg] || s == "" {
+			if orgs, _, s, err := a.store.snapshot(testClientID); err != nil || !orgs[testOrg] || s == "" {
 				b.Fatal(err)
 			}
 		}

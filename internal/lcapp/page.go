@@ -212,6 +212,7 @@ func (a *App) appWebhook(c *fiber.Ctx) error {
 	case "application_installed":
 		if b.LicenseID != 0 {
 			_ = a.store.modifyInstallation(b.OrganizationID, func(r *installationRecord) { r.LicenseID = b.LicenseID })
+			a.secrets.invalidate() // v3.3 webhooks of this license resolve from now on
 		}
 		return c.JSON(fiber.Map{"status": "recorded"})
 	case "application_uninstalled":

@@ -309,13 +309,32 @@ func (s *store) deleteRegistration(clientID string) error {
 	return s.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketRegistrations).Delete([]byte(clientID)) })
 }
 
-// snapshot reads, in one transaction, which organizations are installed and
-// the registration secret: what the webhook secret cache needs.
-func (s *store) snapshot(clientID string) (orgs map[string]bool, secret string, err error) {
-	orgs = map[string]bool{}
+// snapshot reads, in one transaction, which organizations are installed,
+// which license each holds (when known) and the registration secret: what
+// the webhook secret cache needs. A license claimed by two installations
+// maps to "" (a v3.3 webhook of it cannot be attributed). An installation
+// record that does not decrypt still counts as installed, without a license.
+func (s *store) snapshot(clientID string) (orgs map[string]bool, licenses map[int64]string, secret string, err error) {
+	orgs, licenses = map[string]bool{}, map[int64]string{}
 	err = s.view(func(tx *bbolt.Tx) error {
-		for _, k := range s.keys(tx, bucketInstallations) {
-			orgs[k] = true
+		if tx != nil && tx.Bucket(bucketInstallations) != nil {
+			err := tx.Bucket(bucketInstallations).ForEach(func(k, v []byte) error {
+				org := string(k)
+				orgs[org] = true
+				var rec installationRecord
+				if s.open1(bucketInstallations, org, v, &rec) != nil || rec.LicenseID == 0 {
+					return nil
+				}
+				if _, dup := licenses[rec.LicenseID]; dup {
+					licenses[rec.LicenseID] = "" // claimed twice: attributable to neither
+				} else {
+					licenses[rec.LicenseID] = org
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
 		var reg registrationRecord
 		found, err := s.get(tx, bucketRegistrations, clientID, &reg)
@@ -327,5 +346,5 @@ func (s *store) snapshot(clientID string) (orgs map[string]bool, secret string, 
 		}
 		return nil
 	})
-	return orgs, secret, err
+	return orgs, licenses, secret, err
 }

@@ -1,7 +1,10 @@
 package livechat
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,8 +16,13 @@ import (
 // them apart.
 type (
 	// IncomingChat: a chat got a new thread; its first events are inside.
+	// RequesterID and TransferredFrom are in the Agent Chat API push of the
+	// same name; whether the webhook carries them is unconfirmed
+	// (webhooks.md §7), so they are decoded when present and empty otherwise.
 	IncomingChat struct {
-		Chat Chat `json:"chat"`
+		Chat            Chat            `json:"chat"`
+		RequesterID     string          `json:"requester_id,omitempty"`
+		TransferredFrom *TransferTarget `json:"transferred_from,omitempty"`
 	}
 	// ChatDeactivated: the open thread was closed; UserID is empty when the
 	// system closed it.
@@ -155,28 +163,49 @@ type (
 		Summary  Summary `json:"summary"`
 	}
 
-	// AgentCreated carries the full agent; AgentUpdated only changed fields.
+	// AgentCreated carries the full agent.
 	AgentCreated Agent
-	AgentUpdated Agent
-	// AgentApproved, AgentSuspended, AgentUnsuspended, AgentDeleted name the agent.
+	// AgentUpdated carries the agent's id and only the fields that changed.
+	AgentUpdated struct {
+		Agent
+		// Changed lists the payload's keys other than id, sorted: the fields
+		// this update set. A zero value in Agent is a field set to zero only
+		// when its key is here ("max_chats_count": 0 or "job_title": "").
+		Changed []string `json:"changed,omitempty"`
+	}
+	// AgentApproved, AgentSuspended and AgentUnsuspended name the agent.
 	AgentApproved    AgentRef
 	AgentSuspended   AgentRef
 	AgentUnsuspended AgentRef
-	AgentDeleted     AgentRef
+	// AgentDeleted names the agent; v3.3 sent it as payload.agent_id, later
+	// versions as payload.id (see UnmarshalJSON).
+	AgentDeleted AgentRef
 	// AutoAccessesUpdated is an array of rule changes (the only array payload).
 	AutoAccessesUpdated []AutoAccess
 	// AutoAccessAdded, AutoAccessUpdated and AutoAccessDeleted are the v3.4
-	// single-rule predecessors of AutoAccessesUpdated.
-	AutoAccessAdded   AutoAccess
-	AutoAccessUpdated AutoAccess
-	AutoAccessDeleted AutoAccess
-	// BotCreated carries the full bot; BotUpdated only changed fields.
+	// single-rule predecessors of AutoAccessesUpdated (no status field).
+	AutoAccessAdded   struct{ AutoAccess }
+	AutoAccessUpdated struct{ AutoAccess }
+	AutoAccessDeleted struct{ AutoAccess }
+	// BotCreated carries the full bot.
 	BotCreated Bot
-	BotUpdated Bot
+	// BotUpdated carries the bot's id and only the fields that changed.
+	BotUpdated struct {
+		Bot
+		// Changed lists the payload's keys other than id, sorted (see
+		// AgentUpdated.Changed).
+		Changed []string `json:"changed,omitempty"`
+	}
 	BotDeleted AgentRef
-	// GroupCreated carries the full group; GroupUpdated only changed fields.
+	// GroupCreated carries the full group.
 	GroupCreated Group
-	GroupUpdated Group
+	// GroupUpdated carries the group's id and only the fields that changed.
+	GroupUpdated struct {
+		Group
+		// Changed lists the payload's keys other than id, sorted (see
+		// AgentUpdated.Changed).
+		Changed []string `json:"changed,omitempty"`
+	}
 	GroupDeleted struct {
 		ID uint32 `json:"id"`
 	}
@@ -213,9 +242,43 @@ type ActiveChat struct {
 	ThreadID string `json:"thread_id"`
 }
 
-// Agent is an agent account in configuration webhooks.
+// UnmarshalJSON accepts the object the Go SDK models and, defensively, a
+// one-element array of it: every published sample of
+// customer_session_fields_updated (v3.3 to v3.6) has a stray "]" after
+// active_chat, which reads as either shape. More than one chat is an error
+// rather than a silent drop (LiveChat sends one webhook per active chat).
+func (a *ActiveChat) UnmarshalJSON(b []byte) error {
+	type plain ActiveChat
+	b = bytes.TrimSpace(b)
+	if isNull(b) {
+		return nil
+	}
+	if b[0] != '[' {
+		return json.Unmarshal(b, (*plain)(a))
+	}
+	var list []plain
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	switch len(list) {
+	case 0:
+		*a = ActiveChat{}
+	case 1:
+		*a = ActiveChat(list[0])
+	default:
+		return fmt.Errorf("active_chat lists %d chats, want one", len(list))
+	}
+	return nil
+}
+
+// Agent is an agent account in configuration webhooks (agent_created
+// carries all of it, agent_updated only what changed). The agent's mobile
+// number is deliberately not decoded: nothing here needs it.
 type Agent struct {
-	ID                 string          `json:"id"`
+	ID string `json:"id"`
+	// AccountID is the Global Accounts UUID, the same as Requester.AccountID
+	// when the agent changed something themselves.
+	AccountID          string          `json:"account_id,omitempty"`
 	Name               string          `json:"name,omitempty"`
 	Role               string          `json:"role,omitempty"`
 	AwaitingApproval   bool            `json:"awaiting_approval,omitempty"`
@@ -227,6 +290,10 @@ type Agent struct {
 	EmailSubscriptions []string        `json:"email_subscriptions,omitempty"`
 	WorkScheduler      *WorkScheduler  `json:"work_scheduler,omitempty"`
 	Suspended          bool            `json:"suspended,omitempty"`
+	// LoginStatus is the routing status the agent gets after logging in
+	// ("accepting chats" / "not accepting chats").
+	LoginStatus string `json:"login_status,omitempty"`
+	LastLogout  Time   `json:"last_logout,omitzero"`
 }
 
 // AgentRef names an agent or bot.
@@ -240,10 +307,50 @@ type GroupPriority struct {
 	Priority string `json:"priority,omitempty"`
 }
 
-// WorkScheduler is an agent's weekly schedule.
+// WorkScheduler is an agent's or bot's weekly schedule.
 type WorkScheduler struct {
 	Timezone string         `json:"timezone,omitempty"`
 	Schedule []ScheduleItem `json:"schedule,omitempty"`
+}
+
+// weekdays orders the days of the pre-3.5 work_scheduler format.
+var weekdays = []string{"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+
+// UnmarshalJSON accepts both formats: v3.5+ {"timezone", "schedule": [{day,
+// enabled, start, end}]} and the v3.4 (and older) object keyed by day,
+// {"monday": {"start", "end"}}, which becomes Schedule in weekday order with
+// Enabled true (a listed day was a working day) and no Timezone.
+func (w *WorkScheduler) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	_, tz := m["timezone"]
+	_, sched := m["schedule"]
+	if tz || sched || len(m) == 0 {
+		type plain WorkScheduler
+		return json.Unmarshal(b, (*plain)(w))
+	}
+	*w = WorkScheduler{}
+	for _, day := range weekdays {
+		raw, ok := m[day]
+		if !ok || isNull(raw) {
+			continue
+		}
+		var d struct {
+			Start   string `json:"start"`
+			End     string `json:"end"`
+			Enabled *bool  `json:"enabled"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return fmt.Errorf("work_scheduler.%s: %w", day, err)
+		}
+		w.Schedule = append(w.Schedule, ScheduleItem{Day: day, Enabled: d.Enabled == nil || *d.Enabled, Start: d.Start, End: d.End})
+	}
+	return nil
 }
 
 // ScheduleItem is one day of a work schedule.
@@ -270,10 +377,14 @@ type Bot struct {
 
 // Group is an agent group.
 type Group struct {
-	ID              uint32            `json:"id"`
-	Name            string            `json:"name,omitempty"`
-	LanguageCode    string            `json:"language_code,omitempty"`
+	ID           uint32 `json:"id"`
+	Name         string `json:"name,omitempty"`
+	LanguageCode string `json:"language_code,omitempty"`
+	// AgentPriorities maps agent id → first, normal, last or supervisor.
 	AgentPriorities map[string]string `json:"agent_priorities,omitempty"`
+	// RoutingStatus is in the Configuration API's group object; whether
+	// group webhooks carry it is unconfirmed.
+	RoutingStatus string `json:"routing_status,omitempty"`
 }
 
 // Tag is a chat tag definition.
@@ -284,14 +395,149 @@ type Tag struct {
 	AuthorID  string   `json:"author_id,omitempty"`
 }
 
-// AutoAccess is one auto-access rule change.
+// AutoAccess is one auto-access rule change. Added rules carry every field,
+// updated ones only what changed (NextID "" moves a rule to the end of the
+// list), deleted ones only ID and Status.
 type AutoAccess struct {
-	ID          string          `json:"id"`
-	NextID      string          `json:"next_id,omitempty"`
-	Status      string          `json:"status,omitempty"`
-	Description string          `json:"description,omitempty"`
-	Access      json.RawMessage `json:"access,omitempty"`
-	Conditions  json.RawMessage `json:"conditions,omitempty"`
+	ID string `json:"id"`
+	// NextID is the rule evaluated after this one ("" = last).
+	NextID string `json:"next_id,omitempty"`
+	// Status is added, updated or deleted (v3.5+; absent in the v3.4
+	// single-rule webhooks, whose action says it).
+	Status      string                `json:"status,omitempty"`
+	Description string                `json:"description,omitempty"`
+	Access      *AutoAccessTarget     `json:"access,omitempty"`
+	Conditions  *AutoAccessConditions `json:"conditions,omitempty"`
+	// Fields lists the rule's keys other than id and status, sorted: tells
+	// an update that set next_id or description to "" from one that did
+	// not touch them.
+	Fields []string `json:"fields,omitempty"`
+}
+
+// UnmarshalJSON decodes the rule and records its keys in Fields.
+func (a *AutoAccess) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	type plain AutoAccess
+	if err := json.Unmarshal(b, (*plain)(a)); err != nil {
+		return err
+	}
+	keys, err := objectKeys(b, "id", "status")
+	a.Fields = keys
+	return err
+}
+
+// AutoAccessTarget is the groups an auto-access rule gives access to.
+type AutoAccessTarget struct {
+	Groups []uint32 `json:"groups"`
+}
+
+// AutoAccessConditions decide which chats a rule applies to.
+type AutoAccessConditions struct {
+	URL         *MatchCondition       `json:"url,omitempty"`
+	Domain      *MatchCondition       `json:"domain,omitempty"`
+	Geolocation *GeolocationCondition `json:"geolocation,omitempty"`
+}
+
+// MatchCondition matches a URL or domain against values.
+type MatchCondition struct {
+	Values        []Match `json:"values,omitempty"`
+	ExcludeValues []Match `json:"exclude_values,omitempty"`
+}
+
+// Match is one value of a MatchCondition.
+type Match struct {
+	Value      string `json:"value"`
+	ExactMatch bool   `json:"exact_match"`
+}
+
+// GeolocationCondition matches the customer's location.
+type GeolocationCondition struct {
+	Values []GeolocationMatch `json:"values,omitempty"`
+}
+
+// GeolocationMatch is one location of a GeolocationCondition.
+type GeolocationMatch struct {
+	Country     string `json:"country,omitempty"`
+	CountryCode string `json:"country_code,omitempty"`
+	Region      string `json:"region,omitempty"`
+	City        string `json:"city,omitempty"`
+}
+
+// UnmarshalJSON decodes the agent and records the changed keys.
+func (a *AgentUpdated) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	if err := json.Unmarshal(b, &a.Agent); err != nil {
+		return err
+	}
+	keys, err := objectKeys(b, "id")
+	a.Changed = keys
+	return err
+}
+
+// UnmarshalJSON decodes the bot and records the changed keys.
+func (u *BotUpdated) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	if err := json.Unmarshal(b, &u.Bot); err != nil {
+		return err
+	}
+	keys, err := objectKeys(b, "id")
+	u.Changed = keys
+	return err
+}
+
+// UnmarshalJSON decodes the group and records the changed keys.
+func (g *GroupUpdated) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	if err := json.Unmarshal(b, &g.Group); err != nil {
+		return err
+	}
+	keys, err := objectKeys(b, "id")
+	g.Changed = keys
+	return err
+}
+
+// UnmarshalJSON accepts payload.id (v3.4+) and payload.agent_id (v3.3).
+func (a *AgentDeleted) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	var v struct {
+		ID      string `json:"id"`
+		AgentID string `json:"agent_id"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	a.ID = v.ID
+	if a.ID == "" {
+		a.ID = v.AgentID
+	}
+	return nil
+}
+
+// objectKeys returns a JSON object's keys except skip, sorted; nil when
+// none is left.
+func objectKeys(b []byte, skip ...string) ([]string, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	var out []string
+	for k := range m {
+		if !slices.Contains(skip, k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // NormalizedStatus returns the routing status with underscores
@@ -386,6 +632,10 @@ var legacyNames = map[string]string{
 	"chat_thread_properties_deleted": "thread_properties_deleted",
 	"agent_status_changed":           "routing_status_set",
 	"customer_created":               "incoming_customer",
+	// Short forms of the 3.3 chat access webhooks, as some integrations
+	// and older docs name them; the payload is the same.
+	"access_granted": "chat_access_granted",
+	"access_revoked": "chat_access_revoked",
 }
 
 // CanonicalAction maps an older action name to its v3.6 name; other names

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -30,40 +31,8 @@ func TestDecodeGolden(t *testing.T) {
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
 		t.Run(name, func(t *testing.T) {
-			body, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := Decode(body)
-			if err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			if _, unknown := w.Body.(*Unknown); unknown {
-				t.Fatalf("fixture action %q decoded as Unknown", w.Action)
-			}
-			env := w.Envelope
-			env.Payload = nil // the body is in Body; keep the golden readable
-			got, err := stdjson.MarshalIndent(goldenView{Type: fmt.Sprintf("%T", w.Body), Envelope: &env, Body: w.Body}, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			golden := filepath.Join("testdata", "golden", name+".decoded.json")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("decoded value differs from %s (go test -update to accept):\n%s", golden, got)
-			}
+			w := decodeFile(t, f)
+			got := checkGolden(t, w, filepath.Join("testdata", "golden", name+".decoded.json"))
 			if bytes.Contains(got, []byte("test-secret")) {
 				t.Fatalf("decoded value carries the secret_key")
 			}
@@ -71,16 +40,54 @@ func TestDecodeGolden(t *testing.T) {
 	}
 }
 
+// decodeFile decodes a fixture and fails on errors and *Unknown bodies.
+func decodeFile(t *testing.T, path string) *Webhook {
+	t.Helper()
+	body, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Decode(body)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if _, unknown := w.Body.(*Unknown); unknown {
+		t.Fatalf("fixture action %q decoded as Unknown", w.Action)
+	}
+	return w
+}
+
+// checkGolden compares the decoded value, as indented JSON with its Go
+// type, with the golden file (rewritten first with -update) and returns it.
+func checkGolden(t *testing.T, w *Webhook, golden string) []byte {
+	t.Helper()
+	env := w.Envelope
+	env.Payload = nil // the body is in Body; keep the golden readable
+	got, err := stdjson.MarshalIndent(goldenView{Type: fmt.Sprintf("%T", w.Body), Envelope: &env, Body: w.Body}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("decoded value differs from %s (go test -update to accept):\n%s", golden, got)
+	}
+	return got
+}
+
 func TestActionsCoverV36(t *testing.T) {
-	v36 := []string{"incoming_chat", "chat_deactivated", "chat_access_updated", "chat_transferred",
-		"user_added_to_chat", "user_removed_from_chat", "incoming_event", "event_deleted", "event_updated",
-		"incoming_rich_message_postback", "chat_properties_updated", "chat_properties_deleted",
-		"thread_properties_updated", "thread_properties_deleted", "event_properties_updated",
-		"event_properties_deleted", "thread_tagged", "thread_untagged", "routing_status_set",
-		"customer_session_fields_updated", "agent_created", "agent_approved", "agent_updated",
-		"agent_suspended", "agent_unsuspended", "agent_deleted", "auto_accesses_updated", "bot_created",
-		"bot_updated", "bot_deleted", "group_created", "group_updated", "group_deleted", "tag_created",
-		"tag_updated", "tag_deleted", "events_marked_as_seen", "thread_summary_set"}
+	v36 := v36Actions
 	if len(v36) != V36Actions {
 		t.Fatalf("list has %d actions, want %d", len(v36), V36Actions)
 	}
@@ -131,6 +138,16 @@ func TestDecodeCases(t *testing.T) {
 		{"empty time ok", `{"action":"incoming_event",` + org + `,"payload":{"chat_id":"C","thread_id":"T","event":{"id":"E","created_at":""}}}`, nil, "", "*livechat.IncomingEvent", "incoming_event"},
 		{"null payload", `{"action":"chat_deactivated",` + org + `,"payload":null}`, nil, "", "*livechat.ChatDeactivated", "chat_deactivated"},
 		{"auto accesses array", `{"action":"auto_accesses_updated",` + org + `,"payload":[{"id":"r1","status":"deleted"}]}`, nil, "", "*livechat.AutoAccessesUpdated", "auto_accesses_updated"},
+		// Regressions: v3.3 agent_deleted named the agent payload.agent_id
+		// (decoded to an empty ID before), v3.4 work_scheduler was keyed by
+		// day (decoded to an empty schedule before).
+		{"v3.3 agent_deleted agent_id", `{"action":"agent_deleted","license_id":1,"payload":{"agent_id":"a@example.com"}}`, nil, "", "*livechat.AgentDeleted", "agent_deleted"},
+		{"v3.4 work_scheduler by day", `{"action":"agent_updated",` + org + `,"payload":{"id":"a@example.com","work_scheduler":{"monday":{"start":"08:30","end":"12:30"}}}}`, nil, "", "*livechat.AgentUpdated", "agent_updated"},
+		{"work_scheduler day not object", `{"action":"agent_updated",` + org + `,"payload":{"id":"a@example.com","work_scheduler":{"monday":"08:30"}}}`, nil, "payload", "", ""},
+		{"active_chat array of one", `{"action":"customer_session_fields_updated",` + org + `,"payload":{"id":"c","active_chat":[{"chat_id":"C","thread_id":"T"}]}}`, nil, "", "*livechat.CustomerSessionFieldsUpdated", "customer_session_fields_updated"},
+		{"active_chat array of two", `{"action":"customer_session_fields_updated",` + org + `,"payload":{"id":"c","active_chat":[{"chat_id":"C","thread_id":"T"},{"chat_id":"D","thread_id":"U"}]}}`, nil, "payload", "", ""},
+		{"restricted_access bool", `{"action":"incoming_chat",` + org + `,"payload":{"chat":{"id":"C","thread":{"id":"T","restricted_access":true}}}}`, nil, "", "*livechat.IncomingChat", "incoming_chat"},
+		{"auto access wrong groups type", `{"action":"auto_accesses_updated",` + org + `,"payload":[{"id":"r1","access":{"groups":"all"}}]}`, nil, "payload", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,6 +175,29 @@ func TestDecodeCases(t *testing.T) {
 				t.Fatalf("canonical %q, want %q", w.Canonical, tt.canonical)
 			}
 		})
+	}
+}
+
+func TestDecodeRegressionValues(t *testing.T) {
+	w, err := Decode([]byte(`{"action":"agent_deleted","license_id":1,"payload":{"agent_id":"a@example.com"}}`))
+	if err != nil || w.Body.(*AgentDeleted).ID != "a@example.com" {
+		t.Fatalf("v3.3 agent_deleted: %+v, %v", w, err)
+	}
+	w, err = Decode([]byte(`{"action":"agent_deleted","organization_id":"o","payload":{"id":"b@example.com","agent_id":"a@example.com"}}`))
+	if err != nil || w.Body.(*AgentDeleted).ID != "b@example.com" {
+		t.Fatalf("id wins over agent_id: %+v, %v", w, err)
+	}
+	w, err = Decode([]byte(`{"action":"bot_created","organization_id":"o","payload":{"id":"b","work_scheduler":{"sunday":{"start":"10:00","end":"14:00","enabled":false},"monday":{"start":"08:00","end":"16:00"}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &WorkScheduler{Schedule: []ScheduleItem{{Day: "monday", Enabled: true, Start: "08:00", End: "16:00"}, {Day: "sunday", Start: "10:00", End: "14:00"}}}
+	if got := w.Body.(*BotCreated).WorkScheduler; !reflect.DeepEqual(got, want) {
+		t.Fatalf("day-keyed work_scheduler = %+v, want %+v", got, want)
+	}
+	w, err = Decode([]byte(`{"action":"agent_updated","organization_id":"o","payload":{"id":"a","work_scheduler":{}}}`))
+	if err != nil || !reflect.DeepEqual(w.Body.(*AgentUpdated).WorkScheduler, &WorkScheduler{}) || !reflect.DeepEqual(w.Body.(*AgentUpdated).Changed, []string{"work_scheduler"}) {
+		t.Fatalf("empty work_scheduler: %+v, %v", w.Body, err)
 	}
 }
 

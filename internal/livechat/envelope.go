@@ -8,9 +8,10 @@
 // Decoding is tolerant by design: unknown fields are ignored (the raw JSON is
 // kept beside the typed value), unknown actions decode to *Unknown, and loose
 // scalars (a geolocation latitude as number or string) are accepted. Decode
-// fails only when the body is not a JSON object, has no action or tenant, or
-// a known action's payload has the wrong JSON types: that record is poison
-// and belongs in the dead-letter topic.
+// fails only when the body is not a JSON object, has no action or tenant
+// (organization_id, or license_id for v3.3 bodies), or a known action's
+// payload has the wrong JSON types: that record is poison and belongs in
+// the dead-letter topic.
 //
 // The envelope's secret_key is deliberately not decoded: no value produced
 // here can leak it into a log line or a table.
@@ -31,26 +32,81 @@ import (
 type Envelope struct {
 	WebhookID string `json:"webhook_id,omitempty"`
 	Action    string `json:"action"`
-	// OrganizationID is the tenant (v3.4+). For v3.3 bodies it is empty and
-	// LicenseID is set; use Tenant.
-	OrganizationID string          `json:"organization_id,omitempty"`
-	LicenseID      json.Number     `json:"license_id,omitempty"`
-	Payload        json.RawMessage `json:"payload,omitempty"`
+	// OrganizationID is the tenant (v3.4+). A v3.3 body carries LicenseID
+	// instead: it is then "" unless UseOrganization set the organization
+	// ingest found for the license. Tenant names either.
+	OrganizationID string `json:"organization_id,omitempty"`
+	// LicenseID is the v3.3 tenant (license_id), 0 when absent.
+	LicenseID License         `json:"license_id,omitempty"`
+	Payload   json.RawMessage `json:"payload,omitempty"`
 	// Data is the pre-3.1 name of Payload.
 	Data           json.RawMessage `json:"data,omitempty"`
 	Requester      *Requester      `json:"requester,omitempty"`
 	AdditionalData *AdditionalData `json:"additional_data,omitempty"`
 }
 
-// Tenant returns organization_id, or "license:<n>" for v3.3 bodies.
+// Tenant returns the organization, or "license:<n>" for a v3.3 body whose
+// organization is unknown (the same text as wire.LicenseTenant).
 func (e *Envelope) Tenant() string {
 	if e.OrganizationID != "" {
 		return e.OrganizationID
 	}
-	if e.LicenseID != "" {
-		return "license:" + e.LicenseID.String()
+	if e.LicenseID != 0 {
+		return "license:" + strconv.FormatInt(int64(e.LicenseID), 10)
 	}
 	return ""
+}
+
+// UseOrganization sets the organization of a body that names none (v3.3
+// bodies carry only license_id): the one ingest found holding the license,
+// from the record's wire.HeaderOrganization. An organization_id in the body
+// always wins; "" changes nothing.
+func (e *Envelope) UseOrganization(organizationID string) {
+	if e.OrganizationID == "" {
+		e.OrganizationID = organizationID
+	}
+}
+
+// License is a LiveChat license number, the tenant of v3.3 webhooks: a JSON
+// integer or, defensively, a string of digits; null and "" decode to 0.
+// Anything else (a fraction, a sign, zero, an object) fails the envelope.
+// Ingest (parseEnvelope) accepts exactly the same values, so a record it
+// stored never dead-letters here for its license.
+type License int64
+
+// ErrLicense is the decode error of a malformed license_id.
+var ErrLicense = errors.New("license_id is not a positive integer (a JSON number, or a string of digits)")
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (l *License) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	digits := b
+	switch {
+	case isNull(b):
+		*l = 0
+		return nil
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("%w: %v", ErrLicense, err)
+		}
+		if s == "" {
+			*l = 0
+			return nil
+		}
+		digits = []byte(s)
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return fmt.Errorf("%w: %.40s", ErrLicense, b)
+		}
+	}
+	n, err := strconv.ParseInt(string(digits), 10, 64)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("%w: %.40s", ErrLicense, b)
+	}
+	*l = License(n)
+	return nil
 }
 
 // Requester is who made a configuration change (v3.6+, configuration webhooks).

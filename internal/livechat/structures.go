@@ -16,23 +16,25 @@ type Chat struct {
 
 // Thread is one conversation of a chat (LiveChat reports count threads).
 type Thread struct {
-	ID                 string     `json:"id"`
-	Active             bool       `json:"active"`
-	UserIDs            []string   `json:"user_ids,omitempty"`
-	Events             []Event    `json:"events,omitempty"`
-	Properties         Properties `json:"properties,omitempty"`
-	Access             *Access    `json:"access,omitempty"`
-	Tags               []string   `json:"tags,omitempty"`
-	Queue              *Queue     `json:"queue,omitempty"`
-	QueuesDuration     int64      `json:"queues_duration,omitempty"`
-	RestrictedAccess   string     `json:"restricted_access,omitempty"`
-	PreviousThreadID   string     `json:"previous_thread_id,omitempty"`
-	NextThreadID       string     `json:"next_thread_id,omitempty"`
-	CreatedAt          Time       `json:"created_at"`
-	CustomerVisit      *Visit     `json:"customer_visit,omitempty"`
-	Summary            *Summary   `json:"summary,omitempty"`
-	PreviousAccessible string     `json:"previous_accessible_thread_id,omitempty"`
-	NextAccessible     string     `json:"next_accessible_thread_id,omitempty"`
+	ID             string     `json:"id"`
+	Active         bool       `json:"active"`
+	UserIDs        []string   `json:"user_ids,omitempty"`
+	Events         []Event    `json:"events,omitempty"`
+	Properties     Properties `json:"properties,omitempty"`
+	Access         *Access    `json:"access,omitempty"`
+	Tags           []string   `json:"tags,omitempty"`
+	Queue          *Queue     `json:"queue,omitempty"`
+	QueuesDuration int64      `json:"queues_duration,omitempty"`
+	// RestrictedAccess is the reason text the docs describe; the Go SDK
+	// models it as a boolean, so true/false decode too (as "true"/"false").
+	RestrictedAccess   Loose    `json:"restricted_access,omitempty"`
+	PreviousThreadID   string   `json:"previous_thread_id,omitempty"`
+	NextThreadID       string   `json:"next_thread_id,omitempty"`
+	CreatedAt          Time     `json:"created_at"`
+	CustomerVisit      *Visit   `json:"customer_visit,omitempty"`
+	Summary            *Summary `json:"summary,omitempty"`
+	PreviousAccessible string   `json:"previous_accessible_thread_id,omitempty"`
+	NextAccessible     string   `json:"next_accessible_thread_id,omitempty"`
 }
 
 // Queue is present while a thread waits in the queue.

@@ -231,3 +231,35 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// BreakTable makes every write into db.table fail at run time, as a
+// materialized view's target that fails mid-INSERT (too many parts, a full
+// disk, a killed server): the table is moved aside and an impostor with an
+// incompatible column takes its name, so ClickHouse writes events and the
+// other views and then fails pushing into this one. (Detaching the table
+// is no use: the INSERT then fails before writing anything.) The returned
+// function puts the real table back.
+func BreakTable(t testing.TB, conn driver.Conn, db, table string) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	away := table + "_broken_away"
+	for _, q := range []string{
+		"RENAME TABLE " + db + "." + table + " TO " + db + "." + away,
+		"CREATE TABLE " + db + "." + table + " (organization_id UInt8) ENGINE = Memory",
+	} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("testenv: break %s.%s: %s: %v", db, table, q, err)
+		}
+	}
+	return func() {
+		t.Helper()
+		for _, q := range []string{
+			"DROP TABLE " + db + "." + table,
+			"RENAME TABLE " + db + "." + away + " TO " + db + "." + table,
+		} {
+			if err := conn.Exec(ctx, q); err != nil {
+				t.Fatalf("testenv: restore %s.%s: %s: %v", db, table, q, err)
+			}
+		}
+	}
+}

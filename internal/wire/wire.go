@@ -27,8 +27,13 @@ const (
 	HeaderBodySHA256 = "body-sha256"
 	// HeaderAction is the webhook's action field.
 	HeaderAction = "action"
-	// HeaderOrganization is the webhook's organization_id.
+	// HeaderOrganization is the webhook's organization: its organization_id,
+	// or, for a LiveChat v3.3 body (license_id only), the installed
+	// organization ingest found holding that license; "" when unknown.
 	HeaderOrganization = "organization-id"
+	// HeaderLicense is the webhook's license_id in decimal, present only when
+	// the body carries one (v3.3 bodies carry it instead of organization_id).
+	HeaderLicense = "license-id"
 	// HeaderIngestVersion is the ingest build that wrote the record.
 	HeaderIngestVersion = "ingest-version"
 	// HeaderAuth records how the secret was verified: see Auth* values.
@@ -57,14 +62,21 @@ const (
 	HeaderDLQAt        = "dlq-at"
 )
 
-// Key is the record key: organization and the entity the event is about,
-// so retries and all events of one chat land in one partition in order.
+// Key is the record key: tenant and the entity the event is about, so
+// retries and all events of one chat land in one partition in order. The
+// tenant is the organization, or LicenseTenant when only the license is
+// known.
 func Key(organizationID, entity string) []byte {
 	if entity == "" {
 		entity = organizationID
 	}
 	return []byte(organizationID + "/" + entity)
 }
+
+// LicenseTenant is the tenant of a webhook whose organization is unknown
+// (a v3.3 body of a license no installation is known to hold):
+// "license:<id>", the text livechat.Envelope.Tenant gives such a body.
+func LicenseTenant(licenseID int64) string { return "license:" + strconv.FormatInt(licenseID, 10) }
 
 // FormatTime encodes a time for HeaderReceivedAt.
 func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

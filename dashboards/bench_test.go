@@ -66,7 +66,7 @@ func benchDB(b *testing.B) (driver.Conn, string) {
 		return conn, cfg.Database
 	}
 	if n > 0 {
-		for _, tbl := range []string{"events", "thread_state", "messages", "agent_status", "webhook_minutes"} {
+		for _, tbl := range []string{"events", "thread_state", "messages", "agent_status", "webhook_minutes", "chat_ratings", "chat_threads"} {
 			if err := conn.Exec(ctx, "TRUNCATE TABLE "+cfg.Database+"."+tbl); err != nil {
 				b.Fatal(err)
 			}

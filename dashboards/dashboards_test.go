@@ -297,9 +297,10 @@ func panelScope(id string) string {
 
 // TestPanelsMatchSimulation runs every panel of every dashboard against
 // ClickHouse filled through Kafka and the real processor with the seeded
-// simulated traffic, retries and out-of-order deliveries
-// included, and compares the numbers with the simulator's ground truth, for
-// several time ranges and filters.
+// simulated traffic, retries, out-of-order deliveries, state flips (status
+// breaks, re-tags, ratings changed back, agents removed and re-added) and
+// ratings given on the chat included, and compares the numbers with the
+// simulator's ground truth, for several time ranges and filters.
 func TestPanelsMatchSimulation(t *testing.T) {
 	ds := seeded(t)
 	late, retries := 0, 0
@@ -314,6 +315,35 @@ func TestPanelsMatchSimulation(t *testing.T) {
 	if late < 100 || retries < 100 {
 		t.Fatalf("dataset should hold many late (%d) and retried (%d) deliveries", late, retries)
 	}
+	// ... and state flips and ratings given on the chat, which the panels
+	// must count (the processor keeps a change back as a new event).
+	onChat, changed, retag := 0, 0, 0
+	tagOps := map[string]int{}
+	for _, d := range ds.Deliveries {
+		if d.Action == "thread_tagged" && !d.Retry {
+			tagOps[string(d.Body)]++
+		}
+	}
+	for _, n := range tagOps {
+		if n > 1 {
+			retag++
+		}
+	}
+	for _, th := range ds.Threads {
+		for _, r := range th.Ratings {
+			if r.OnChat {
+				onChat++
+			}
+		}
+		if len(th.Ratings) > 1 {
+			changed++
+		}
+	}
+	if onChat < 50 || changed < 30 || retag < 10 {
+		t.Fatalf("dataset should hold chat ratings (%d), changed ratings (%d) and re-tags (%d)", onChat, changed, retag)
+	}
+	t.Logf("dataset: %d deliveries, %d retried, %d late; %d chat ratings, %d threads with a changed rating, %d re-tags",
+		len(ds.Deliveries), retries, late, onChat, changed, retag)
 	began := time.Now()
 	conn, db, st := throughProcessor(t, ds)
 	ctx := context.Background()

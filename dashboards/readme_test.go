@@ -13,7 +13,7 @@ import (
 
 var (
 	sqlBlockRe = regexp.MustCompile("(?s)```sql\n(.*?)```")
-	tableRe    = regexp.MustCompile(`\b(FROM|JOIN)\s+(events|pipeline_batches|thread_state|threads_settled|threads|messages|agent_status|webhook_minutes|webhook_hours|rollup_days)\b`)
+	tableRe    = regexp.MustCompile(`\b(FROM|JOIN)\s+(events|pipeline_batches|thread_state|threads_settled|threads|messages|agent_status|webhook_minutes|webhook_hours|rollup_days|chat_ratings|chat_threads)\b`)
 )
 
 // TestSchemaReadmeQueries runs every example query of schema/README.md as

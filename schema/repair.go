@@ -57,6 +57,12 @@ var DerivedTables = []Derived{
 	{Table: "agent_status", View: "agent_status_mv",
 		SourceKey: "organization_id, agent_id, occurred_at_ms, routing_status",
 		TargetKey: "organization_id, agent_id, changed_at_ms, status"},
+	{Table: "chat_ratings", View: "chat_ratings_mv",
+		SourceKey: "organization_id, toStartOfHour(occurred_at), chat_id, occurred_at_ms, event_id",
+		TargetKey: "organization_id, hour, chat_id, rated_ms, event_id"},
+	{Table: "chat_threads", View: "chat_threads_mv",
+		SourceKey: "organization_id, chat_id, thread_id",
+		TargetKey: "organization_id, chat_id, thread_id"},
 }
 
 // RepairResult is, per derived table, how many of its rows Repair wrote.

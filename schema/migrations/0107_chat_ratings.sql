@@ -232,7 +232,7 @@ FROM
         (
             SELECT organization_id, chat_id, thread_id AS c_thread, started_ms AS c_thread_start
             FROM {{.DB}}.chat_threads
-            WHERE (organization_id, chat_id) IN (SELECT organization_id, chat_id FROM {{.DB}}.chat_ratings)
+            WHERE chat_id IN (SELECT chat_id FROM {{.DB}}.chat_ratings)
         ) AS t USING (organization_id, chat_id)
         GROUP BY organization_id, event_id
     )

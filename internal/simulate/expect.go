@@ -71,8 +71,11 @@ type Metrics struct {
 	// Engagement counts threads by how they started: customer_from_greeting,
 	// customer_without_greeting, agent.
 	Engagement map[string]int `json:"engagement"`
-	Good       int            `json:"good"`
-	Bad        int            `json:"bad"`
+	// Good and Bad count threads by the rating in force at the end (the
+	// last change, given on the thread or on its chat; none after a
+	// deletion).
+	Good int `json:"good"`
+	Bad  int `json:"bad"`
 	// Satisfaction is 100·good/(good+bad) (0 with no rating).
 	Satisfaction float64 `json:"satisfaction"`
 	// First response: threads with one, their median (ClickHouse

@@ -68,6 +68,11 @@ type Config struct {
 	// IDCacheSize, for the same reason.
 	InsertRows   int
 	InsertLinger time.Duration
+	// ZombieInsertWait is how long a new owner of partitions waits for an
+	// INSERT of them that is still running on the server (a crashed or
+	// lost owner's) before it kills it. It never reads the partitions
+	// while one runs. Default 1m.
+	ZombieInsertWait time.Duration
 	// DecodeWorkers decode records in parallel. Default 2.
 	DecodeWorkers int
 	// RetryMin and RetryMax bound the jittered exponential backoff of
@@ -98,6 +103,7 @@ func DefaultConfig() Config {
 		WindowCacheSize:   50_000,
 		UserCacheSize:     20_000,
 		DecodeWorkers:     2,
+		ZombieInsertWait:  time.Minute,
 		InsertRows:        100_000,
 		InsertLinger:      2 * time.Second,
 		RetryMin:          100 * time.Millisecond,
@@ -146,6 +152,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InsertLinger == 0 {
 		c.InsertLinger = d.InsertLinger
+	}
+	if c.ZombieInsertWait == 0 {
+		c.ZombieInsertWait = d.ZombieInsertWait
 	}
 	if c.DecodeWorkers == 0 {
 		c.DecodeWorkers = d.DecodeWorkers

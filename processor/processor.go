@@ -95,10 +95,12 @@ type Processor struct {
 	wantSeq   uint64 // a waiter (rebalance, shutdown) needs batches up to this one stored
 	stopped   bool   // flusher gave up (shutdown timeout)
 	paused    bool
-	pollDone  bool  // pollLoop returned (shutdown)
-	drained   bool  // the last poll returned nothing: no backlog
-	failed    error // a background insert close failed: the flusher must rewind
-	rewindReq bool  // the flusher asks pollLoop to rewind
+	pollDone  bool           // pollLoop returned (shutdown)
+	drained   bool           // the last poll returned nothing: no backlog
+	failed    error          // a background insert close failed: the flusher must rewind
+	rewindReq bool           // the flusher asks pollLoop to rewind
+	lostGen   int            // onLost calls so far: an insertion opened before the last must not complete
+	lost      map[int32]bool // partitions lost and not assigned again: their records are ignored
 	// from is, per partition read, the offset after the last stored
 	// record (or the first offset read): where a rewind restarts.
 	from map[int32]kgo.EpochOffset
@@ -136,6 +138,7 @@ func New(o Options) (*Processor, error) {
 		subjects: newSubjectCache(cfg.WindowCacheSize),
 		repaired: map[uint64]struct{}{},
 		from:     map[int32]kgo.EpochOffset{},
+		lost:     map[int32]bool{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.cur = p.newBatch()
@@ -387,47 +390,70 @@ func (p *Processor) waitFlushed(seq uint64) bool {
 	return p.doneSeq >= seq
 }
 
-// onAssigned waits (bounded) until no insert from these partitions is
-// still running on the server: a previous owner killed right after sending
-// a batch leaves that insert to complete without it, and our lookups must
-// see its rows. Polls wait for this callback.
+// onAssigned waits until no insert from these partitions is still running
+// on the server: a previous owner killed right after sending a batch (or
+// one that lost the partitions while an INSERT was completing) leaves that
+// insert to complete without it, and our lookups must see its rows. Polls
+// wait for this callback, so nothing of these partitions is read, let alone
+// inserted, before.
 func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	parts := assigned[p.kcfg.RawTopic]
 	if len(parts) == 0 {
 		return
 	}
+	p.mu.Lock()
+	for _, part := range parts {
+		delete(p.lost, part)
+	}
+	p.mu.Unlock()
 	if err := p.waitInsertsDone(ctx, parts); err != nil {
-		p.log.Warn("inserts of newly assigned partitions unknown; continuing", "partitions", parts, "err", err)
+		p.log.Warn("stopped waiting for the inserts of newly assigned partitions", "partitions", parts, "err", err)
 	}
 }
 
-// waitInsertsDone waits (at most zombieInsertWait) until no insert naming
-// one of parts runs on the server. It returns an error only when
-// ClickHouse cannot tell.
+// waitInsertsDone returns once no insert naming one of parts runs on the
+// server. It has no deadline: an insert still running after
+// ZombieInsertWait is killed (KILL QUERY ... SYNC), and while ClickHouse
+// cannot say, it asks again, saying why. It returns an error only when ctx
+// ends.
 func (p *Processor) waitInsertsDone(ctx context.Context, parts []int32) error {
-	deadline := time.Now().Add(zombieInsertWait)
-	for {
+	start := time.Now()
+	reported := false
+	for attempt := 0; ; attempt++ {
 		running, err := p.st.runningInserts(ctx, p.kcfg.RawTopic)
-		if err != nil {
-			return err
-		}
-		busy := false
+		var busy []string
 		for _, part := range parts {
-			busy = busy || running[part]
+			busy = append(busy, running[part]...)
 		}
-		if !busy {
+		switch {
+		case err != nil:
+			p.log.Warn("cannot tell whether inserts of these partitions still run; asking again before reading them", "partitions", parts, "err", err)
+		case len(busy) == 0:
 			return nil
+		case time.Since(start) >= p.cfg.ZombieInsertWait:
+			p.log.Warn("inserts of these partitions still running; killing them", "partitions", parts, "queries", busy)
+			if err := p.st.killInserts(ctx, busy); err != nil {
+				p.log.Warn("killing inserts failed; asking again", "err", err)
+			}
+		case !reported:
+			p.log.Info("waiting for running inserts of these partitions", "partitions", parts, "queries", busy)
+			reported = true
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.log.Warn("inserts of these partitions still running; continuing", "partitions", parts)
-			return nil
+		if err != nil {
+			if !p.backoff(ctx, attempt) {
+				return ctx.Err()
+			}
+			continue
 		}
-		time.Sleep(200 * time.Millisecond)
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
-
-// zombieInsertWait bounds onAssigned's wait.
-const zombieInsertWait = time.Minute
 
 // onRevoked flushes and commits everything read before partitions go.
 func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -444,9 +470,13 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	p.mu.Unlock()
 }
 
-// onLost forgets the offsets of partitions lost without a revoke (session
-// expired): committing them could rewind the new owner. Their rows are
-// still inserted; the new owner's lookups drop them when it reads them again.
+// onLost handles partitions lost without a revoke (session expired: a new
+// owner may already read them). Their offsets are forgotten (committing
+// them could rewind the new owner), and none of their rows may be inserted
+// any more: the open INSERT is aborted and every uncommitted batch dropped,
+// as after an insert error (the flusher rewinds the partitions we still
+// own). An INSERT already completing names the lost partitions in its
+// query id, so the new owner waits for it (or kills it) before reading.
 func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -459,8 +489,19 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 	for _, part := range parts {
 		delete(p.from, part)
 	}
-	p.log.Warn("partitions lost", "partitions", parts)
+	p.lostGen++
+	for _, part := range parts {
+		p.lost[part] = true
+	}
+	if p.failed == nil {
+		p.failed = errPartitionsLost
+	}
+	p.cond.Broadcast()
+	p.log.Warn("partitions lost: dropping their uncommitted rows", "partitions", parts)
 }
+
+// errPartitionsLost makes the flusher abort and rewind after onLost.
+var errPartitionsLost = errors.New("partitions lost: uncommitted rows dropped")
 
 type decoded struct {
 	w   *livechat.Webhook
@@ -582,6 +623,9 @@ func (p *Processor) process(recs []*kgo.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, r := range recs {
+		if p.lost[r.Partition] {
+			continue // fetched before the loss: the new owner reads it
+		}
 		b := p.cur
 		if b.records == 0 {
 			b.started = time.Now()
@@ -653,6 +697,7 @@ type insertion struct {
 	parts    map[int32]bool // partitions named in the query id
 	rows     int
 	id       uint64 // insert_id of its rows
+	lostGen  int    // p.lostGen when opened
 	windowed int    // state changes (they rely on the subject cache until stored)
 	opened   time.Time
 	done     chan struct{} // closed when the close finished (committed or failed)
@@ -909,7 +954,10 @@ func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, er
 	if err != nil {
 		return nil, err
 	}
-	in := &insertion{b: ib, id: id, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
+	p.mu.Lock()
+	gen := p.lostGen
+	p.mu.Unlock()
+	in := &insertion{b: ib, id: id, lostGen: gen, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
 	for _, part := range parts {
 		in.parts[part] = true
 	}
@@ -939,6 +987,9 @@ func (p *Processor) ownedPartitions(must []int32) []int32 {
 // send appends b's kept rows to the insertion as one block and releases
 // them; b stops counting against MaxPendingBatches.
 func (p *Processor) send(in *insertion, b *batch) error {
+	if err := p.lostSince(in); err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := p.st.sendBlock(in.b, b.keep, in.id); err != nil {
 		return err
@@ -960,13 +1011,30 @@ func (p *Processor) send(in *insertion, b *batch) error {
 	return nil
 }
 
+// lostSince is errPartitionsLost when partitions were lost since the
+// insertion opened: it may hold their rows and must not complete.
+func (p *Processor) lostSince(in *insertion) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lostGen != in.lostGen {
+		return errPartitionsLost
+	}
+	return nil
+}
+
 // closeInsertion completes the INSERT (the server writes the squashed block
 // and runs the views) and commits its batches in order; on error it
 // records the failure for the flusher. It closes in.done.
 func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 	defer close(in.done)
 	start := time.Now()
-	if err := in.b.Send(); err != nil {
+	err := p.lostSince(in)
+	if err != nil {
+		_ = in.b.Abort()
+	} else {
+		err = in.b.Send()
+	}
+	if err != nil {
 		p.mu.Lock()
 		if p.failed == nil {
 			p.failed = fmt.Errorf("insert of %d rows: %w", in.rows, err)
@@ -993,7 +1061,7 @@ func (p *Processor) recover(ctx context.Context, cause error, attempt int) bool 
 		return false
 	}
 	parts := p.ownedPartitions(nil)
-	if err := p.retry(ctx, "wait for running inserts", func() error { return p.waitInsertsDone(ctx, parts) }); err != nil {
+	if err := p.waitInsertsDone(ctx, parts); err != nil {
 		return false
 	}
 	// Between two preparations: the caches may hold decisions about
@@ -1039,7 +1107,7 @@ func (p *Processor) rewind(polled []*kgo.Record) {
 	// A partition first seen in the dropped poll restarts at its first
 	// record: without this, its consumer would go on after it.
 	for _, r := range polled {
-		if _, ok := p.from[r.Partition]; !ok {
+		if _, ok := p.from[r.Partition]; !ok && !p.lost[r.Partition] {
 			p.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
 		}
 	}

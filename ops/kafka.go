@@ -146,3 +146,53 @@ func ReadAt(ctx context.Context, cl *kgo.Client, topic string, offsets Offsets, 
 	}
 	return out, nil
 }
+
+// ReadRange calls fn for every record of topic in [from[p], to[p]) of each
+// partition in to (from defaults to 0, i.e. the log start), in offset order
+// per partition, with cl's direct consumption (no group). It returns when
+// every partition reached its end, fn fails or ctx ends.
+func ReadRange(ctx context.Context, cl *kgo.Client, topic string, from, to Offsets, fn func(*kgo.Record) error) error {
+	parts := map[int32]kgo.Offset{}
+	left := map[int32]int64{}
+	for p, end := range to {
+		start := from[p]
+		if start >= end {
+			continue
+		}
+		parts[p] = kgo.NewOffset().At(start)
+		left[p] = end
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})
+	defer cl.RemoveConsumePartitions(map[string][]int32{topic: Offsets(left).Partitions()})
+	for len(left) > 0 {
+		fs := cl.PollRecords(ctx, 5000)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return fmt.Errorf("kafka: read %s: %w", topic, ferr)
+		}
+		for _, r := range fs.Records() {
+			end, ok := left[r.Partition]
+			if !ok || r.Offset >= end {
+				continue
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+			if r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+		}
+	}
+	return nil
+}

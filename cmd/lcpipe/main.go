@@ -34,6 +34,7 @@ func commands() []command {
 		{"simulate", "generate realistic LiveChat webhook traffic (post to ingest or write files)", runSimulate},
 		{"webhooks", webhooksSummary, runWebhooks},
 		{"status", statusSummary, runStatus},
+		{"dlq", dlqSummary, runDLQ},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

@@ -19,9 +19,11 @@ import (
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/livechat"
 	"github.com/lcpipe/lcpipe/internal/simulate"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
+	"github.com/lcpipe/lcpipe/processor"
 	"github.com/lcpipe/lcpipe/schema"
 )
 
@@ -32,6 +34,9 @@ const mainChildEnv = "LCPIPE_MAIN_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(mainChildEnv) == "1" {
+		if a := os.Getenv(oldDecoderEnv); a != "" {
+			processorConfigHook = func(c *processor.Config) { c.Decode = oldDecoder(a) }
+		}
 		var args []string
 		if err := json.Unmarshal([]byte(os.Getenv(mainChildEnv+"_ARGS")), &args); err != nil {
 			fmt.Fprintln(os.Stderr, "bad child args:", err)
@@ -40,6 +45,20 @@ func TestMain(m *testing.M) {
 		os.Exit(run(args, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
+}
+
+// oldDecoderEnv plays a processor build whose decoder cannot read one
+// action (a decoder bug): the real decoder is the "fixed" one.
+const oldDecoderEnv = "LCPIPE_TEST_OLD_DECODER"
+
+func oldDecoder(action string) func([]byte) (*livechat.Webhook, error) {
+	return func(b []byte) (*livechat.Webhook, error) {
+		w, err := livechat.Decode(b)
+		if err == nil && w.Action == action {
+			return nil, &livechat.DecodeError{Stage: "payload", Action: action, Err: errors.New("old decoder cannot read " + action)}
+		}
+		return w, err
+	}
 }
 
 // opsEnv is one operator test's topics, group and migrated database, and

@@ -219,7 +219,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.FetchMaxBytes(p.cfg.FetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(p.cfg.FetchMaxBytes/4),
+		kgo.FetchMaxPartitionBytes(p.cfg.FetchMaxBytes / 4),
 		kgo.MaxConcurrentFetches(2),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/6)),

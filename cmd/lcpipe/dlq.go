@@ -161,4 +161,3 @@ func parsePartOffset(s string) (int32, int64, error) {
 	}
 	return int32(p), o, nil
 }
-

@@ -57,8 +57,18 @@ func (q *Quarantine) Put(requestID string, entry []byte) (string, error) {
 		return '_'
 	}, requestID)
 	path := filepath.Join(q.dir, fmt.Sprintf("%d-%s%s", time.Now().UnixNano(), rid, QuarantineSuffix))
-	if err := writeFileSync(path, entry); err != nil {
+	// Written under a temporary name, then renamed: a reader (lcpipe
+	// quarantine) never sees a half-written file.
+	tmp := path + ".tmp"
+	if err := writeFileSync(tmp, entry); err != nil {
 		return "", fmt.Errorf("ingest: quarantine: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("ingest: quarantine: %w", err)
+	}
+	if d, err := os.Open(q.dir); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	q.files.Add(1)
 	q.bytes.Add(int64(len(entry)))

@@ -35,6 +35,7 @@ func commands() []command {
 		{"webhooks", webhooksSummary, runWebhooks},
 		{"status", statusSummary, runStatus},
 		{"dlq", dlqSummary, runDLQ},
+		{"quarantine", quarantineSummary, runQuarantine},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

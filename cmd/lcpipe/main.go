@@ -36,6 +36,7 @@ func commands() []command {
 		{"status", statusSummary, runStatus},
 		{"dlq", dlqSummary, runDLQ},
 		{"quarantine", quarantineSummary, runQuarantine},
+		{"group", groupSummary, runGroup},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

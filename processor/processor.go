@@ -252,6 +252,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 	pollCtx := ctx
 	if p.cfg.Range != nil { // range mode: the loop ends at the end offsets
+		p.rangeWaitInserts(ctx)
 		p.mu.Lock()
 		pollCtx = p.rangeStart(ctx)
 		p.mu.Unlock()
@@ -304,7 +305,7 @@ func (p *Processor) pollLoop(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		pollCtx, cancel := context.WithTimeout(ctx, wait)
-		fetches := p.cl.PollRecords(pollCtx, 5000)
+		fetches := p.cl.PollRecords(pollCtx, p.pollMax()) // range mode's rate caps it
 		cancel()
 		fetches.EachError(func(topic string, part int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
@@ -1131,7 +1132,8 @@ func (p *Processor) retry(ctx context.Context, what string, op func() error) err
 // (b.keep). It returns an error only when ctx ends.
 func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	b.flushStart = time.Now()
-	if len(b.dead) > 0 {
+	if len(b.dead) > 0 && p.produceDead() { // range mode may only count them
+
 		err := p.retry(ctx, "produce dead letters", func() error {
 			for _, r := range b.dead {
 				r.Topic = p.kcfg.DLQTopic

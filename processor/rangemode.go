@@ -43,6 +43,10 @@ type Range struct {
 	// Rate caps records read per second (0: no cap), so a replay does not
 	// starve the live processor.
 	Rate float64
+	// DeadLetters produces the range's undecodable records to the
+	// dead-letter topic. Off by default: the live processor dead-lettered
+	// them when it read them; a replay only counts them (BatchReport).
+	DeadLetters bool
 }
 
 // RowRef names one row of a batch: its event ID and the record it came from.
@@ -112,6 +116,7 @@ func (p *Processor) rangeClientOpts() []kgo.Opt {
 
 // rangeStart prepares range mode: it returns the context pollLoop runs
 // with, cancelled once every partition reached its end (or when ctx ends).
+// Caller holds mu.
 func (p *Processor) rangeStart(ctx context.Context) context.Context {
 	rctx, stop := context.WithCancel(ctx)
 	st := &rangeState{left: map[int32]int64{}, stop: stop, started: time.Now()}
@@ -127,6 +132,22 @@ func (p *Processor) rangeStart(ctx context.Context) context.Context {
 		stop()
 	}
 	return rctx
+}
+
+// rangeWaitInserts waits, like a new owner of a partition, until no INSERT
+// naming the range's partitions still runs on the server: a replay killed
+// right after sending leaves its INSERT completing, and the lookups of
+// the rerun must see its rows.
+func (p *Processor) rangeWaitInserts(ctx context.Context) {
+	var parts []int32
+	for part, end := range p.cfg.Range.End {
+		if p.cfg.Range.Start[part] < end {
+			parts = append(parts, part)
+		}
+	}
+	if err := p.waitInsertsDone(ctx, parts); err != nil {
+		p.log.Warn("running inserts of the range unknown; continuing", "err", err)
+	}
 }
 
 // rangeClip drops polled records at or after their partition's end,
@@ -169,6 +190,16 @@ func (p *Processor) rangeClip(ctx context.Context, recs []*kgo.Record) []*kgo.Re
 		st.stop()
 	}
 	return out
+}
+
+// pollMax is how many records one poll may return: a tenth of a
+// second's worth under Range.Rate, so pacing is smooth (and batches, hence
+// saved progress, keep coming), else 5000.
+func (p *Processor) pollMax() int {
+	if p.cfg.Range != nil && p.cfg.Range.Rate > 0 {
+		return max(1, min(5000, int(p.cfg.Range.Rate/10)))
+	}
+	return 5000
 }
 
 // rangeRewind is a rewind in range mode: the consumer restarts at the last
@@ -252,6 +283,11 @@ func (p *Processor) rangeReport(b *batch, snap []RowRef, keep []Row) {
 }
 
 func (p *Processor) dryRun() bool { return p.cfg.Range != nil && p.cfg.Range.DryRun }
+
+// produceDead says whether dead letters go to the dead-letter topic.
+func (p *Processor) produceDead() bool {
+	return p.cfg.Range == nil || (p.cfg.Range.DeadLetters && !p.cfg.Range.DryRun)
+}
 
 // discardBatch is the INSERT of a dry run: nothing is sent (send skips it).
 type discardBatch struct{ driver.Batch }

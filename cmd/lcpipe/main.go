@@ -37,6 +37,7 @@ func commands() []command {
 		{"dlq", dlqSummary, runDLQ},
 		{"quarantine", quarantineSummary, runQuarantine},
 		{"group", groupSummary, runGroup},
+		{"replay", replaySummary, runReplay},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

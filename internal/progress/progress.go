@@ -20,7 +20,7 @@ func New(w io.Writer, total int64, what string) *Bar {
 	if w == nil || total <= 0 {
 		return nil
 	}
-	return &Bar{b: progressbar.NewOptions64(total,
+	b := &Bar{b: progressbar.NewOptions64(total,
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
@@ -31,6 +31,8 @@ func New(w io.Writer, total int64, what string) *Bar {
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionOnCompletion(func() { _, _ = io.WriteString(w, "\n") }),
 	)}
+	_ = b.b.RenderBlank() // starts the clock the rate and ETA are measured from
+	return b
 }
 
 // Add advances the bar by n.

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -195,4 +197,44 @@ func ReadRange(ctx context.Context, cl *kgo.Client, topic string, from, to Offse
 		}
 	}
 	return nil
+}
+
+// Bound resolves one end of a range of topic: "earliest", "latest" (or
+// "now"), a time (ParseTime, through Kafka's offsets-by-time) or
+// "PARTITION:OFFSET,...". def fills the partitions a P:O list leaves out
+// (nil: they are not in the range).
+func Bound(ctx context.Context, adm *kadm.Client, topic, spec string, logStart, logEnd, def Offsets) (Offsets, error) {
+	out := Offsets{}
+	switch spec {
+	case "earliest":
+		for p, o := range logStart {
+			out[p] = o
+		}
+		return out, nil
+	case "latest", "now":
+		for p, o := range logEnd {
+			out[p] = o
+		}
+		return out, nil
+	}
+	if strings.Contains(spec, ":") && !strings.ContainsAny(spec, "-TZ ") {
+		for p, o := range def {
+			out[p] = o
+		}
+		for _, part := range strings.Split(spec, ",") {
+			ps, os, _ := strings.Cut(strings.TrimSpace(part), ":")
+			p, err1 := strconv.ParseInt(ps, 10, 32)
+			n, err2 := strconv.ParseInt(os, 10, 64)
+			if err1 != nil || err2 != nil || p < 0 || n < 0 {
+				return nil, fmt.Errorf("%q is not PARTITION:OFFSET", part)
+			}
+			out[int32(p)] = n
+		}
+		return out, nil
+	}
+	t, err := ParseTime(spec, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return OffsetsAfter(ctx, adm, topic, t)
 }

@@ -30,7 +30,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -271,11 +270,11 @@ func resolve(ctx context.Context, adm *kadm.Client, o Options) (start, end ops.O
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	start, err = bound(ctx, adm, topic, o.From, logStart, logEnd, logStart)
+	start, err = ops.Bound(ctx, adm, topic, o.From, logStart, logEnd, logStart)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--from: %w", err)
 	}
-	end, err = bound(ctx, adm, topic, o.To, logStart, logEnd, nil)
+	end, err = ops.Bound(ctx, adm, topic, o.To, logStart, logEnd, nil)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--to: %w", err)
 	}
@@ -300,44 +299,6 @@ func resolve(ctx context.Context, adm *kadm.Client, o Options) (start, end ops.O
 		}
 	}
 	return start, end, notes, nil
-}
-
-// bound resolves one bound. def fills partitions a P:O list leaves out
-// (nil: they are not in the range).
-func bound(ctx context.Context, adm *kadm.Client, topic, spec string, logStart, logEnd, def ops.Offsets) (ops.Offsets, error) {
-	out := ops.Offsets{}
-	switch spec {
-	case "earliest":
-		for p, o := range logStart {
-			out[p] = o
-		}
-		return out, nil
-	case "latest", "now":
-		for p, o := range logEnd {
-			out[p] = o
-		}
-		return out, nil
-	}
-	if strings.Contains(spec, ":") && !strings.ContainsAny(spec, "-TZ ") {
-		for p, o := range def {
-			out[p] = o
-		}
-		for _, part := range strings.Split(spec, ",") {
-			ps, os, _ := strings.Cut(strings.TrimSpace(part), ":")
-			p, err1 := strconv.ParseInt(ps, 10, 32)
-			n, err2 := strconv.ParseInt(os, 10, 64)
-			if err1 != nil || err2 != nil || p < 0 || n < 0 {
-				return nil, fmt.Errorf("%q is not PARTITION:OFFSET", part)
-			}
-			out[int32(p)] = n
-		}
-		return out, nil
-	}
-	t, err := ops.ParseTime(spec, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	return ops.OffsetsAfter(ctx, adm, topic, t)
 }
 
 // classify turns a batch report into per-action counts: a dropped event is

@@ -38,6 +38,7 @@ func commands() []command {
 		{"quarantine", quarantineSummary, runQuarantine},
 		{"group", groupSummary, runGroup},
 		{"replay", replaySummary, runReplay},
+		{"audit", auditSummary, runAudit},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

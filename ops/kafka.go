@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -199,6 +200,9 @@ func ReadRange(ctx context.Context, cl *kgo.Client, topic string, from, to Offse
 	return nil
 }
 
+// partOffsets matches "PARTITION:OFFSET,..." (a time has a date before any colon).
+var partOffsets = regexp.MustCompile(`^\s*\d+\s*:\s*\d+(\s*,\s*\d+\s*:\s*\d+)*\s*$`)
+
 // Bound resolves one end of a range of topic: "earliest", "latest" (or
 // "now"), a time (ParseTime, through Kafka's offsets-by-time) or
 // "PARTITION:OFFSET,...". def fills the partitions a P:O list leaves out
@@ -217,14 +221,14 @@ func Bound(ctx context.Context, adm *kadm.Client, topic, spec string, logStart, 
 		}
 		return out, nil
 	}
-	if strings.Contains(spec, ":") && !strings.ContainsAny(spec, "-TZ ") {
+	if partOffsets.MatchString(spec) {
 		for p, o := range def {
 			out[p] = o
 		}
 		for _, part := range strings.Split(spec, ",") {
 			ps, os, _ := strings.Cut(strings.TrimSpace(part), ":")
-			p, err1 := strconv.ParseInt(ps, 10, 32)
-			n, err2 := strconv.ParseInt(os, 10, 64)
+			p, err1 := strconv.ParseInt(strings.TrimSpace(ps), 10, 32)
+			n, err2 := strconv.ParseInt(strings.TrimSpace(os), 10, 64)
 			if err1 != nil || err2 != nil || p < 0 || n < 0 {
 				return nil, fmt.Errorf("%q is not PARTITION:OFFSET", part)
 			}

@@ -32,6 +32,28 @@ func (e *opsEnv) fingerprint(t testing.TB, db string) string {
 	return fmt.Sprintf("%d rows, sum %x", n, sum)
 }
 
+// derivedFingerprint sums what the panels read from the derived tables
+// (all but the insert-time latencies), so a replay that changed no row of
+// them leaves it equal.
+func (e *opsEnv) derivedFingerprint(t testing.TB, db string) string {
+	t.Helper()
+	var m, a, ts, wh, we uint64
+	err := e.conn.QueryRow(context.Background(), "SELECT "+
+		"(SELECT sum(cityHash64(organization_id, chat_id, thread_id, event_id, created_at_ms, event_type, author_id, author_type, text_length)) FROM "+db+".messages), "+
+		"(SELECT sum(cityHash64(organization_id, agent_id, changed_at_ms, status, accepting)) FROM "+db+".agent_status), "+
+		"(SELECT sum(cityHash64(organization_id, thread_id, n, last, ended)) FROM (SELECT organization_id, thread_id, countMerge(events) AS n, maxMerge(last_event_ms) AS last, minMerge(ended_ms) AS ended FROM "+db+".thread_state GROUP BY organization_id, thread_id)), "+
+		"(SELECT sum(cityHash64(minute, organization_id, action, w)) FROM (SELECT minute, organization_id, action, sumMerge(webhooks) AS w FROM "+db+".webhook_minutes GROUP BY minute, organization_id, action)), "+
+		"(SELECT sum(cityHash64(minute, organization_id, action, n)) FROM (SELECT minute, organization_id, action, countMerge(events) AS n FROM "+db+".webhook_minutes GROUP BY minute, organization_id, action))").
+		Scan(&m, &a, &ts, &wh, &we)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m == 0 || ts == 0 || wh == 0 {
+		t.Fatalf("%s: empty derived tables", db)
+	}
+	return fmt.Sprintf("messages %x, agent_status %x, thread_state %x, webhook_minutes %x/%x", m, a, ts, wh, we)
+}
+
 func (e *opsEnv) replay(t testing.TB, args ...string) *replay.Report {
 	t.Helper()
 	r := e.mustRun(t, nil, append([]string{"replay", "--json"}, args...)...)
@@ -62,6 +84,7 @@ func TestReplay(t *testing.T) {
 		return nil
 	})
 	live := e.fingerprint(t, e.chcfg.Database)
+	liveDerived := e.derivedFingerprint(t, e.chcfg.Database)
 	stored := e.count(t, "SELECT count() FROM "+e.chcfg.Database+".events")
 	t.Logf("%d records, live: %s", len(recs), live)
 	stateDir := t.TempDir()
@@ -82,6 +105,9 @@ func TestReplay(t *testing.T) {
 	if got := e.fingerprint(t, e.chcfg.Database); got != live {
 		t.Fatalf("live database changed: %s, was %s", got, live)
 	}
+	if got := e.derivedFingerprint(t, e.chcfg.Database); got != liveDerived {
+		t.Fatalf("live derived tables changed: %s, were %s", got, liveDerived)
+	}
 
 	fresh := testenv.Name(t, "replay_fresh")
 	defer e.conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+fresh)
@@ -91,6 +117,9 @@ func TestReplay(t *testing.T) {
 	}
 	if got := e.fingerprint(t, fresh); got != live {
 		t.Fatalf("replayed database: %s, live: %s", got, live)
+	}
+	if got := e.derivedFingerprint(t, fresh); got != liveDerived {
+		t.Fatalf("replayed derived tables: %s, live: %s", got, liveDerived)
 	}
 
 	// kill -9 half way, then the same command again.
@@ -123,6 +152,9 @@ func TestReplay(t *testing.T) {
 	}
 	if got := e.fingerprint(t, killed); got != live {
 		t.Fatalf("killed and resumed: %s, live: %s (%d stored before the kill)", got, live, n)
+	}
+	if got := e.derivedFingerprint(t, killed); got != liveDerived {
+		t.Fatalf("killed and resumed, derived tables: %s, live: %s", got, liveDerived)
 	}
 	if files, _ := filepath.Glob(filepath.Join(stateDir, "*.json")); len(files) != 0 {
 		t.Fatalf("state files left after complete replays: %v", files)

@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
 func TestEndpoints(t *testing.T) {
-	ready := errors.New("kafka away")
-	s, err := New(Config{Addr: "127.0.0.1:0", Ready: func(context.Context) error { return ready }})
+	var ready atomic.Pointer[error]
+	away := errors.New("kafka away")
+	ready.Store(&away)
+	s, err := New(Config{Addr: "127.0.0.1:0", Ready: func(context.Context) error { return *ready.Load() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +52,8 @@ func TestEndpoints(t *testing.T) {
 			t.Errorf("GET %s = %d %q, want %d containing %q", c.path, code, body, c.code, c.body)
 		}
 	}
-	ready = nil
+	var none error
+	ready.Store(&none)
 	if code, _ := get("/readyz"); code != 200 {
 		t.Errorf("readyz after ready: %d", code)
 	}

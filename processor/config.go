@@ -12,6 +12,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/livechat"
 )
 
 // Config tunes the processor. Zero values take the defaults documented on
@@ -86,6 +87,15 @@ type Config struct {
 	// member keeps its partitions before the group moves them. Default 45s
 	// (franz-go's); the broker allows 6s..5m.
 	SessionTimeout time.Duration
+
+	// Decode decodes a record's body. Default livechat.Decode. (A hook for
+	// tests that play an older decoder: `lcpipe dlq redrive` is then shown
+	// to store what the real one reads.)
+	Decode func(body []byte) (*livechat.Webhook, error)
+	// Range, when set, makes Run read a bounded range of the raw topic
+	// with its own consumer instead of the consumer group (replays): see
+	// Range (rangemode.go).
+	Range *Range
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -222,6 +232,11 @@ func (o Options) validate() error {
 	}
 	if err := o.Kafka.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.Config.Range != nil {
+		if err := o.Config.Range.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if o.ClickHouse == nil {
 		errs = append(errs, errors.New("processor: no ClickHouse connection"))

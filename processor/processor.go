@@ -105,6 +105,9 @@ type Processor struct {
 	// record (or the first offset read): where a rewind restarts.
 	from map[int32]kgo.EpochOffset
 
+	// rng is range mode's state (rangemode.go); nil in live mode.
+	rng *rangeState
+
 	stats Stats
 }
 
@@ -214,7 +217,7 @@ func (b *batch) full(cfg Config) bool {
 // and leaves the group (bounded by ShutdownTimeout). It returns nil on a
 // clean shutdown.
 func (p *Processor) Run(ctx context.Context) error {
-	cl, err := kafka.NewClient(p.kcfg,
+	opts := []kgo.Opt{
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.kcfg.RawTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -226,11 +229,15 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.FetchMaxBytes(p.cfg.FetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(p.cfg.FetchMaxBytes/4),
+		kgo.FetchMaxPartitionBytes(p.cfg.FetchMaxBytes / 4),
 		kgo.MaxConcurrentFetches(2),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/6)),
-	)
+	}
+	if p.cfg.Range != nil { // range mode: own consumer, no group
+		opts = p.rangeClientOpts()
+	}
+	cl, err := kafka.NewClient(p.kcfg, opts...)
 	if err != nil {
 		return err
 	}
@@ -253,7 +260,14 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.kcfg.RawTopic, "batch_rows", p.cfg.BatchRows,
 		"batch_bytes", p.cfg.BatchBytes, "batch_linger", p.cfg.BatchLinger, "dedup_window", p.cfg.DedupWindow)
 
-	p.pollLoop(ctx)
+	pollCtx := ctx
+	if p.cfg.Range != nil { // range mode: the loop ends at the end offsets
+		p.rangeWaitInserts(ctx)
+		p.mu.Lock()
+		pollCtx = p.rangeStart(ctx)
+		p.mu.Unlock()
+	}
+	p.pollLoop(pollCtx)
 
 	// Shutdown: flush everything read, then leave the group.
 	timer := time.AfterFunc(p.cfg.ShutdownTimeout, hardStop)
@@ -301,7 +315,7 @@ func (p *Processor) pollLoop(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		pollCtx, cancel := context.WithTimeout(ctx, wait)
-		fetches := p.cl.PollRecords(pollCtx, 5000)
+		fetches := p.cl.PollRecords(pollCtx, p.pollMax()) // range mode's rate caps it
 		cancel()
 		fetches.EachError(func(topic string, part int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
@@ -310,6 +324,9 @@ func (p *Processor) pollLoop(ctx context.Context) {
 			p.log.Warn("fetch error", "topic", topic, "partition", part, "err", err)
 		})
 		recs := fetches.Records()
+		if p.rng != nil { // range mode
+			recs = p.rangeClip(ctx, recs)
+		}
 		p.mu.Lock()
 		rewind := p.rewindReq
 		if p.drained = len(recs) == 0; p.drained {
@@ -514,7 +531,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 	workers := min(p.cfg.DecodeWorkers, (len(recs)+63)/64)
 	if workers <= 1 {
 		for i, r := range recs {
-			out[i].w, out[i].err = decodeRecord(r)
+			out[i].w, out[i].err = decodeRecord(r, p.cfg.Decode)
 		}
 		return out
 	}
@@ -524,7 +541,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 		end := min(start+chunk, len(recs))
 		wg.Go(func() {
 			for i := start; i < end; i++ {
-				out[i].w, out[i].err = decodeRecord(recs[i])
+				out[i].w, out[i].err = decodeRecord(recs[i], p.cfg.Decode)
 			}
 		})
 	}
@@ -537,8 +554,11 @@ type ValidationError struct{ Reason string }
 
 func (e *ValidationError) Error() string { return "invalid webhook: " + e.Reason }
 
-func decodeRecord(r *kgo.Record) (*livechat.Webhook, error) {
-	w, err := livechat.Decode(r.Value)
+func decodeRecord(r *kgo.Record, decode func([]byte) (*livechat.Webhook, error)) (*livechat.Webhook, error) {
+	if decode == nil {
+		decode = livechat.Decode
+	}
+	w, err := decode(r.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -950,9 +970,12 @@ func (p *Processor) takeFailure() error {
 func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, error) {
 	parts := p.ownedPartitions(b.parts)
 	id := newInsertID()
-	ib, err := p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, strconv.FormatUint(id, 16)))
-	if err != nil {
-		return nil, err
+	var ib driver.Batch = discardBatch{}
+	if !p.dryRun() { // range mode's dry run inserts nothing
+		var err error
+		if ib, err = p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, strconv.FormatUint(id, 16))); err != nil {
+			return nil, err
+		}
 	}
 	p.mu.Lock()
 	gen := p.lostGen
@@ -991,8 +1014,10 @@ func (p *Processor) send(in *insertion, b *batch) error {
 		return err
 	}
 	start := time.Now()
-	if err := p.st.sendBlock(in.b, b.keep, in.id); err != nil {
-		return err
+	if !p.dryRun() { // range mode's dry run inserts nothing
+		if err := p.st.sendBlock(in.b, b.keep, in.id); err != nil {
+			return err
+		}
 	}
 	for i := range b.keep {
 		if len(b.keep[i].DedupSubjects) > 0 {
@@ -1126,6 +1151,9 @@ func (p *Processor) rewind(polled []*kgo.Record) {
 	p.mu.Unlock()
 	if len(offs) > 0 {
 		p.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.kcfg.RawTopic: offs})
+		if p.rng != nil { // range mode
+			p.rangeRewind(offs)
+		}
 	}
 	p.log.Info("rewound to the last stored offsets", "offsets", offs)
 	p.mu.Lock()
@@ -1182,7 +1210,8 @@ func (p *Processor) retry(ctx context.Context, what string, op func() error) err
 // (b.keep). It returns an error only when ctx ends.
 func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	b.flushStart = time.Now()
-	if len(b.dead) > 0 {
+	if len(b.dead) > 0 && p.produceDead() { // range mode may only count them
+
 		err := p.retry(ctx, "produce dead letters", func() error {
 			for _, r := range b.dead {
 				r.Topic = p.kcfg.DLQTopic
@@ -1202,10 +1231,12 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	p.mu.Unlock()
 	b.rowsIn = len(b.rows)
 	lookStart := time.Now()
+	snap := p.rangeSnapshot(b.rows) // range mode reports
 	res, err := p.dedup(ctx, b.rows)
 	if err != nil {
 		return err
 	}
+	p.rangeReport(b, snap, res.keep)
 	b.lookupDur = time.Since(lookStart)
 	b.keep, b.dupID, b.dupWin = res.keep, res.dupID, res.dupWin
 	// Decided: later batches must see these IDs even before the insert
@@ -1266,6 +1297,9 @@ func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint6
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	}
+	if p.dryRun() { // nothing was inserted
+		return
+	}
 	if err := p.st.insertStats(ctx, stats); err != nil {
 		p.log.Warn("pipeline_batches rows not written (statistics only)", "err", err)
 	}
@@ -1285,6 +1319,10 @@ func (p *Processor) commit(ctx context.Context, batches []*batch) {
 	}
 	p.mu.Unlock()
 	if len(offs) == 0 {
+		return
+	}
+	if p.cfg.Range != nil { // range mode: no group to commit to
+		p.rangeStored(offs)
 		return
 	}
 	for attempt := 0; attempt < 3; attempt++ {

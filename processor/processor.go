@@ -59,6 +59,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lcpipe/lcpipe/internal/backoff"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/livechat"
 	"github.com/lcpipe/lcpipe/internal/wire"
@@ -95,12 +96,13 @@ type Processor struct {
 	wantSeq   uint64 // a waiter (rebalance, shutdown) needs batches up to this one stored
 	stopped   bool   // flusher gave up (shutdown timeout)
 	paused    bool
-	pollDone  bool           // pollLoop returned (shutdown)
-	drained   bool           // the last poll returned nothing: no backlog
-	failed    error          // a background insert close failed: the flusher must rewind
-	rewindReq bool           // the flusher asks pollLoop to rewind
-	lostGen   int            // onLost calls so far: an insertion opened before the last must not complete
-	lost      map[int32]bool // partitions lost and not assigned again: their records are ignored
+	pollDone  bool            // pollLoop returned (shutdown)
+	drained   bool            // the last poll returned nothing: no backlog
+	failed    error           // a background insert close failed: the flusher must rewind
+	rewindReq bool            // the flusher asks pollLoop to rewind
+	lostGen   int             // onLost calls so far: an insertion opened before the last must not complete
+	lost      map[int32]bool  // partitions lost and not assigned again: their records are ignored
+	careful   map[int32]int64 // refused.go: per partition, insert batches one by one up to this offset
 	// from is, per partition read, the offset after the last stored
 	// record (or the first offset read): where a rewind restarts.
 	from map[int32]kgo.EpochOffset
@@ -142,6 +144,7 @@ func New(o Options) (*Processor, error) {
 		repaired: map[uint64]struct{}{},
 		from:     map[int32]kgo.EpochOffset{},
 		lost:     map[int32]bool{},
+		careful:  map[int32]int64{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.cur = p.newBatch()
@@ -684,11 +687,14 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 	stage := "decode"
 	var de *livechat.DecodeError
 	var ve *ValidationError
+	var re *RefusedError
 	switch {
 	case errors.As(err, &de):
 		stage = "decode-" + de.Stage
 	case errors.As(err, &ve):
 		stage = "validate"
+	case errors.As(err, &re):
+		stage = "insert"
 	}
 	headers := append([]kgo.RecordHeader(nil), r.Headers...)
 	headers = append(headers,
@@ -805,6 +811,35 @@ func (p *Processor) flusher(ctx context.Context) {
 			continue
 		case b == nil:
 			return
+		}
+		if p.carefulFor(b) {
+			// refused.go: this batch on its own, after every earlier one.
+			if ins != nil {
+				if err := startClose(); err != nil {
+					if !fail(err) {
+						return
+					}
+					continue
+				}
+			}
+			if closing != nil {
+				<-closing.done
+				closing = nil
+				if err := p.takeFailure(); err != nil {
+					if !fail(err) {
+						return
+					}
+					continue
+				}
+			}
+			if err := p.insertCareful(ctx, b); err != nil {
+				if !fail(err) {
+					return
+				}
+				continue
+			}
+			failures = 0
+			continue
 		}
 		if closing != nil && p.closeFailed() {
 			// Do not send more: the rewind re-reads this batch anyway.
@@ -1082,6 +1117,9 @@ func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 func (p *Processor) recover(ctx context.Context, cause error, attempt int) bool {
 	p.stats.InsertRetries.Add(1)
 	p.log.Warn("insert failed; reading the uncommitted records again", "attempt", attempt, "err", cause)
+	if backoff.Refused(cause) {
+		p.beCareful(cause)
+	}
 	if !p.backoff(ctx, attempt-1) {
 		return false
 	}
@@ -1171,25 +1209,16 @@ func (p *Processor) abandon(b *batch, err error) {
 	p.mu.Unlock()
 }
 
-// backoff sleeps the attempt's jittered exponential delay; false when ctx ended.
+// backoff sleeps the attempt's jittered exponential delay
+// (RETRY bounds, internal/backoff); false when ctx ended.
 func (p *Processor) backoff(ctx context.Context, attempt int) bool {
-	d := p.cfg.RetryMin << min(attempt, 20)
-	if d > p.cfg.RetryMax || d <= 0 {
-		d = p.cfg.RetryMax
-	}
-	d = d/2 + rand.N(d/2+1) // full jitter over the upper half
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.Policy{Min: p.cfg.RetryMin, Max: p.cfg.RetryMax}.Wait(ctx, attempt) == nil
 }
 
 // retry runs op until it succeeds, backing off between attempts; it gives
-// up only when ctx ends.
+// up only when ctx ends. It is for the processor's own queries and
+// produces, whose failures are the infrastructure's whatever their kind:
+// they are repeated, never turned into dead letters.
 func (p *Processor) retry(ctx context.Context, what string, op func() error) error {
 	for attempt := 0; ; attempt++ {
 		err := op()

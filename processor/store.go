@@ -13,8 +13,9 @@ import (
 )
 
 // store is the processor's ClickHouse side: the lookups that make
-// de-duplication exact, the one insert per batch into events, and the
-// statistics row. Lookups send the batch's IDs as an external table (no
+// de-duplication exact (stored IDs, the kept changes of subjects), the
+// INSERTs into events (open/sendBlock: one INSERT spans many batches), the
+// statistics rows and the running-insert checks. Lookups send the batch's IDs as an external table (no
 // query-size limit, one round trip), and prune by occurred_at so only
 // recent parts are read.
 type store struct {

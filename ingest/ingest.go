@@ -251,6 +251,7 @@ type Server struct {
 	app      *fiber.App
 	client   *kgo.Client
 	spool    *spool.Spool
+	quar     *Quarantine
 	secrets  [][32]byte // SHA-256 of the static secrets
 	prop     propagation.TextMapPropagator
 	counters counters
@@ -283,6 +284,10 @@ func New(cfg Config) (*Server, error) {
 	_, _ = rand.Read(b[:])
 	s.ridPrefix = hex.EncodeToString(b[:]) + "-"
 
+	s.quar = NewQuarantine(cfg.DeadDir)
+	if cfg.Spool.ExtraBytes == nil {
+		cfg.Spool.ExtraBytes = s.quar.Bytes
+	}
 	sp, err := spool.Open(cfg.Spool)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -306,18 +305,9 @@ func (s *Server) deliverEach(ctx context.Context, entries [][]byte) error {
 // lost) and announces it on the dead-letter topic with the reason and the
 // original headers, without the body Kafka refused.
 func (s *Server) quarantine(ctx context.Context, entry []byte, r *kgo.Record, reason error) error {
-	if err := os.MkdirAll(s.cfg.DeadDir, 0o750); err != nil {
-		return fmt.Errorf("ingest: quarantine: %w", err)
-	}
-	rid := strings.Map(func(c rune) rune {
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
-			return c
-		}
-		return '_'
-	}, wire.Header(r, wire.HeaderRequestID))
-	path := filepath.Join(s.cfg.DeadDir, fmt.Sprintf("%d-%s.rec", time.Now().UnixNano(), rid))
-	if err := writeFileSync(path, entry); err != nil {
-		return fmt.Errorf("ingest: quarantine: %w", err)
+	path, err := s.quar.Put(wire.Header(r, wire.HeaderRequestID), entry)
+	if err != nil {
+		return err
 	}
 	s.counters.quarantined.Add(1)
 	s.log.Error("Kafka refuses a webhook for good; kept on disk for replay", "file", path,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/livechat"
 )
 
 // Config tunes the processor. Zero values take the defaults documented on
@@ -68,6 +69,11 @@ type Config struct {
 	// IDCacheSize, for the same reason.
 	InsertRows   int
 	InsertLinger time.Duration
+	// ZombieInsertWait is how long a new owner of partitions waits for an
+	// INSERT of them that is still running on the server (a crashed or
+	// lost owner's) before it kills it. It never reads the partitions
+	// while one runs. Default 1m.
+	ZombieInsertWait time.Duration
 	// DecodeWorkers decode records in parallel. Default 2.
 	DecodeWorkers int
 	// RetryMin and RetryMax bound the jittered exponential backoff of
@@ -81,6 +87,15 @@ type Config struct {
 	// member keeps its partitions before the group moves them. Default 45s
 	// (franz-go's); the broker allows 6s..5m.
 	SessionTimeout time.Duration
+
+	// Decode decodes a record's body. Default livechat.Decode. (A hook for
+	// tests that play an older decoder: `lcpipe dlq redrive` is then shown
+	// to store what the real one reads.)
+	Decode func(body []byte) (*livechat.Webhook, error)
+	// Range, when set, makes Run read a bounded range of the raw topic
+	// with its own consumer instead of the consumer group (replays): see
+	// Range (rangemode.go).
+	Range *Range
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -98,6 +113,7 @@ func DefaultConfig() Config {
 		WindowCacheSize:   50_000,
 		UserCacheSize:     20_000,
 		DecodeWorkers:     2,
+		ZombieInsertWait:  time.Minute,
 		InsertRows:        100_000,
 		InsertLinger:      2 * time.Second,
 		RetryMin:          100 * time.Millisecond,
@@ -146,6 +162,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InsertLinger == 0 {
 		c.InsertLinger = d.InsertLinger
+	}
+	if c.ZombieInsertWait == 0 {
+		c.ZombieInsertWait = d.ZombieInsertWait
 	}
 	if c.DecodeWorkers == 0 {
 		c.DecodeWorkers = d.DecodeWorkers
@@ -213,6 +232,11 @@ func (o Options) validate() error {
 	}
 	if err := o.Kafka.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.Config.Range != nil {
+		if err := o.Config.Range.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if o.ClickHouse == nil {
 		errs = append(errs, errors.New("processor: no ClickHouse connection"))

@@ -59,6 +59,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lcpipe/lcpipe/internal/backoff"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/livechat"
 	"github.com/lcpipe/lcpipe/internal/wire"
@@ -95,13 +96,19 @@ type Processor struct {
 	wantSeq   uint64 // a waiter (rebalance, shutdown) needs batches up to this one stored
 	stopped   bool   // flusher gave up (shutdown timeout)
 	paused    bool
-	pollDone  bool  // pollLoop returned (shutdown)
-	drained   bool  // the last poll returned nothing: no backlog
-	failed    error // a background insert close failed: the flusher must rewind
-	rewindReq bool  // the flusher asks pollLoop to rewind
+	pollDone  bool            // pollLoop returned (shutdown)
+	drained   bool            // the last poll returned nothing: no backlog
+	failed    error           // a background insert close failed: the flusher must rewind
+	rewindReq bool            // the flusher asks pollLoop to rewind
+	lostGen   int             // onLost calls so far: an insertion opened before the last must not complete
+	lost      map[int32]bool  // partitions lost and not assigned again: their records are ignored
+	careful   map[int32]int64 // refused.go: per partition, insert batches one by one up to this offset
 	// from is, per partition read, the offset after the last stored
 	// record (or the first offset read): where a rewind restarts.
 	from map[int32]kgo.EpochOffset
+
+	// rng is range mode's state (rangemode.go); nil in live mode.
+	rng *rangeState
 
 	stats Stats
 }
@@ -136,6 +143,8 @@ func New(o Options) (*Processor, error) {
 		subjects: newSubjectCache(cfg.WindowCacheSize),
 		repaired: map[uint64]struct{}{},
 		from:     map[int32]kgo.EpochOffset{},
+		lost:     map[int32]bool{},
+		careful:  map[int32]int64{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.cur = p.newBatch()
@@ -211,7 +220,7 @@ func (b *batch) full(cfg Config) bool {
 // and leaves the group (bounded by ShutdownTimeout). It returns nil on a
 // clean shutdown.
 func (p *Processor) Run(ctx context.Context) error {
-	cl, err := kafka.NewClient(p.kcfg,
+	opts := []kgo.Opt{
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.kcfg.RawTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -223,11 +232,15 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.FetchMaxBytes(p.cfg.FetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(p.cfg.FetchMaxBytes/4),
+		kgo.FetchMaxPartitionBytes(p.cfg.FetchMaxBytes / 4),
 		kgo.MaxConcurrentFetches(2),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, p.cfg.SessionTimeout/6)),
-	)
+	}
+	if p.cfg.Range != nil { // range mode: own consumer, no group
+		opts = p.rangeClientOpts()
+	}
+	cl, err := kafka.NewClient(p.kcfg, opts...)
 	if err != nil {
 		return err
 	}
@@ -250,7 +263,14 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.kcfg.RawTopic, "batch_rows", p.cfg.BatchRows,
 		"batch_bytes", p.cfg.BatchBytes, "batch_linger", p.cfg.BatchLinger, "dedup_window", p.cfg.DedupWindow)
 
-	p.pollLoop(ctx)
+	pollCtx := ctx
+	if p.cfg.Range != nil { // range mode: the loop ends at the end offsets
+		p.rangeWaitInserts(ctx)
+		p.mu.Lock()
+		pollCtx = p.rangeStart(ctx)
+		p.mu.Unlock()
+	}
+	p.pollLoop(pollCtx)
 
 	// Shutdown: flush everything read, then leave the group.
 	timer := time.AfterFunc(p.cfg.ShutdownTimeout, hardStop)
@@ -298,7 +318,7 @@ func (p *Processor) pollLoop(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		pollCtx, cancel := context.WithTimeout(ctx, wait)
-		fetches := p.cl.PollRecords(pollCtx, 5000)
+		fetches := p.cl.PollRecords(pollCtx, p.pollMax()) // range mode's rate caps it
 		cancel()
 		fetches.EachError(func(topic string, part int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
@@ -307,6 +327,9 @@ func (p *Processor) pollLoop(ctx context.Context) {
 			p.log.Warn("fetch error", "topic", topic, "partition", part, "err", err)
 		})
 		recs := fetches.Records()
+		if p.rng != nil { // range mode
+			recs = p.rangeClip(ctx, recs)
+		}
 		p.mu.Lock()
 		rewind := p.rewindReq
 		if p.drained = len(recs) == 0; p.drained {
@@ -387,47 +410,70 @@ func (p *Processor) waitFlushed(seq uint64) bool {
 	return p.doneSeq >= seq
 }
 
-// onAssigned waits (bounded) until no insert from these partitions is
-// still running on the server: a previous owner killed right after sending
-// a batch leaves that insert to complete without it, and our lookups must
-// see its rows. Polls wait for this callback.
+// onAssigned waits until no insert from these partitions is still running
+// on the server: a previous owner killed right after sending a batch (or
+// one that lost the partitions while an INSERT was completing) leaves that
+// insert to complete without it, and our lookups must see its rows. Polls
+// wait for this callback, so nothing of these partitions is read, let alone
+// inserted, before.
 func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	parts := assigned[p.kcfg.RawTopic]
 	if len(parts) == 0 {
 		return
 	}
+	p.mu.Lock()
+	for _, part := range parts {
+		delete(p.lost, part)
+	}
+	p.mu.Unlock()
 	if err := p.waitInsertsDone(ctx, parts); err != nil {
-		p.log.Warn("inserts of newly assigned partitions unknown; continuing", "partitions", parts, "err", err)
+		p.log.Warn("stopped waiting for the inserts of newly assigned partitions", "partitions", parts, "err", err)
 	}
 }
 
-// waitInsertsDone waits (at most zombieInsertWait) until no insert naming
-// one of parts runs on the server. It returns an error only when
-// ClickHouse cannot tell.
+// waitInsertsDone returns once no insert naming one of parts runs on the
+// server. It has no deadline: an insert still running after
+// ZombieInsertWait is killed (KILL QUERY ... SYNC), and while ClickHouse
+// cannot say, it asks again, saying why. It returns an error only when ctx
+// ends.
 func (p *Processor) waitInsertsDone(ctx context.Context, parts []int32) error {
-	deadline := time.Now().Add(zombieInsertWait)
-	for {
+	start := time.Now()
+	reported := false
+	for attempt := 0; ; attempt++ {
 		running, err := p.st.runningInserts(ctx, p.kcfg.RawTopic)
-		if err != nil {
-			return err
-		}
-		busy := false
+		var busy []string
 		for _, part := range parts {
-			busy = busy || running[part]
+			busy = append(busy, running[part]...)
 		}
-		if !busy {
+		switch {
+		case err != nil:
+			p.log.Warn("cannot tell whether inserts of these partitions still run; asking again before reading them", "partitions", parts, "err", err)
+		case len(busy) == 0:
 			return nil
+		case time.Since(start) >= p.cfg.ZombieInsertWait:
+			p.log.Warn("inserts of these partitions still running; killing them", "partitions", parts, "queries", busy)
+			if err := p.st.killInserts(ctx, busy); err != nil {
+				p.log.Warn("killing inserts failed; asking again", "err", err)
+			}
+		case !reported:
+			p.log.Info("waiting for running inserts of these partitions", "partitions", parts, "queries", busy)
+			reported = true
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.log.Warn("inserts of these partitions still running; continuing", "partitions", parts)
-			return nil
+		if err != nil {
+			if !p.backoff(ctx, attempt) {
+				return ctx.Err()
+			}
+			continue
 		}
-		time.Sleep(200 * time.Millisecond)
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
-
-// zombieInsertWait bounds onAssigned's wait.
-const zombieInsertWait = time.Minute
 
 // onRevoked flushes and commits everything read before partitions go.
 func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -444,9 +490,13 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	p.mu.Unlock()
 }
 
-// onLost forgets the offsets of partitions lost without a revoke (session
-// expired): committing them could rewind the new owner. Their rows are
-// still inserted; the new owner's lookups drop them when it reads them again.
+// onLost handles partitions lost without a revoke (session expired: a new
+// owner may already read them). Their offsets are forgotten (committing
+// them could rewind the new owner), and none of their rows may be inserted
+// any more: the open INSERT is aborted and every uncommitted batch dropped,
+// as after an insert error (the flusher rewinds the partitions we still
+// own). An INSERT already completing names the lost partitions in its
+// query id, so the new owner waits for it (or kills it) before reading.
 func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -459,8 +509,19 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 	for _, part := range parts {
 		delete(p.from, part)
 	}
-	p.log.Warn("partitions lost", "partitions", parts)
+	p.lostGen++
+	for _, part := range parts {
+		p.lost[part] = true
+	}
+	if p.failed == nil {
+		p.failed = errPartitionsLost
+	}
+	p.cond.Broadcast()
+	p.log.Warn("partitions lost: dropping their uncommitted rows", "partitions", parts)
 }
+
+// errPartitionsLost makes the flusher abort and rewind after onLost.
+var errPartitionsLost = errors.New("partitions lost: uncommitted rows dropped")
 
 type decoded struct {
 	w   *livechat.Webhook
@@ -473,7 +534,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 	workers := min(p.cfg.DecodeWorkers, (len(recs)+63)/64)
 	if workers <= 1 {
 		for i, r := range recs {
-			out[i].w, out[i].err = decodeRecord(r)
+			out[i].w, out[i].err = decodeRecord(r, p.cfg.Decode)
 		}
 		return out
 	}
@@ -483,7 +544,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 		end := min(start+chunk, len(recs))
 		wg.Go(func() {
 			for i := start; i < end; i++ {
-				out[i].w, out[i].err = decodeRecord(recs[i])
+				out[i].w, out[i].err = decodeRecord(recs[i], p.cfg.Decode)
 			}
 		})
 	}
@@ -496,8 +557,11 @@ type ValidationError struct{ Reason string }
 
 func (e *ValidationError) Error() string { return "invalid webhook: " + e.Reason }
 
-func decodeRecord(r *kgo.Record) (*livechat.Webhook, error) {
-	w, err := livechat.Decode(r.Value)
+func decodeRecord(r *kgo.Record, decode func([]byte) (*livechat.Webhook, error)) (*livechat.Webhook, error) {
+	if decode == nil {
+		decode = livechat.Decode
+	}
+	w, err := decode(r.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -582,6 +646,9 @@ func (p *Processor) process(recs []*kgo.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, r := range recs {
+		if p.lost[r.Partition] {
+			continue // fetched before the loss: the new owner reads it
+		}
 		b := p.cur
 		if b.records == 0 {
 			b.started = time.Now()
@@ -620,11 +687,14 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 	stage := "decode"
 	var de *livechat.DecodeError
 	var ve *ValidationError
+	var re *RefusedError
 	switch {
 	case errors.As(err, &de):
 		stage = "decode-" + de.Stage
 	case errors.As(err, &ve):
 		stage = "validate"
+	case errors.As(err, &re):
+		stage = "insert"
 	}
 	headers := append([]kgo.RecordHeader(nil), r.Headers...)
 	headers = append(headers,
@@ -653,6 +723,7 @@ type insertion struct {
 	parts    map[int32]bool // partitions named in the query id
 	rows     int
 	id       uint64 // insert_id of its rows
+	lostGen  int    // p.lostGen when opened
 	windowed int    // state changes (they rely on the subject cache until stored)
 	opened   time.Time
 	done     chan struct{} // closed when the close finished (committed or failed)
@@ -740,6 +811,35 @@ func (p *Processor) flusher(ctx context.Context) {
 			continue
 		case b == nil:
 			return
+		}
+		if p.carefulFor(b) {
+			// refused.go: this batch on its own, after every earlier one.
+			if ins != nil {
+				if err := startClose(); err != nil {
+					if !fail(err) {
+						return
+					}
+					continue
+				}
+			}
+			if closing != nil {
+				<-closing.done
+				closing = nil
+				if err := p.takeFailure(); err != nil {
+					if !fail(err) {
+						return
+					}
+					continue
+				}
+			}
+			if err := p.insertCareful(ctx, b); err != nil {
+				if !fail(err) {
+					return
+				}
+				continue
+			}
+			failures = 0
+			continue
 		}
 		if closing != nil && p.closeFailed() {
 			// Do not send more: the rewind re-reads this batch anyway.
@@ -905,11 +1005,17 @@ func (p *Processor) takeFailure() error {
 func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, error) {
 	parts := p.ownedPartitions(b.parts)
 	id := newInsertID()
-	ib, err := p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, strconv.FormatUint(id, 16)))
-	if err != nil {
-		return nil, err
+	var ib driver.Batch = discardBatch{}
+	if !p.dryRun() { // range mode's dry run inserts nothing
+		var err error
+		if ib, err = p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, strconv.FormatUint(id, 16))); err != nil {
+			return nil, err
+		}
 	}
-	in := &insertion{b: ib, id: id, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
+	p.mu.Lock()
+	gen := p.lostGen
+	p.mu.Unlock()
+	in := &insertion{b: ib, id: id, lostGen: gen, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
 	for _, part := range parts {
 		in.parts[part] = true
 	}
@@ -939,9 +1045,14 @@ func (p *Processor) ownedPartitions(must []int32) []int32 {
 // send appends b's kept rows to the insertion as one block and releases
 // them; b stops counting against MaxPendingBatches.
 func (p *Processor) send(in *insertion, b *batch) error {
-	start := time.Now()
-	if err := p.st.sendBlock(in.b, b.keep, in.id); err != nil {
+	if err := p.lostSince(in); err != nil {
 		return err
+	}
+	start := time.Now()
+	if !p.dryRun() { // range mode's dry run inserts nothing
+		if err := p.st.sendBlock(in.b, b.keep, in.id); err != nil {
+			return err
+		}
 	}
 	for i := range b.keep {
 		if len(b.keep[i].DedupSubjects) > 0 {
@@ -960,13 +1071,30 @@ func (p *Processor) send(in *insertion, b *batch) error {
 	return nil
 }
 
+// lostSince is errPartitionsLost when partitions were lost since the
+// insertion opened: it may hold their rows and must not complete.
+func (p *Processor) lostSince(in *insertion) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lostGen != in.lostGen {
+		return errPartitionsLost
+	}
+	return nil
+}
+
 // closeInsertion completes the INSERT (the server writes the squashed block
 // and runs the views) and commits its batches in order; on error it
 // records the failure for the flusher. It closes in.done.
 func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 	defer close(in.done)
 	start := time.Now()
-	if err := in.b.Send(); err != nil {
+	err := p.lostSince(in)
+	if err != nil {
+		_ = in.b.Abort()
+	} else {
+		err = in.b.Send()
+	}
+	if err != nil {
 		p.mu.Lock()
 		if p.failed == nil {
 			p.failed = fmt.Errorf("insert of %d rows: %w", in.rows, err)
@@ -989,11 +1117,14 @@ func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 func (p *Processor) recover(ctx context.Context, cause error, attempt int) bool {
 	p.stats.InsertRetries.Add(1)
 	p.log.Warn("insert failed; reading the uncommitted records again", "attempt", attempt, "err", cause)
+	if backoff.Refused(cause) {
+		p.beCareful(cause)
+	}
 	if !p.backoff(ctx, attempt-1) {
 		return false
 	}
 	parts := p.ownedPartitions(nil)
-	if err := p.retry(ctx, "wait for running inserts", func() error { return p.waitInsertsDone(ctx, parts) }); err != nil {
+	if err := p.waitInsertsDone(ctx, parts); err != nil {
 		return false
 	}
 	// Between two preparations: the caches may hold decisions about
@@ -1039,7 +1170,7 @@ func (p *Processor) rewind(polled []*kgo.Record) {
 	// A partition first seen in the dropped poll restarts at its first
 	// record: without this, its consumer would go on after it.
 	for _, r := range polled {
-		if _, ok := p.from[r.Partition]; !ok {
+		if _, ok := p.from[r.Partition]; !ok && !p.lost[r.Partition] {
 			p.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
 		}
 	}
@@ -1058,6 +1189,9 @@ func (p *Processor) rewind(polled []*kgo.Record) {
 	p.mu.Unlock()
 	if len(offs) > 0 {
 		p.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.kcfg.RawTopic: offs})
+		if p.rng != nil { // range mode
+			p.rangeRewind(offs)
+		}
 	}
 	p.log.Info("rewound to the last stored offsets", "offsets", offs)
 	p.mu.Lock()
@@ -1075,25 +1209,16 @@ func (p *Processor) abandon(b *batch, err error) {
 	p.mu.Unlock()
 }
 
-// backoff sleeps the attempt's jittered exponential delay; false when ctx ended.
+// backoff sleeps the attempt's jittered exponential delay
+// (RETRY bounds, internal/backoff); false when ctx ended.
 func (p *Processor) backoff(ctx context.Context, attempt int) bool {
-	d := p.cfg.RetryMin << min(attempt, 20)
-	if d > p.cfg.RetryMax || d <= 0 {
-		d = p.cfg.RetryMax
-	}
-	d = d/2 + rand.N(d/2+1) // full jitter over the upper half
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.Policy{Min: p.cfg.RetryMin, Max: p.cfg.RetryMax}.Wait(ctx, attempt) == nil
 }
 
 // retry runs op until it succeeds, backing off between attempts; it gives
-// up only when ctx ends.
+// up only when ctx ends. It is for the processor's own queries and
+// produces, whose failures are the infrastructure's whatever their kind:
+// they are repeated, never turned into dead letters.
 func (p *Processor) retry(ctx context.Context, what string, op func() error) error {
 	for attempt := 0; ; attempt++ {
 		err := op()
@@ -1114,7 +1239,8 @@ func (p *Processor) retry(ctx context.Context, what string, op func() error) err
 // (b.keep). It returns an error only when ctx ends.
 func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	b.flushStart = time.Now()
-	if len(b.dead) > 0 {
+	if len(b.dead) > 0 && p.produceDead() { // range mode may only count them
+
 		err := p.retry(ctx, "produce dead letters", func() error {
 			for _, r := range b.dead {
 				r.Topic = p.kcfg.DLQTopic
@@ -1134,10 +1260,12 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	p.mu.Unlock()
 	b.rowsIn = len(b.rows)
 	lookStart := time.Now()
+	snap := p.rangeSnapshot(b.rows) // range mode reports
 	res, err := p.dedup(ctx, b.rows)
 	if err != nil {
 		return err
 	}
+	p.rangeReport(b, snap, res.keep)
 	b.lookupDur = time.Since(lookStart)
 	b.keep, b.dupID, b.dupWin = res.keep, res.dupID, res.dupWin
 	// Decided: later batches must see these IDs even before the insert
@@ -1198,6 +1326,9 @@ func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint6
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	}
+	if p.dryRun() { // nothing was inserted
+		return
+	}
 	if err := p.st.insertStats(ctx, stats); err != nil {
 		p.log.Warn("pipeline_batches rows not written (statistics only)", "err", err)
 	}
@@ -1217,6 +1348,10 @@ func (p *Processor) commit(ctx context.Context, batches []*batch) {
 	}
 	p.mu.Unlock()
 	if len(offs) == 0 {
+		return
+	}
+	if p.cfg.Range != nil { // range mode: no group to commit to
+		p.rangeStored(offs)
 		return
 	}
 	for attempt := 0; attempt < 3; attempt++ {

@@ -13,8 +13,9 @@ import (
 )
 
 // store is the processor's ClickHouse side: the lookups that make
-// de-duplication exact, the one insert per batch into events, and the
-// statistics row. Lookups send the batch's IDs as an external table (no
+// de-duplication exact (stored IDs, the kept changes of subjects), the
+// INSERTs into events (open/sendBlock: one INSERT spans many batches), the
+// statistics rows and the running-insert checks. Lookups send the batch's IDs as an external table (no
 // query-size limit, one round trip), and prune by occurred_at so only
 // recent parts are read.
 type store struct {
@@ -298,16 +299,17 @@ func insertQueryID(db, topic string, partitions []int32, nonce string) string {
 
 func queryIDPrefix(db, topic string) string { return "lcpipe:" + db + ":" + topic + ":" }
 
-// runningInserts lists the partitions of events inserts still running on
-// the server (from any processor, alive or crashed).
-func (s *store) runningInserts(ctx context.Context, topic string) (map[int32]bool, error) {
+// runningInserts lists, per source partition, the query ids of events
+// inserts still running on the server (from any processor, alive or
+// crashed).
+func (s *store) runningInserts(ctx context.Context, topic string) (map[int32][]string, error) {
 	prefix := queryIDPrefix(s.db, topic)
 	rows, err := s.conn.Query(ctx, "SELECT query_id FROM system.processes WHERE startsWith(query_id, ?)", prefix)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: list running inserts: %w", err)
 	}
 	defer rows.Close()
-	out := map[int32]bool{}
+	out := map[int32][]string{}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
@@ -317,9 +319,22 @@ func (s *store) runningInserts(ctx context.Context, topic string) (map[int32]boo
 		parts, _, _ := strings.Cut(rest, ":")
 		for _, p := range strings.Split(parts, ",") {
 			if n, err := strconv.Atoi(p); err == nil {
-				out[int32(n)] = true
+				out[int32(n)] = append(out[int32(n)], id)
 			}
 		}
 	}
 	return out, rows.Err()
+}
+
+// killInserts cancels the given inserts and waits until the server has
+// stopped them (KILL QUERY ... SYNC). An insert killed half-way may have
+// written events and some views: the records are read again, found stored
+// and repaired (repair.go).
+func (s *store) killInserts(ctx context.Context, queryIDs []string) error {
+	for _, id := range queryIDs {
+		if err := s.conn.Exec(ctx, "KILL QUERY WHERE query_id = ? SYNC", id); err != nil {
+			return fmt.Errorf("clickhouse: kill insert %s: %w", id, err)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/ingest/spool"
+	"github.com/lcpipe/lcpipe/internal/admin"
 )
 
 // runIngest serves POST /webhooks/livechat until SIGTERM/SIGINT, then shuts
@@ -17,6 +18,7 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	def := ingest.DefaultConfig()
 	cfg := def
 	cfg.Addr = inv.String("INGEST_ADDR", def.Addr, "listen address of the webhook endpoint")
+	adminAddr := inv.String("ADMIN_ADDR", "127.0.0.1:9480", "private admin listener (/healthz, /readyz, /status: spool and quarantine for lcpipe status); keep it off the public network, empty turns it off")
 	cfg.Kafka = inv.Kafka()
 	for _, s := range inv.List("LIVECHAT_WEBHOOK_SECRETS", "", "webhook secret_key values accepted for every organization, comma-separated (single-tenant setups)") {
 		cfg.Secrets = append(cfg.Secrets, ingest.Secret(s))
@@ -53,5 +55,22 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	return srv.Run(ctx)
+	if adminAddr == "" {
+		return srv.Run(ctx)
+	}
+	adm, err := admin.New(admin.Config{Addr: adminAddr, Log: inv.log.With("component", "admin")})
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	adm.Handle("GET /status", srv.StatusHandler())
+	actx, stopAdmin := context.WithCancel(ctx)
+	adminDone := make(chan error, 1)
+	go func() { adminDone <- adm.Run(actx) }()
+	err = srv.Run(ctx)
+	stopAdmin()
+	if aerr := <-adminDone; aerr != nil && err == nil {
+		err = aerr
+	}
+	return err
 }

@@ -39,6 +39,7 @@ func TestRunIngest(t *testing.T) {
 	l.Close()
 	env := map[string]string{
 		"INGEST_ADDR":              addr,
+		"ADMIN_ADDR":               freeAddr(t),
 		"KAFKA_BROKERS":            strings.Join(kcfg.Brokers, ","),
 		"KAFKA_RAW_TOPIC":          kcfg.RawTopic,
 		"KAFKA_DLQ_TOPIC":          kcfg.DLQTopic,

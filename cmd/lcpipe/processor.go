@@ -10,6 +10,11 @@ import (
 	"github.com/lcpipe/lcpipe/schema"
 )
 
+// processorConfigHook, when set, edits the processor's configuration
+// before it starts. Only tests set it (to play an older decoder in
+// `lcpipe dlq redrive` tests); nothing in a real run does.
+var processorConfigHook func(*processor.Config)
+
 // runProcessor consumes the raw topic and writes each unique event once
 // into ClickHouse (see package processor). It applies the schema
 // migrations first, so a processor never writes to an older schema.
@@ -41,6 +46,9 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	}
 	if appErr != nil {
 		return fmt.Errorf("processor: LiveChat app: %w", appErr)
+	}
+	if processorConfigHook != nil {
+		processorConfigHook(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

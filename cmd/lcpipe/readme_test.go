@@ -25,7 +25,9 @@ func envTable() string {
 		_ = c.run(context.Background(), inv)
 		for _, v := range inv.vars {
 			if _, ok := seen[v.Name]; !ok {
-				seen[v.Name] = row{v.Default, v.Help}
+				// A default naming the command is shown as a pattern.
+				def := strings.ReplaceAll(v.Default, "lcpipe-"+c.name, "lcpipe-<command>")
+				seen[v.Name] = row{def, v.Help}
 				order = append(order, v.Name)
 			}
 			users[v.Name] = append(users[v.Name], c.name)

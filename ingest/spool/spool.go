@@ -83,6 +83,10 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// Log receives warnings (truncated tails, failed deliveries). Default: discard.
 	Log *slog.Logger
+	// ExtraBytes, when set, is bytes held elsewhere on the same disk that
+	// count toward MaxBytes (ingest's quarantine of webhooks Kafka
+	// refused). It is called on every Append: keep it cheap (cached).
+	ExtraBytes func() int64
 }
 
 // DefaultConfig returns the defaults documented on Config for dir.
@@ -350,7 +354,7 @@ func (s *Spool) Append(ctx context.Context, rec []byte) error {
 	if len(rec) == 0 {
 		return errors.New("spool: empty record")
 	}
-	if s.bytes.Load()+int64(len(rec)+frameHeader) > s.cfg.MaxBytes {
+	if s.bytes.Load()+s.extra()+int64(len(rec)+frameHeader) > s.cfg.MaxBytes {
 		return ErrFull
 	}
 	select {
@@ -402,7 +406,15 @@ func (s *Spool) Writable(n int) bool {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	return !closed && s.bytes.Load()+int64(n+frameHeader) <= s.cfg.MaxBytes
+	return !closed && s.bytes.Load()+s.extra()+int64(n+frameHeader) <= s.cfg.MaxBytes
+}
+
+// extra is Config.ExtraBytes, 0 when unset.
+func (s *Spool) extra() int64 {
+	if s.cfg.ExtraBytes == nil {
+		return 0
+	}
+	return s.cfg.ExtraBytes()
 }
 
 func (s *Spool) signal() {
@@ -725,4 +737,40 @@ func (s *Spool) deliverWithRetry(ctx context.Context, batch [][]byte, deliver De
 		}
 		wait = min(wait*2, s.cfg.RetryMax)
 	}
+}
+
+// Oldest returns the first record of the oldest segment on disk (nil when
+// the spool is empty), for the age of the oldest spooled webhook. A segment
+// is deleted only once fully delivered, so while one is being drained this
+// is its first record even if that one was delivered already: the age is
+// then an upper bound.
+func (s *Spool) Oldest() ([]byte, error) {
+	s.mu.Lock()
+	var sg segment
+	switch {
+	case len(s.sealed) > 0:
+		sg = s.sealed[0]
+	case s.active != nil && s.activeSg.records > 0:
+		sg = s.activeSg
+	}
+	s.mu.Unlock()
+	if sg.path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(sg.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // drained meanwhile
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: open %s: %w", sg.path, err)
+	}
+	defer f.Close()
+	p, err := newFrameReader(f, s.cfg.MaxRecordBytes).next()
+	if errors.Is(err, io.EOF) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: read %s: %w", sg.path, err)
+	}
+	return p, nil
 }

@@ -62,6 +62,18 @@ const (
 	HeaderDLQAt        = "dlq-at"
 )
 
+// HeaderRedriven marks a raw-topic record that `lcpipe dlq redrive` sent
+// back from the dead-letter topic; its value is the dead letter's
+// "topic:partition:offset". When such a record fails again, the processor's
+// dead letter keeps the header (it copies every original header), so the
+// dead-letter topic shows it failed after a redrive, and redrive does not
+// send it again unless asked (--include-redriven): no loop.
+const HeaderRedriven = "redriven"
+
+// IsDLQHeader reports the headers the processor (or ingest) adds to a dead
+// letter; a redrive strips them so a new failure carries one fresh set.
+func IsDLQHeader(name string) bool { return strings.HasPrefix(name, "dlq-") }
+
 // Key is the record key: tenant and the entity the event is about, so
 // retries and all events of one chat land in one partition in order. The
 // tenant is the organization, or LicenseTenant when only the license is

@@ -31,6 +31,7 @@ import (
 	"github.com/lcpipe/lcpipe/internal/wire"
 	"github.com/lcpipe/lcpipe/ops"
 	"github.com/lcpipe/lcpipe/processor"
+	"github.com/lcpipe/lcpipe/schema"
 )
 
 // Options of one audit.
@@ -509,6 +510,26 @@ func (a *auditor) derived(ctx context.Context) error {
 			if want[k] != got[k] && len(a.rep.Mismatches) < a.o.MaxListed {
 				a.rep.Mismatches = append(a.rep.Mismatches, Mismatch{Table: c.table, Key: k, Events: want[k], Table2: got[k]})
 			}
+		}
+	}
+	// Every other derived table (schema.DerivedTables names them all) is
+	// compared whole: what its view makes of events against what it holds.
+	checked := map[string]bool{}
+	for _, c := range checks {
+		checked[c.table] = true
+	}
+	bad, err := schema.CheckDerived(ctx, a.o.ClickHouse, a.o.Database)
+	if err != nil {
+		return err
+	}
+	for _, d := range schema.DerivedTables {
+		if !checked[d.Table] {
+			a.rep.DerivedChecked[d.Table] = -1 // the whole table
+		}
+	}
+	for _, d := range bad {
+		if !checked[d.Table] && len(a.rep.Mismatches) < a.o.MaxListed {
+			a.rep.Mismatches = append(a.rep.Mismatches, Mismatch{Table: d.Table, Key: "(whole table: fingerprint differs)", Events: d.Expected, Table2: d.Actual})
 		}
 	}
 	return nil

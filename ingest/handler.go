@@ -36,6 +36,7 @@ func (s *Server) newApp() *fiber.App {
 		WriteTimeout:          15 * time.Second,
 		IdleTimeout:           75 * time.Second,
 	})
+	s.useTelemetry(app) // server span, webhook counter (telemetry.go)
 	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
 	app.Use(fiberrecover.New())
 	app.Post(WebhookPath, s.webhook)
@@ -121,31 +122,28 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		s.counters.badRequest.Add(1)
 		return s.fail(c, fiber.StatusBadRequest, err.Error())
 	}
+	s.setAction(c, env.Action)
 
-	ctx := context.Background()
-	if c.Get(wire.HeaderTraceparent) != "" {
-		ctx = s.prop.Extract(ctx, fiberCarrier{c})
-	}
-	spanOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
-	if s.traced {
-		// Attributes cost allocations on every request; the default
-		// no-op tracer would drop them.
-		spanOpts = append(spanOpts, trace.WithAttributes(
+	// The server span is otelfiber's while tracing (telemetry.go), else
+	// ctx holds none and span is a no-op.
+	ctx := c.UserContext()
+	span := trace.SpanFromContext(ctx)
+	if s.tel.tracing {
+		// Attributes cost allocations on every request: only when traced.
+		span.SetAttributes(
 			attribute.String("livechat.action", env.Action),
 			attribute.String("livechat.organization_id", env.OrganizationID),
 			attribute.Int64("livechat.license_id", env.LicenseID),
 			attribute.String("request.id", rid),
-		))
+		)
 	}
-	ctx, span := s.cfg.Tracer.Start(ctx, "ingest.webhook", spanOpts...)
-	defer span.End()
 
 	auth, org, err := s.authenticate(ctx, &env)
 	if err != nil {
 		if errors.Is(err, errUnauthorized) {
 			s.counters.unauthorized.Add(1)
 			span.SetStatus(codes.Error, "unauthorized")
-			s.log.Warn("webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
+			s.log.WarnContext(ctx, "webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
 				"license_id", env.LicenseID, "action", env.Action, "remote_addr", c.Context().RemoteAddr().String())
 			if env.OrganizationID == "" {
 				return s.fail(c, fiber.StatusUnauthorized, "secret_key does not match, or license_id "+
@@ -157,11 +155,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		s.counters.unavailable.Add(1)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "installation lookup failed")
-		s.log.Error("webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID,
+		s.log.ErrorContext(ctx, "webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID,
 			"license_id", env.LicenseID, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, "cannot verify the webhook now, retry later")
 	}
-	if s.traced && org != env.OrganizationID {
+	if s.tel.tracing && org != env.OrganizationID {
 		span.SetAttributes(attribute.String("livechat.resolved_organization_id", org))
 	}
 
@@ -186,10 +184,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		if errors.Is(err, spool.ErrFull) {
 			msg = "Kafka unavailable and local spool full, retry later"
 		}
-		s.log.Error("webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
+		s.log.ErrorContext(ctx, "webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, msg)
 	}
-	if s.traced {
+	s.tel.acked(ctx, receivedAt, spooled)
+	if s.tel.tracing {
 		span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
 	}
 	s.counters.accepted.Add(1)
@@ -305,14 +304,17 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 			return false, nil
 		}
 		s.counters.kafkaErrors.Add(1)
-		s.log.Warn("kafka did not take the webhook in time; spooling it", "error", perr)
+		s.log.WarnContext(ctx, "kafka did not take the webhook in time; spooling it", "error", perr)
 	}
 	// The client may still hold rec (an abandoned produce): never modify
 	// it, encode a copy with the extra header.
 	entry := encodeSpoolEntry(rec, kgo.RecordHeader{Key: wire.HeaderSpooled, Value: []byte("1")})
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	sctx, span := s.tel.span(ctx, "lcpipe.ingest.spool.append")
+	defer span.End()
+	actx, cancel := context.WithTimeout(sctx, 5*time.Second)
 	defer cancel()
 	if err := s.spool.Append(actx, entry); err != nil {
+		span.RecordError(err)
 		if errors.Is(err, spool.ErrFull) && !triedKafka {
 			// A full spool while Kafka may be back (the drain frees
 			// whole segments): Kafka now beats a 503, even if this
@@ -327,13 +329,6 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	s.counters.spooled.Add(1)
 	return true, nil
 }
-
-// fiberCarrier reads W3C trace context from request headers.
-type fiberCarrier struct{ c *fiber.Ctx }
-
-func (f fiberCarrier) Get(key string) string { return f.c.Get(key) }
-func (f fiberCarrier) Set(string, string)    {}
-func (f fiberCarrier) Keys() []string        { return []string{wire.HeaderTraceparent, wire.HeaderTracestate} }
 
 // healthz answers while the process is alive, with the counters.
 func (s *Server) healthz(c *fiber.Ctx) error {

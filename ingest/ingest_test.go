@@ -22,11 +22,11 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
@@ -151,8 +151,12 @@ func consume(t testing.TB, kcfg kafka.Config, topic string, want int, idle time.
 func TestFixturesStoredExactly(t *testing.T) {
 	kcfg := testenv.KafkaConfig(t)
 	cfg := testConfig(t, kcfg)
-	rec := tracetest.NewSpanRecorder()
-	cfg.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+	rec := tracetest.NewInMemoryExporter()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{}, telemetry.Options{SpanExporter: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Telemetry = tel
 	var accepted atomic.Int64
 	cfg.OnAccepted = func(org, action string, at time.Time) {
 		if org == fixtureOrg && action != "" && !at.IsZero() {
@@ -193,10 +197,10 @@ func TestFixturesStoredExactly(t *testing.T) {
 		t.Fatalf("topic holds %d records, want %d", len(recs), len(fx))
 	}
 	spans := map[string]string{} // request id -> trace id
-	for _, sp := range rec.Ended() {
-		for _, a := range sp.Attributes() {
+	for _, sp := range rec.GetSpans() {
+		for _, a := range sp.Attributes {
 			if a.Key == "request.id" {
-				spans[a.Value.AsString()] = sp.SpanContext().TraceID().String()
+				spans[a.Value.AsString()] = sp.SpanContext.TraceID().String()
 			}
 		}
 	}

@@ -23,15 +23,33 @@ func runDashboards(ctx context.Context, inv *invocation) error {
 	ch.Password = chconn.Secret(inv.String("DASHBOARDS_CLICKHOUSE_PASSWORD", "analyst", "its password"))
 	vc.Refresh = inv.Duration("DASHBOARDS_REFRESH", vc.Refresh, "default auto-refresh period of the page")
 	vc.QueryTimeout = inv.Duration("DASHBOARDS_QUERY_TIMEOUT", vc.QueryTimeout, "cancel a panel query after this long")
+	adminCfg := adminEnv(inv)
+	telCfg := telemetryEnv(inv)
 	if err := inv.parse(); err != nil {
 		return err
 	}
 	vc.Database = ch.Database
+	tel, stopTel, err := startTelemetry(ctx, inv, telCfg)
+	if err != nil {
+		return err
+	}
+	defer stopTel()
 	conn, err := chconn.Open(ctx, ch)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	// Ready when ClickHouse answers the read-only user.
+	adminCfg.Ready = conn.Ping
+	stopAdmin, err := startAdmin(ctx, inv, adminCfg, tel, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if aerr := stopAdmin(); aerr != nil {
+			inv.log.Warn("admin listener", "error", aerr)
+		}
+	}()
 	v, err := dashboards.NewViewer(vc, conn, inv.log)
 	if err != nil {
 		return err
@@ -40,7 +58,7 @@ func runDashboards(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return fmt.Errorf("dashboards: listen: %w", err)
 	}
-	srv := &http.Server{Handler: v.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: observeHTTP(tel, v.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	inv.log.Info("dashboards listening", "url", "http://"+ln.Addr().String()+"/", "database", vc.Database, "clickhouse_user", ch.User)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

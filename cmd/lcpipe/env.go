@@ -14,6 +14,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
 // errHelp is returned by parse when --help was asked for and printed.
@@ -35,6 +36,9 @@ type invocation struct {
 	fs            *flag.FlagSet
 	vars          []envVar
 	errs          []error
+	// telOpts are exporters injected instead of the configured ones
+	// (tests: an in-memory span exporter).
+	telOpts telemetry.Options
 }
 
 func newInvocation(name, summary string, args []string, stdout io.Writer, log *slog.Logger) *invocation {

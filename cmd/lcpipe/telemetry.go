@@ -59,7 +59,7 @@ func telemetryEnv(inv *invocation) telemetry.Config {
 // startTelemetry builds the process's telemetry (after inv.parse). The
 // returned function flushes and stops the exporters.
 func startTelemetry(ctx context.Context, inv *invocation, cfg telemetry.Config) (*telemetry.Telemetry, func(), error) {
-	tel, err := telemetry.New(ctx, cfg, telemetryOptions)
+	tel, err := telemetry.New(ctx, cfg, inv.telOpts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -74,9 +74,6 @@ func startTelemetry(ctx context.Context, inv *invocation, cfg telemetry.Config) 
 		}
 	}, nil
 }
-
-// telemetryOptions are injected exporters; only tests set them.
-var telemetryOptions telemetry.Options
 
 // startAdmin runs the admin listener in the background until ctx ends (or
 // the returned stop is called); stop waits for it and returns its error.

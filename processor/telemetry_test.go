@@ -1,0 +1,71 @@
+package processor
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/lcpipe/lcpipe/internal/telemetry"
+	"github.com/lcpipe/lcpipe/internal/wire"
+)
+
+func TestSampledParent(t *testing.T) {
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for _, tc := range []struct {
+		name, value string
+		want        bool
+	}{
+		{"sampled", "00-" + tid + "-" + sid + "-01", true},
+		{"not sampled", "00-" + tid + "-" + sid + "-00", false},
+		{"other flags, sampled", "00-" + tid + "-" + sid + "-03", true},
+		{"other flags, not sampled", "00-" + tid + "-" + sid + "-02", false},
+		{"upper-case hex", "00-" + tid + "-" + sid + "-0B", true},
+		{"truncated", "00-" + tid + "-" + sid + "-0", false},
+		{"garbage", "sampled please, 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01", false},
+		{"absent", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &kgo.Record{Headers: []kgo.RecordHeader{{Key: wire.HeaderRequestID, Value: []byte("r")}}}
+			if tc.value != "" {
+				r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderTraceparent, Value: []byte(tc.value)})
+			}
+			if got := sampledParent(r); got != tc.want {
+				t.Errorf("sampledParent(%q) = %v", tc.value, got)
+			}
+		})
+	}
+}
+
+// TestUnsampledRecordsCostNothing: a record that arrives without a sampled
+// context gets no span and allocates nothing in the fetch hook, even while
+// tracing; a sampled one gets kotel's receive span.
+func TestUnsampledRecordsCostNothing(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{}, telemetry.Options{SpanExporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := sampledFetches{kotel.NewTracer(kotel.TracerProvider(tel.TracerProvider()), kotel.TracerPropagator(tel.Propagator()))}
+	unsampled := &kgo.Record{Topic: "raw", Headers: []kgo.RecordHeader{
+		{Key: wire.HeaderRequestID, Value: []byte("r")},
+		{Key: wire.HeaderTraceparent, Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")},
+	}}
+	if n := testing.AllocsPerRun(1000, func() {
+		hook.OnFetchRecordBuffered(unsampled)
+		hook.OnFetchRecordUnbuffered(unsampled, true)
+	}); n != 0 || unsampled.Context != nil {
+		t.Errorf("unsampled record: %.1f allocations, context %v", n, unsampled.Context)
+	}
+	sampled := &kgo.Record{Topic: "raw", Headers: []kgo.RecordHeader{
+		{Key: wire.HeaderTraceparent, Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+	}}
+	hook.OnFetchRecordBuffered(sampled)
+	hook.OnFetchRecordUnbuffered(sampled, true)
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Name != "raw receive" || spans[0].SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("sampled record's spans: %v", spans.Snapshots())
+	}
+}

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,14 @@ func TestSpoolTraced(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("post with Kafka away: %d %s", r.status, r.body)
 	}
+	// The spool path in the metrics (while the server holds the record).
+	m := metricsText(t, tel1)
+	for _, want := range []string{`lcpipe_ingest_ack_duration_seconds_count{path="spool"} 1`, "lcpipe_ingest_spooled_total 1",
+		"lcpipe_ingest_spool_records 1", `lcpipe_ingest_produce_errors_total{path="request"} 1`, `lcpipe_ingest_webhooks_total{action="incoming_chat",code="200"} 1`} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +110,19 @@ func TestSpoolTraced(t *testing.T) {
 		if !pub.Parent.IsRemote() {
 			t.Errorf("drain's publish span parent %v: want the spooled record's context", pub.Parent)
 		}
+		if m := metricsText(t, tel2); !strings.Contains(m, "lcpipe_ingest_drained_total 1\n") {
+			return errNotYet("drained count")
+		}
 		return nil
 	})
+}
+
+// metricsText is the Prometheus text of tel's metrics.
+func metricsText(t *testing.T, tel *telemetry.Telemetry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
 }
 
 type errNotYet string

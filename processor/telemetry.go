@@ -141,6 +141,13 @@ func newProcTel(tel *telemetry.Telemetry, p *Processor) *procTel {
 	t.rebalances, _ = m.Int64Counter("lcpipe.processor.rebalances", metric.WithUnit("{rebalance}"),
 		metric.WithDescription("consumer-group rebalance callbacks, by kind (assigned, revoked, lost)"))
 
+	// Series present at 0 from the start, so rate() and alerts work
+	// before the first event.
+	t.rewinds.Add(context.Background(), 0)
+	for _, opt := range rebalanceKinds {
+		t.rebalances.Add(context.Background(), 0, opt)
+	}
+
 	st := &p.stats
 	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
 		c, _ := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))

@@ -3,11 +3,13 @@ package processor
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/lcpipe/lcpipe/internal/livechat"
 	"github.com/lcpipe/lcpipe/internal/telemetry"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
@@ -67,5 +69,38 @@ func TestUnsampledRecordsCostNothing(t *testing.T) {
 	spans := exp.GetSpans()
 	if len(spans) != 1 || spans[0].Name != "raw receive" || spans[0].SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
 		t.Errorf("sampled record's spans: %v", spans.Snapshots())
+	}
+}
+
+// TestCanaryRow: a canary webhook becomes one row of kind canary, with a
+// server identity from its id (a redelivery is a duplicate, another
+// canary is not) and its sent_at as the event time; a malformed one is
+// kept as an unknown action.
+func TestCanaryRow(t *testing.T) {
+	body := func(id, sent string) []byte {
+		return []byte(`{"webhook_id":"w","secret_key":"","action":"` + wire.ActionCanary + `","organization_id":"` + wire.CanaryOrganization +
+			`","payload":{"id":"` + id + `","sent_at":"` + sent + `","instance":"h-1"}}`)
+	}
+	rowsOf := func(b []byte, recv time.Time) []Row {
+		w, err := livechat.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Transform(Source{Topic: "raw", ReceivedAt: recv}, w, nil, nil)
+	}
+	sent := time.Date(2026, 3, 1, 10, 0, 0, 123_000_000, time.UTC)
+	a := rowsOf(body("c-1", sent.Format(time.RFC3339Nano)), sent.Add(time.Second))
+	again := rowsOf(body("c-1", sent.Format(time.RFC3339Nano)), sent.Add(time.Minute))
+	other := rowsOf(body("c-2", sent.Format(time.RFC3339Nano)), sent.Add(time.Second))
+	if len(a) != 1 || a[0].Kind != KindCanary || a[0].OrganizationID != wire.CanaryOrganization || a[0].Action != wire.ActionCanary ||
+		a[0].OccurredAtMs != uint64(sent.UnixMilli()) || a[0].ReceivedAtMs != uint64(sent.Add(time.Second).UnixMilli()) ||
+		a[0].ChatID != "" || a[0].ThreadID != "" || len(a[0].DedupSubjects) != 0 {
+		t.Fatalf("canary rows %+v", a)
+	}
+	if again[0].EventID != a[0].EventID || other[0].EventID == a[0].EventID {
+		t.Errorf("identity: same canary %s/%s, other %s", a[0].EventID, again[0].EventID, other[0].EventID)
+	}
+	if bad := rowsOf(body("", "yesterday"), sent); len(bad) != 1 || bad[0].Kind != KindUnknown {
+		t.Errorf("malformed canary: %+v", bad)
 	}
 }

@@ -363,7 +363,7 @@ FROM
 )`},
 			{ID: "canary_histogram", Title: "Canary sent → queryable", Viz: Bar, Unit: UnitNone, Width: 12, Height: 9,
 				Description: "Canaries of the range by latency bucket (the buckets of the lcpipe_canary_freshness_seconds histogram).",
-				SQL: canaryHistogramSQL()},
+				SQL:         canaryHistogramSQL()},
 		},
 	}
 }

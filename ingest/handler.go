@@ -125,8 +125,13 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	s.setAction(c, env.Action)
 
 	// The server span is otelfiber's while tracing (telemetry.go), else
-	// ctx holds none and span is a no-op.
+	// ctx holds none and span is a no-op; a caller's trace context is
+	// still passed on in the record then (only requests that carry one
+	// pay for it).
 	ctx := c.UserContext()
+	if !s.tel.tracing && c.Get(wire.HeaderTraceparent) != "" {
+		ctx = s.prop.Extract(ctx, fiberCarrier{c})
+	}
 	span := trace.SpanFromContext(ctx)
 	if s.tel.tracing {
 		// Attributes cost allocations on every request: only when traced.
@@ -329,6 +334,13 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	s.counters.spooled.Add(1)
 	return true, nil
 }
+
+// fiberCarrier reads W3C trace context from request headers.
+type fiberCarrier struct{ c *fiber.Ctx }
+
+func (f fiberCarrier) Get(key string) string { return f.c.Get(key) }
+func (f fiberCarrier) Set(string, string)    {}
+func (f fiberCarrier) Keys() []string        { return []string{wire.HeaderTraceparent, wire.HeaderTracestate} }
 
 // healthz answers while the process is alive, with the counters.
 func (s *Server) healthz(c *fiber.Ctx) error {

@@ -7,7 +7,7 @@ package processor
 //   - Run: kafkaOpts (Kafka client hooks), running/stopped (readiness),
 //     startLag (lag.go);
 //   - process: recordSpan per record, only for records whose W3C context
-//     says "sampled" and only while tracing;
+//     says "sampled" (sampledFetches) and only while tracing;
 //   - preparer: batchSpan around prepare; prepare: prepared (freshness
 //     points of the kept rows);
 //   - openInsertion / send / closeInsertion: insertOpened, blockSent,
@@ -20,8 +20,8 @@ package processor
 // allocated per record; what remains per row is appending two timestamps
 // at prepare and two histogram records at finish (the freshness metrics,
 // which are always on). With tracing on, only records that arrive with a
-// sampled W3C context get spans (kotel's receive and process spans): a
-// record that nobody traced upstream starts no trace here.
+// sampled W3C context get a span (kotel's process span): a record that
+// nobody traced upstream starts no trace here.
 
 import (
 	"context"
@@ -227,20 +227,18 @@ func (d dlqCounter) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 	d.t.deadLetters.Add(context.Background(), 1, opt.(metric.AddOption))
 }
 
-// sampledFetches runs kotel's receive span only for records whose W3C
-// context is sampled, so unsampled records cost one header scan and no
-// allocation; dead letters produced get kotel's publish spans.
+// sampledFetches gives a record whose W3C context is sampled that context
+// (r.Context, the parent of its process span: recordSpan). A record
+// without one costs a header scan and allocates nothing. Unlike kotel's
+// own fetch hook it starts no "receive" span per record: the process span
+// is the record's one span in the processor (half the spans at 100 %
+// sampling, BENCHMARKS.md). Dead letters produced get kotel's publish
+// spans.
 type sampledFetches struct{ k *kotel.Tracer }
 
 func (s sampledFetches) OnFetchRecordBuffered(r *kgo.Record) {
-	if sampledParent(r) {
-		s.k.OnFetchRecordBuffered(r)
-	}
-}
-
-func (s sampledFetches) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
-	if r.Context != nil {
-		s.k.OnFetchRecordUnbuffered(r, polled)
+	if sc, ok := sampledParent(r); ok {
+		r.Context = trace.ContextWithRemoteSpanContext(context.Background(), sc)
 	}
 }
 
@@ -249,21 +247,43 @@ func (s sampledFetches) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 	s.k.OnProduceRecordUnbuffered(r, err)
 }
 
-// sampledParent reports whether the record carries a W3C traceparent
-// ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>") with the sampled
-// flag set, without allocating.
-func sampledParent(r *kgo.Record) bool {
+// sampledParent parses the record's W3C traceparent
+// ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>") when its sampled
+// flag is set, without allocating.
+func sampledParent(r *kgo.Record) (trace.SpanContext, bool) {
 	for i := range r.Headers {
 		if r.Headers[i].Key != wire.HeaderTraceparent {
 			continue
 		}
 		v := r.Headers[i].Value
-		if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || unhex(v[54])&1 != 1 {
+			return trace.SpanContext{}, false
+		}
+		var tid trace.TraceID
+		var sid trace.SpanID
+		if !hexInto(tid[:], v[3:35]) || !hexInto(sid[:], v[36:52]) {
+			return trace.SpanContext{}, false
+		}
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true})
+		return sc, sc.IsValid()
+	}
+	return trace.SpanContext{}, false
+}
+
+// hexInto decodes lower- or upper-case hex into dst (len(src) = 2·len(dst)).
+func hexInto(dst []byte, src []byte) bool {
+	for i := range dst {
+		hi, lo := src[2*i], src[2*i+1]
+		if !isHexDigit(hi) || !isHexDigit(lo) {
 			return false
 		}
-		return unhex(v[54])&1 == 1
+		dst[i] = unhex(hi)<<4 | unhex(lo)
 	}
-	return false
+	return true
+}
+
+func isHexDigit(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
 func unhex(c byte) byte {
@@ -279,9 +299,9 @@ func unhex(c byte) byte {
 }
 
 // recordSpan is the record's consume/transform span (kotel's "process"
-// span, a child of its receive span and so of the webhook's trace). Its
-// context joins the batch's links. Call only while tracing, for records
-// whose Context a sampled fetch set.
+// span, a child of the span that produced the record, so in the webhook's
+// trace). Its context joins the batch's links. Call only while tracing,
+// for records whose Context a sampled fetch set.
 func (t *procTel) recordSpan(b *batch, r *kgo.Record, w *livechat.Webhook, err error, rows []Row) {
 	_, span := t.kotel.WithProcessSpan(r)
 	attrs := []attribute.KeyValue{attribute.Int("lcpipe.rows", len(rows)), attribute.String("lcpipe.request_id", wire.Header(r, wire.HeaderRequestID))}
@@ -409,7 +429,9 @@ func (t *procTel) stored(ctx context.Context, p *Processor, batches []*batch) {
 		canaries = append(canaries, b.tel.canaries...)
 		b.tel.canaries = nil
 	}
-	if len(canaries) == 0 || p.dryRun() {
+	// A replay (range mode) stores old canaries again: their freshness
+	// would measure the replay, not the pipeline.
+	if len(canaries) == 0 || p.cfg.Range != nil {
 		return
 	}
 	for _, c := range canaries {

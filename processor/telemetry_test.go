@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,9 @@ func TestSampledParent(t *testing.T) {
 		{"not sampled", "00-" + tid + "-" + sid + "-00", false},
 		{"other flags, sampled", "00-" + tid + "-" + sid + "-03", true},
 		{"other flags, not sampled", "00-" + tid + "-" + sid + "-02", false},
-		{"upper-case hex", "00-" + tid + "-" + sid + "-0B", true},
+		{"upper-case flags", "00-" + tid + "-" + sid + "-0B", true},
+		{"not hex", "00-" + strings.Repeat("z", 32) + "-" + sid + "-01", false},
+		{"zero trace id", "00-" + strings.Repeat("0", 32) + "-" + sid + "-01", false},
 		{"truncated", "00-" + tid + "-" + sid + "-0", false},
 		{"garbage", "sampled please, 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01", false},
 		{"absent", "", false},
@@ -34,41 +37,51 @@ func TestSampledParent(t *testing.T) {
 			if tc.value != "" {
 				r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderTraceparent, Value: []byte(tc.value)})
 			}
-			if got := sampledParent(r); got != tc.want {
+			sc, got := sampledParent(r)
+			if got != tc.want {
 				t.Errorf("sampledParent(%q) = %v", tc.value, got)
+			}
+			if got && (sc.TraceID().String() != tid || sc.SpanID().String() != sid || !sc.IsSampled() || !sc.IsRemote()) {
+				t.Errorf("sampledParent(%q) = %v", tc.value, sc)
 			}
 		})
 	}
 }
 
 // TestUnsampledRecordsCostNothing: a record that arrives without a sampled
-// context gets no span and allocates nothing in the fetch hook, even while
-// tracing; a sampled one gets kotel's receive span.
+// context gets no context and allocates nothing in the fetch hook, even
+// while tracing; a sampled one gets its parent, and recordSpan makes its
+// one span (kotel's process span), a child of the producer's span, linked
+// from the batch.
 func TestUnsampledRecordsCostNothing(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tel, err := telemetry.New(context.Background(), telemetry.Config{}, telemetry.Options{SpanExporter: exp})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hook := sampledFetches{kotel.NewTracer(kotel.TracerProvider(tel.TracerProvider()), kotel.TracerPropagator(tel.Propagator()))}
+	k := kotel.NewTracer(kotel.TracerProvider(tel.TracerProvider()), kotel.TracerPropagator(tel.Propagator()))
+	hook := sampledFetches{k}
 	unsampled := &kgo.Record{Topic: "raw", Headers: []kgo.RecordHeader{
 		{Key: wire.HeaderRequestID, Value: []byte("r")},
 		{Key: wire.HeaderTraceparent, Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")},
 	}}
-	if n := testing.AllocsPerRun(1000, func() {
-		hook.OnFetchRecordBuffered(unsampled)
-		hook.OnFetchRecordUnbuffered(unsampled, true)
-	}); n != 0 || unsampled.Context != nil {
+	if n := testing.AllocsPerRun(1000, func() { hook.OnFetchRecordBuffered(unsampled) }); n != 0 || unsampled.Context != nil {
 		t.Errorf("unsampled record: %.1f allocations, context %v", n, unsampled.Context)
 	}
 	sampled := &kgo.Record{Topic: "raw", Headers: []kgo.RecordHeader{
 		{Key: wire.HeaderTraceparent, Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
 	}}
 	hook.OnFetchRecordBuffered(sampled)
-	hook.OnFetchRecordUnbuffered(sampled, true)
+	pt := &procTel{tracing: true, kotel: k}
+	b := &batch{}
+	pt.recordSpan(b, sampled, nil, nil, []Row{{EventID: "e1"}})
 	spans := exp.GetSpans()
-	if len(spans) != 1 || spans[0].Name != "raw receive" || spans[0].SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
-		t.Errorf("sampled record's spans: %v", spans.Snapshots())
+	if len(spans) != 1 || spans[0].Name != "raw process" || spans[0].SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+		spans[0].Parent.SpanID().String() != "00f067aa0ba902b7" {
+		t.Fatalf("sampled record's spans: %v", spans.Snapshots())
+	}
+	if len(b.tel.links) != 1 || b.tel.links[0].SpanContext.SpanID() != spans[0].SpanContext.SpanID() {
+		t.Errorf("batch links %v", b.tel.links)
 	}
 }
 

@@ -210,18 +210,18 @@ func (p *pipeline) record(t *testing.T, rid string) *kgo.Record {
 
 // TestTraceThroughPipeline posts one webhook through ingest and the
 // processor with an in-memory span exporter: the HTTP server span
-// (otelfiber), the produce span (kotel) and the processor's receive and
-// process spans share the webhook's trace id, which the Kafka record
-// carries in its traceparent header; the INSERT span is a trace of its own
-// that links to the record's process span and names the ClickHouse query
-// id.
+// (otelfiber), the produce span (kotel) and the processor's process span
+// (kotel's, its parent the produce span) share the webhook's trace id,
+// which the Kafka record carries in its traceparent header; the INSERT
+// span is a trace of its own that links to the record's process span and
+// names the ClickHouse query and insert id.
 func TestTraceThroughPipeline(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	p := startPipeline(t, telemetry.Options{SpanExporter: exp}, nil)
 	rid := p.post(t, "incoming_event.json")
 	p.stored(t, rid)
 
-	var server, publish, receive, process, insert tracetest.SpanStub
+	var server, publish, process, insert tracetest.SpanStub
 	testenv.Eventually(t, 30*time.Second, func() error {
 		server = tracetest.SpanStub{}
 		for _, s := range exp.GetSpans() {
@@ -235,13 +235,11 @@ func TestTraceThroughPipeline(t *testing.T) {
 			return errors.New("no server span with the request id yet")
 		}
 		tid := server.SpanContext.TraceID()
-		publish, receive, process, insert = tracetest.SpanStub{}, tracetest.SpanStub{}, tracetest.SpanStub{}, tracetest.SpanStub{}
+		publish, process, insert = tracetest.SpanStub{}, tracetest.SpanStub{}, tracetest.SpanStub{}
 		for _, s := range exp.GetSpans() {
 			switch {
 			case s.Name == p.kcfg.RawTopic+" publish" && s.SpanContext.TraceID() == tid:
 				publish = s
-			case s.Name == p.kcfg.RawTopic+" receive" && s.SpanContext.TraceID() == tid:
-				receive = s
 			case s.Name == p.kcfg.RawTopic+" process" && s.SpanContext.TraceID() == tid:
 				process = s
 			}
@@ -259,26 +257,23 @@ func TestTraceThroughPipeline(t *testing.T) {
 		switch {
 		case !publish.SpanContext.IsValid():
 			return errors.New("no publish span in the webhook's trace")
-		case !receive.SpanContext.IsValid() || !process.SpanContext.IsValid():
-			return errors.New("no processor receive/process span in the webhook's trace")
+		case !process.SpanContext.IsValid():
+			return errors.New("no processor span in the webhook's trace")
 		case !insert.SpanContext.IsValid():
 			return errors.New("no INSERT span linking to the record's process span")
 		}
 		return nil
 	})
 	tid := server.SpanContext.TraceID()
-	t.Logf("trace %s: server %s → publish %s → receive %s → process %s; INSERT %s (trace %s)", tid,
-		server.SpanContext.SpanID(), publish.SpanContext.SpanID(), receive.SpanContext.SpanID(), process.SpanContext.SpanID(),
+	t.Logf("trace %s: server %s → publish %s → process %s; INSERT %s (trace %s)", tid,
+		server.SpanContext.SpanID(), publish.SpanContext.SpanID(), process.SpanContext.SpanID(),
 		insert.SpanContext.SpanID(), insert.SpanContext.TraceID())
 
 	if publish.Parent.SpanID() != server.SpanContext.SpanID() || publish.SpanKind != trace.SpanKindProducer {
 		t.Errorf("publish span: parent %s (want the server span %s), kind %v", publish.Parent.SpanID(), server.SpanContext.SpanID(), publish.SpanKind)
 	}
-	if receive.Parent.SpanID() != publish.SpanContext.SpanID() {
-		t.Errorf("receive span's parent %s, want the publish span %s", receive.Parent.SpanID(), publish.SpanContext.SpanID())
-	}
-	if process.Parent.SpanID() != receive.SpanContext.SpanID() || process.SpanKind != trace.SpanKindConsumer {
-		t.Errorf("process span: parent %s (want the receive span %s), kind %v", process.Parent.SpanID(), receive.SpanContext.SpanID(), process.SpanKind)
+	if process.Parent.SpanID() != publish.SpanContext.SpanID() || process.SpanKind != trace.SpanKindConsumer {
+		t.Errorf("process span: parent %s (want the publish span %s), kind %v", process.Parent.SpanID(), publish.SpanContext.SpanID(), process.SpanKind)
 	}
 	// The record carries the trace (the publish span's context).
 	rec := p.record(t, rid)

@@ -228,6 +228,9 @@ type Options struct {
 	// tracetest.NewInMemoryExporter); it turns tracing on regardless of
 	// Config.TracesExporter.
 	SpanExporter sdktrace.SpanExporter
+	// Batch hands SpanExporter the spans in batches from a background
+	// goroutine, as the OTLP exporter gets them (benchmarks).
+	Batch bool
 	// MetricReaders are added to the Prometheus reader.
 	MetricReaders []sdkmetric.Reader
 }
@@ -295,7 +298,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Telemetry, error) {
 	var syncExport bool
 	switch {
 	case o.SpanExporter != nil:
-		spanExp, syncExport = o.SpanExporter, true
+		spanExp, syncExport = o.SpanExporter, !o.Batch
 	case cfg.Sampler == "always_off":
 	case cfg.TracesExporterName() == ExporterOTLP:
 		if spanExp, err = cfg.spanExporter(ctx); err != nil {

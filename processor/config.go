@@ -43,11 +43,11 @@ type Config struct {
 	// one batch, the caches and the fetch buffers.
 	MaxPendingBatches int
 	// FetchMaxBytes bounds one fetch response (and so the fetch buffer;
-	// decompressed JSON is several times larger). Default 8 MiB. It is
-	// raised to the Kafka config's MaxMessageBytes when below it, and a
-	// partition gets up to MaxMessageBytes of it per fetch, so the largest
-	// record the topics accept (an INGEST_MAX_BODY webhook) always fits
-	// one fetch (kafka.NewClient, kafka.FetchMaxBytes).
+	// decompressed JSON is several times larger). Default 4 MiB; a
+	// partition gets at most a quarter of it per fetch. Both are soft
+	// bounds: a record larger than them (a webhook up to INGEST_MAX_BODY)
+	// is still fetched, as Kafka returns the first batch of a response
+	// whole (kafka.NewClient), so they need not grow with it.
 	FetchMaxBytes int32
 	// IDCacheSize, WindowCacheSize and UserCacheSize bound the in-memory
 	// caches (two generations of this many entries each). Defaults 250 000
@@ -94,7 +94,7 @@ func DefaultConfig() Config {
 		BatchLinger:       time.Second,
 		DedupWindow:       10 * time.Minute,
 		MaxPendingBatches: 2,
-		FetchMaxBytes:     8 << 20,
+		FetchMaxBytes:     4 << 20,
 		IDCacheSize:       250_000,
 		WindowCacheSize:   50_000,
 		UserCacheSize:     20_000,

@@ -51,8 +51,8 @@ type Config struct {
 	// one broker only.
 	MinInsyncReplicas int16
 	// MaxMessageBytes is the largest record batch the pipeline must carry:
-	// the max.message.bytes of created topics, the producers' batch cap and
-	// the consumers' per-partition fetch floor (NewClient, FetchMaxBytes).
+	// the max.message.bytes of created topics and the producers' batch cap
+	// (NewClient).
 	// Default DefaultMaxMessageBytes; commands set it to INGEST_MAX_BODY +
 	// RecordOverheadBytes.
 	MaxMessageBytes int32
@@ -147,12 +147,16 @@ func (c Config) Validate() error {
 //     accept (a larger batch of small records would be refused whole).
 //     The same cap applies to dead-letter records, which carry the original
 //     value.
-//   - FetchMaxPartitionBytes = MaxMessageBytes: a partition's next record
-//     always fits one fetch. Kafka returns an oversized batch anyway, but
-//     only for the first partition of a response, so a large record would
-//     otherwise wait its turn behind other partitions. Consumers that set
-//     their own FetchMaxBytes use FetchMaxBytes below so the total does not
-//     clamp this back down (franz-go caps the partition size at the total).
+//   - Fetch sizes are left to each consumer (processor.Config.FetchMaxBytes,
+//     franz-go's defaults elsewhere) and need not reach MaxMessageBytes:
+//     Kafka returns the first record batch of a response whole even when it
+//     is larger than FetchMaxBytes and FetchMaxPartitionBytes, and franz-go
+//     rotates which partition it asks for first after every fetch, so a
+//     large record is never stuck (TestCreatedTopicsCarryLargeRecords).
+//     Raising them to MaxMessageBytes would only make every backlog fetch
+//     larger: compressed batches decompress several-fold, and the
+//     processor's memory bound under a ClickHouse outage (TestClickHouseOutage)
+//     went from 139 to 169-220 MiB when we tried.
 func NewClient(cfg Config, extra ...kgo.Opt) (*kgo.Client, error) {
 	maxMsg := cfg.maxMessageBytes()
 	opts := []kgo.Opt{
@@ -161,10 +165,13 @@ func NewClient(cfg Config, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerBatchMaxBytes(maxMsg),
-		kgo.FetchMaxPartitionBytes(maxMsg),
 		// Bounds what one producer may hold unacknowledged; a produce
 		// beyond it blocks (ingest then spools on its timeout).
 		kgo.MaxBufferedBytes(max(256<<20, 4*int(maxMsg))),
+		// One request or response must hold a whole batch: franz-go's
+		// 100 MiB defaults refuse larger ones (INGEST_MAX_BODY above ~99 MiB).
+		kgo.BrokerMaxWriteBytes(min(1<<30, max(100<<20, maxMsg+1<<20))),
+		kgo.BrokerMaxReadBytes(min(1<<30, max(100<<20, maxMsg+1<<20))),
 		kgo.DialTimeout(3 * time.Second),
 	}
 	opts = append(opts, extra...)
@@ -173,13 +180,6 @@ func NewClient(cfg Config, extra ...kgo.Opt) (*kgo.Client, error) {
 		return nil, fmt.Errorf("kafka: new client for %v: %w", cfg.Brokers, err)
 	}
 	return cl, nil
-}
-
-// FetchMaxBytes is the consumer option bounding one fetch response at n
-// bytes, raised to cfg's MaxMessageBytes when below it so the largest
-// record the topics accept always fits a fetch (see NewClient).
-func FetchMaxBytes(cfg Config, n int32) kgo.Opt {
-	return kgo.FetchMaxBytes(max(n, cfg.maxMessageBytes()))
 }
 
 // Topic settings EnsureTopics gives the topics it creates.

@@ -204,15 +204,17 @@ func TestWaitForLeadersNamesTopicAtDeadline(t *testing.T) {
 // TestCreatedTopicsCarryLargeRecords: topics EnsureTopics creates carry
 // their own max.message.bytes and min.insync.replicas (a production
 // broker's default message size is about 1 MB; the test broker's may be
-// larger, hence the check of the topic's settings), take a record as large
-// as INGEST_MAX_BODY's default with its headers from a NewClient producer
-// (franz-go's own batch cap is about 1 MB), and a consumer built by
-// NewClient with a small fetch size gets it back whole.
+// larger, hence the check of the topic's settings) and take a record as
+// large as INGEST_MAX_BODY's default with its headers from a NewClient
+// producer (franz-go's own batch cap is about 1 MB). A consumer whose fetch
+// sizes are far below the record (1 MiB per fetch, 256 KiB per partition),
+// with other partitions holding data too, still gets it back whole: the
+// fetch sizes are soft bounds, which is why NewClient leaves them alone.
 func TestCreatedTopicsCarryLargeRecords(t *testing.T) {
 	base := testenv.KafkaConfig(t)
 	cfg := base
 	cfg.RawTopic, cfg.DLQTopic = testenv.Name(t, "raw_big"), testenv.Name(t, "dlq_big")
-	cl := testenv.KafkaClient(t, cfg)
+	cl := testenv.KafkaClient(t, cfg, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	deleteTopics(t, cl, cfg.RawTopic, cfg.DLQTopic)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -227,29 +229,44 @@ func TestCreatedTopicsCarryLargeRecords(t *testing.T) {
 		}
 	}
 
+	// Small records first in partitions 1 and 2 (3 partitions), so the
+	// large one in partition 0 is not alone in the fetches.
+	var recs []*kgo.Record
+	small := bytes.Repeat([]byte("s"), 16<<10)
+	for i := 0; i < 64; i++ {
+		recs = append(recs, &kgo.Record{Topic: cfg.RawTopic, Partition: int32(1 + i%2), Value: small})
+	}
 	value := bytes.Repeat([]byte("0123456789abcdef"), (kafka.DefaultMaxMessageBytes-kafka.RecordOverheadBytes)/16)
 	headers := []kgo.RecordHeader{{Key: "lc-request-id", Value: []byte("big-1")}, {Key: "traceparent", Value: []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}}
 	for _, topic := range []string{cfg.RawTopic, cfg.DLQTopic} {
-		r := &kgo.Record{Topic: topic, Key: []byte("org/chat"), Value: value, Headers: headers}
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatalf("produce %d bytes to %s: %v", len(value), topic, err)
-		}
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: 0, Key: []byte("org/chat"), Value: value, Headers: headers})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce (%d-byte record among them): %v", len(value), err)
 	}
 	cons := testenv.KafkaClient(t, cfg, kgo.ConsumeTopics(cfg.RawTopic, cfg.DLQTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kafka.FetchMaxBytes(cfg, 1<<20))
+		kgo.FetchMaxBytes(1<<20), kgo.FetchMaxPartitionBytes(256<<10))
 	var got []*kgo.Record
-	for len(got) < 2 {
+	for len(got) < len(recs) {
 		fs := cons.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			t.Fatalf("consumed %d of 2: %v", len(got), err)
+			t.Fatalf("consumed %d of %d: %v", len(got), len(recs), err)
 		}
 		fs.EachError(func(topic string, p int32, err error) { t.Errorf("fetch %s/%d: %v", topic, p, err) })
 		got = append(got, fs.Records()...)
 	}
+	large := 0
 	for _, r := range got {
+		if r.Partition != 0 {
+			continue
+		}
+		large++
 		if !bytes.Equal(r.Value, value) || len(r.Headers) != len(headers) {
 			t.Fatalf("%s: got %d bytes and %d headers, want %d and %d", r.Topic, len(r.Value), len(r.Headers), len(value), len(headers))
 		}
+	}
+	if large != 2 || len(got) != len(recs) {
+		t.Fatalf("consumed %d records (%d large), want %d (2 large)", len(got), large, len(recs))
 	}
 }
 

@@ -273,6 +273,10 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	traced := cfg.Tracer != nil
 	cfg.fill()
+	// The producer's batch cap and the topics ingest creates are sized from
+	// Kafka.MaxMessageBytes: it must fit the largest body accepted plus its
+	// key and headers, or such webhooks are refused and quarantined.
+	cfg.Kafka.MaxMessageBytes = int32(max(int(cfg.Kafka.MaxMessageBytes), min(cfg.MaxBodyBytes+kafka.RecordOverheadBytes, 1<<31-1)))
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

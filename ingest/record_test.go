@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
@@ -145,10 +144,12 @@ func TestRefusedRecordIsQuarantined(t *testing.T) {
 	cl := testenv.KafkaClient(t, kcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	maxBytes := "4096"
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, map[string]*string{"max.message.bytes": &maxBytes}, kcfg.RawTopic)
-	if err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
+	// A topic created for records of at most 4 KiB; ingest's own config
+	// keeps the default, so its producer sends the larger body.
+	tiny := kcfg
+	tiny.MaxMessageBytes = 4096
+	if err := kafka.EnsureTopics(ctx, cl, tiny, nil, kcfg.RawTopic); err != nil {
+		t.Fatalf("create topic: %v", err)
 	}
 	cfg := testConfig(t, kcfg)
 	cfg.KafkaTimeout = 500 * time.Millisecond

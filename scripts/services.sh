@@ -109,7 +109,6 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.retention.hours=-1
 log.retention.bytes=-1
-message.max.bytes=10485760
 PROPS
   if [ ! -f "$dir/data/meta.properties" ]; then
     log "formatting KRaft storage in $dir/data"

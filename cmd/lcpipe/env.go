@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 )
@@ -35,6 +36,7 @@ type invocation struct {
 	fs            *flag.FlagSet
 	vars          []envVar
 	errs          []error
+	maxBody       *int64 // INGEST_MAX_BODY once read (MaxBody)
 }
 
 func newInvocation(name, summary string, args []string, stdout io.Writer, log *slog.Logger) *invocation {
@@ -211,11 +213,27 @@ func (inv *invocation) Kafka() kafka.Config {
 	c.DLQTopic = inv.String("KAFKA_DLQ_TOPIC", c.DLQTopic, "dead-letter topic for records that cannot be processed")
 	c.Partitions = int32(inv.Int("KAFKA_TOPIC_PARTITIONS", int(c.Partitions), "partitions of topics created at start"))
 	c.ReplicationFactor = int16(inv.Int("KAFKA_TOPIC_REPLICATION", int(c.ReplicationFactor), "replication factor of topics created at start"))
+	c.MinInsyncReplicas = int16(inv.Int("KAFKA_TOPIC_MIN_INSYNC_REPLICAS", int(max(1, min(2, c.ReplicationFactor))),
+		"min.insync.replicas of topics created at start: replicas that must have a webhook before it is acknowledged (default min(2, KAFKA_TOPIC_REPLICATION))"))
+	// Every command that touches the topics sizes them and its clients from
+	// the largest body ingest accepts, whichever command creates them first.
+	c.MaxMessageBytes = int32(min(inv.MaxBody()+kafka.RecordOverheadBytes, 1<<31-1))
 	c.ClientID = inv.String("KAFKA_CLIENT_ID", "lcpipe-"+inv.name, "client id shown in broker logs")
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)
 	}
 	return c
+}
+
+// MaxBody reads INGEST_MAX_BODY (once: Kafka and ingest both use it). Set
+// it alike for ingest and processor: topics created at start get
+// max.message.bytes from it, and clients are built to carry such records.
+func (inv *invocation) MaxBody() int64 {
+	if inv.maxBody == nil {
+		n := inv.Bytes("INGEST_MAX_BODY", int64(ingest.DefaultConfig().MaxBodyBytes), "largest webhook body accepted (413 above); topics created at start get max.message.bytes of this plus 64KiB (headers) and Kafka clients carry such records: set it alike for ingest and processor")
+		inv.maxBody = &n
+	}
+	return *inv.maxBody
 }
 
 // ClickHouse reads the shared ClickHouse variables.

@@ -25,7 +25,7 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	}
 	cfg.KafkaTimeout = inv.Duration("INGEST_KAFKA_TIMEOUT", def.KafkaTimeout, "wait for Kafka's ack before a webhook goes to the local spool instead")
 	cfg.Linger = inv.Duration("INGEST_KAFKA_LINGER", def.Linger, "how long the producer waits to batch records (adds at most that much latency)")
-	cfg.MaxBodyBytes = int(inv.Bytes("INGEST_MAX_BODY", int64(def.MaxBodyBytes), "largest webhook body accepted (413 above)"))
+	cfg.MaxBodyBytes = int(inv.MaxBody())
 	cfg.ShutdownTimeout = inv.Duration("INGEST_SHUTDOWN_TIMEOUT", def.ShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish")
 	cfg.Spool = spool.DefaultConfig(inv.String("SPOOL_DIR", def.Spool.Dir, "folder of the local spool used while Kafka is slow or away"))
 	cfg.Spool.MaxBytes = inv.Bytes("SPOOL_MAX_BYTES", def.Spool.MaxBytes, "spool size cap; when full and Kafka is away ingest answers 503")

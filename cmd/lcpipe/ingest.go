@@ -6,6 +6,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/ingest/spool"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // runIngest serves POST /webhooks/livechat until SIGTERM/SIGINT, then shuts
@@ -19,7 +20,7 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	cfg.Addr = inv.String("INGEST_ADDR", def.Addr, "listen address of the webhook endpoint")
 	cfg.Kafka = inv.Kafka()
 	for _, s := range inv.List("LIVECHAT_WEBHOOK_SECRETS", "", "webhook secret_key values accepted for every organization, comma-separated (single-tenant setups)") {
-		cfg.Secrets = append(cfg.Secrets, ingest.Secret(s))
+		cfg.Secrets = append(cfg.Secrets, secret.Secret(s))
 	}
 	cfg.KafkaTimeout = inv.Duration("INGEST_KAFKA_TIMEOUT", def.KafkaTimeout, "wait for Kafka's ack before a webhook goes to the local spool instead")
 	cfg.Linger = inv.Duration("INGEST_KAFKA_LINGER", def.Linger, "how long the producer waits to batch records (adds at most that much latency)")

@@ -18,7 +18,7 @@
 // are refused even if they carry the right secret.
 //
 // Everything that leaves the process through logs or HTTP bodies goes
-// through Secret, which does not print.
+// through secret.Secret, which does not print.
 package lcapp
 
 import (
@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // DefaultActions are every v3.6 webhook action: the processor decodes and
@@ -69,7 +71,7 @@ const (
 type Config struct {
 	// ClientID and ClientSecret of the server-side app (Developer Console).
 	ClientID     string
-	ClientSecret Secret
+	ClientSecret secret.Secret
 	// PublicBaseURL is where LiveChat and browsers reach the ingest service,
 	// e.g. https://lcpipe.example.com. Webhooks are registered at
 	// PublicBaseURL+WebhookPath, the OAuth redirect is PublicBaseURL+CallbackPath.
@@ -79,7 +81,7 @@ type Config struct {
 	// APIURL is the versioned API base. Default https://api.livechatinc.com/v3.6.
 	APIURL string
 	// EncryptionKey (32 bytes) seals the store (AES-256-GCM).
-	EncryptionKey Secret
+	EncryptionKey secret.Secret
 	// StorePath is the bbolt file. Default .run/lcapp.db.
 	StorePath string
 	// Actions to register. Default DefaultActions.

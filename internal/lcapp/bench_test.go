@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // BenchmarkWebhookSecrets measures the ingest hot path: the secret lookup
@@ -14,7 +16,7 @@ import (
 func BenchmarkWebhookSecrets(b *testing.B) {
 	cfg := DefaultConfig()
 	cfg.ClientID, cfg.ClientSecret, cfg.PublicBaseURL = testClientID, "cs", "https://lcpipe.example.com"
-	cfg.EncryptionKey = Secret(randomKey())
+	cfg.EncryptionKey = secret.Secret(randomKey())
 	cfg.StorePath = filepath.Join(b.TempDir(), "lcapp.db")
 	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

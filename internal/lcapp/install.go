@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // Reconciliation is what Reconcile found and did.
@@ -19,10 +21,10 @@ type Reconciliation struct {
 	Registration string   // why registration was skipped, when it was
 }
 
-func newSecret() Secret {
+func newSecret() secret.Secret {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
-	return Secret(base64.RawURLEncoding.EncodeToString(b))
+	return secret.Secret(base64.RawURLEncoding.EncodeToString(b))
 }
 
 // Reconcile makes LiveChat hold exactly one license registration per
@@ -103,7 +105,7 @@ func (a *App) reconcileRegistrations(ctx context.Context, org string, listed []R
 			res.Kept = append(res.Kept, act)
 			continue
 		}
-		id, err := a.registerWebhook(ctx, org, act, Secret(reg.Secret))
+		id, err := a.registerWebhook(ctx, org, act, secret.Secret(reg.Secret))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -196,7 +198,7 @@ func (a *App) Uninstall(ctx context.Context, org string) error {
 		}
 	}
 	if rec, _ := a.store.loadInstallation(org); rec != nil {
-		if err := a.revoke(ctx, Secret(rec.AccessToken)); err != nil {
+		if err := a.revoke(ctx, secret.Secret(rec.AccessToken)); err != nil {
 			warn = append(warn, fmt.Errorf("revoke token: %w", err))
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/oauth2"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 const (
@@ -209,7 +211,7 @@ func (a *App) finishSignIn(c *fiber.Ctx) (string, error) {
 	if org == "" {
 		return "", &callbackError{http.StatusBadGateway, "the token response has no organization_id; nothing was stored"}
 	}
-	ti, err := a.info(ctx, Secret(tok.AccessToken))
+	ti, err := a.info(ctx, secret.Secret(tok.AccessToken))
 	if err != nil {
 		return "", &callbackError{http.StatusBadGateway, "could not validate the new token at LiveChat accounts: " + err.Error() + "; nothing was stored"}
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 //go:embed assets
@@ -221,7 +223,7 @@ func (a *App) appWebhook(c *fiber.Ctx) error {
 		if err == nil {
 			cur, _ := a.store.loadInstallation(b.OrganizationID)
 			if cur != nil {
-				_, ierr := a.info(ctx, Secret(cur.AccessToken))
+				_, ierr := a.info(ctx, secret.Secret(cur.AccessToken))
 				confirmed = errors.Is(ierr, errTokenInvalid)
 			}
 		}

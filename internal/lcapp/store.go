@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,31 +17,6 @@ import (
 
 	"go.etcd.io/bbolt"
 )
-
-// Secret is a credential (token, client secret, webhook secret, key) that
-// does not print: fmt, %v, %#v, JSON and log/slog all show "[redacted]".
-// Reveal gives the value to the one place that sends it.
-type Secret string
-
-// String hides the value.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString hides the value from %#v.
-func (s Secret) GoString() string { return `"` + s.String() + `"` }
-
-// LogValue hides the value from log/slog.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalJSON hides the value from encoding/json.
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
-
-// Reveal returns the value.
-func (s Secret) Reveal() string { return string(s) }
 
 // ParseKey decodes APP_ENCRYPTION_KEY: 32 bytes as 64 hex digits or as
 // standard / URL-safe base64 (with or without padding).

@@ -216,7 +216,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 			// No Scopes: the app is granted the scopes configured in the
 			// Developer Console; scope= is only documented for the JS SDK.
 		},
-		sessions: newSessions(cfg.SessionTTL, cfg.Now),
+		sessions: newSessions(cfg.SessionTTL, cfg.Now, urlPath(base)+SettingsPath),
 		dir:      newDirectory(),
 		last:     map[string]lastWebhook{},
 		done:     make(chan struct{}),

@@ -46,10 +46,14 @@ type sessions struct {
 	m   map[string]*session
 	ttl time.Duration
 	now func() time.Time
+	// path of the cookie: the settings path under PUBLIC_BASE_URL's own
+	// path, which a reverse proxy strips before ingest sees the request
+	// (a browser sends a cookie back only below the path it was set for).
+	path string
 }
 
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[string]*session{}, ttl: ttl, now: now}
+func newSessions(ttl time.Duration, now func() time.Time, path string) *sessions {
+	return &sessions{m: map[string]*session{}, ttl: ttl, now: now, path: path}
 }
 
 func randomToken() string {
@@ -89,7 +93,7 @@ func (s *sessions) create(c *fiber.Ctx, secure bool) *session {
 	}
 	s.m[id] = ss
 	s.mu.Unlock()
-	ck := &fiber.Cookie{Name: sessionCookie, Value: id, Path: SettingsPath, HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode}
+	ck := &fiber.Cookie{Name: sessionCookie, Value: id, Path: s.path, HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode}
 	if secure {
 		// The settings page is framed by the Agent App: a cross-site iframe
 		// sends the cookie only with SameSite=None, which requires Secure.

@@ -42,8 +42,12 @@ func (a *App) Routes(r fiber.Router) {
 	})
 }
 
-func (a *App) basePath() string {
-	u, err := url.Parse(a.cfg.PublicBaseURL)
+// basePath is PUBLIC_BASE_URL's path ("" or e.g. "/lcpipe"): links and
+// redirects the browser follows carry it.
+func (a *App) basePath() string { return urlPath(a.cfg.PublicBaseURL) }
+
+func urlPath(base string) string {
+	u, err := url.Parse(base)
 	if err != nil {
 		return ""
 	}

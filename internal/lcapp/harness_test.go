@@ -164,6 +164,20 @@ func (h *harness) newApp() *App {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	// A background reload of the secret cache may still be opening the
+	// store when the test ends: wait for it before the temporary folder goes.
+	h.t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			a.secrets.mu.Lock()
+			busy := a.secrets.reloading
+			a.secrets.mu.Unlock()
+			if !busy || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
 	return a
 }
 

@@ -282,6 +282,21 @@ func (f *Fake) ExpireAccessTokens(org string) {
 	}
 }
 
+// RevokeTokens revokes every access and refresh token of the organization
+// while the app stays installed, as when a user revokes the app's access
+// in their LiveChat account: API calls then fail with "authentication" and
+// refreshes with invalid_grant.
+func (f *Fake) RevokeTokens(org string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.access {
+		if t.user.OrganizationID == org {
+			t.revoked = true
+			delete(f.refresh, t.refresh)
+		}
+	}
+}
+
 // Uninstall revokes every token of the organization, as LiveChat does when
 // a license removes the app, and sends the application_uninstalled app
 // webhook when an AppWebhookURL is set. It returns the webhook's HTTP status

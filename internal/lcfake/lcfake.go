@@ -25,7 +25,10 @@
 //
 // There is no login screen: the test says which user is signed in at the
 // accounts service (SignIn) and the authorize endpoint answers as if that
-// user had consented.
+// user had consented. Every user is an agent of its organization in
+// list_agents, with its current role (SetRole); administrator-level scopes
+// need an owner, vice owner or administrator (invalid_scope otherwise)
+// unless Config.AnyRoleGetsAdminScopes says LiveChat does not enforce it.
 package lcfake
 
 import (
@@ -71,6 +74,11 @@ type Config struct {
 	AppWebhookURL string
 	// Region is the prefix of codes and access tokens. Default "dal".
 	Region string
+	// AnyRoleGetsAdminScopes grants administrator-level scopes to every
+	// role. The docs say a user who cannot grant a scope gets invalid_scope
+	// (oauth.md §2), which the fake enforces by default; this switch models
+	// a LiveChat that does not, so an app's own role check can be tested.
+	AnyRoleGetsAdminScopes bool
 	// RequiredRegion, when set, is the X-Region the API demands; other
 	// requests get the historic misdirected_request error with data.region
 	// (configuration-api.md §1).
@@ -219,6 +227,17 @@ func (f *Fake) now() time.Time { return time.Now().Add(f.offset) }
 
 // AddUser registers an account; SignIn makes it the signed-in browser user.
 func (f *Fake) AddUser(u User) { f.mu.Lock(); f.users[u.AccountID] = u; f.mu.Unlock() }
+
+// SetRole changes a user's role (owner, viceowner, administrator, normal);
+// list_agents shows the new one at once, tokens already issued stay valid.
+func (f *Fake) SetRole(accountID, role string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u, ok := f.users[accountID]; ok {
+		u.Role = role
+		f.users[accountID] = u
+	}
+}
 
 // SignIn makes accountID the user the authorize endpoint acts for ("" = nobody).
 func (f *Fake) SignIn(accountID string) { f.mu.Lock(); f.signedIn = accountID; f.mu.Unlock() }
@@ -477,7 +496,7 @@ func (f *Fake) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, s := range f.cfg.Scopes {
-		if adminScope(s) && !adminRole(user.Role) {
+		if adminScope(s) && !adminRole(user.Role) && !f.cfg.AnyRoleGetsAdminScopes {
 			f.ooopsRedirect(w, r, "invalid_scope", "")
 			return
 		}
@@ -878,11 +897,7 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 			okJSON(w, map[string]bool{"license_webhooks_enabled": f.installedOrg[org] && !f.disabled[org]})
 		}
 	case "list_agents":
-		out := slices.Clone(f.agents[org])
-		if out == nil {
-			out = []Agent{}
-		}
-		okJSON(w, out)
+		okJSON(w, f.listAgents(org))
 	case "list_groups":
 		out := slices.Clone(f.groups[org])
 		if out == nil {
@@ -890,6 +905,33 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 		}
 		okJSON(w, out)
 	}
+}
+
+// listAgents is the organization's agents: those set with SetAgents and
+// every user of the organization (a LiveChat user is an agent of its
+// license), with their current role.
+func (f *Fake) listAgents(org string) []Agent {
+	out := slices.Clone(f.agents[org])
+	if out == nil {
+		out = []Agent{}
+	}
+	ids := make([]string, 0, len(f.users))
+	for id := range f.users {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		u := f.users[id]
+		if u.OrganizationID != org || slices.ContainsFunc(out, func(a Agent) bool { return a.AccountID == u.AccountID }) {
+			continue
+		}
+		name := u.Name
+		if name == "" {
+			name = u.Email
+		}
+		out = append(out, Agent{ID: u.Email, AccountID: u.AccountID, Name: name, Role: u.Role, LoginStatus: "accepting chats"})
+	}
+	return out
 }
 
 var (

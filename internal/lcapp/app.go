@@ -170,6 +170,13 @@ type App struct {
 
 	done chan struct{}
 	stop context.CancelFunc
+
+	// regMu serializes, in the process, what the registrations file lock
+	// serializes across processes (lockRegistrations).
+	regMu sync.Mutex
+	// lockWaited, when set (tests), is called when the registrations lock
+	// is held by someone else and this App has to wait for it.
+	lockWaited func()
 }
 
 type lastWebhook struct {
@@ -337,7 +344,7 @@ func (a *App) WebhookSecrets(ctx context.Context, organizationID string) ([]stri
 	if !snap.orgs[organizationID] || snap.secret == "" {
 		return nil, nil
 	}
-	return []string{snap.secret}, nil
+	return snap.accepted(a.cfg.Now()), nil
 }
 
 // LicenseSecrets answers WebhookSecrets for a LiveChat v3.3 webhook, which
@@ -356,13 +363,17 @@ func (a *App) LicenseSecrets(ctx context.Context, licenseID int64) (string, []st
 	if org == "" || !snap.orgs[org] || snap.secret == "" {
 		return "", nil, nil
 	}
-	return org, []string{snap.secret}, nil
+	return org, snap.accepted(a.cfg.Now()), nil
 }
 
 func (a *App) secretSnapshot(ctx context.Context) (*secretSnapshot, error) {
 	return a.secrets.get(ctx, a.cfg.Now(), a.cfg.SecretCacheTTL, func() (*secretSnapshot, error) {
-		orgs, licenses, secret, err := a.store.snapshot(a.cfg.ClientID)
-		return &secretSnapshot{orgs: orgs, licenses: licenses, secret: secret}, err
+		orgs, licenses, reg, err := a.store.snapshot(a.cfg.ClientID)
+		snap := &secretSnapshot{orgs: orgs, licenses: licenses}
+		if reg != nil {
+			snap.secret, snap.previous, snap.previousUntil = reg.Secret, reg.Previous, reg.PreviousUntil
+		}
+		return snap, err
 	}, a.log)
 }
 
@@ -370,6 +381,20 @@ type secretSnapshot struct {
 	orgs     map[string]bool
 	licenses map[int64]string // license -> installed organization holding it
 	secret   string
+	// previous is the secret before the last rotation, accepted until
+	// previousUntil: deliveries signed with it may still arrive (retries,
+	// registrations not yet removed).
+	previous      string
+	previousUntil time.Time
+}
+
+// accepted is the registration secret, then the previous one while it is
+// still accepted.
+func (s *secretSnapshot) accepted(now time.Time) []string {
+	if s.previous != "" && s.previous != s.secret && now.Before(s.previousUntil) {
+		return []string{s.secret, s.previous}
+	}
+	return []string{s.secret}
 }
 
 // secretCache is the in-memory snapshot behind WebhookSecrets.

@@ -40,7 +40,7 @@ func BenchmarkWebhookSecrets(b *testing.B) {
 	b.Run("store-per-webhook", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if orgs, _, s, err := a.store.snapshot(testClientID); err != nil || !orgs[testOrg] || s == "" {
+			if orgs, _, reg, err := a.store.snapshot(testClientID); err != nil || !orgs[testOrg] || reg == nil {
 				b.Fatal(err)
 			}
 		}

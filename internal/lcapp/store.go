@@ -214,6 +214,10 @@ type registrationRecord struct {
 	Secret    string            `json:"secret"`
 	IDs       map[string]string `json:"ids"` // action -> webhook id
 	UpdatedAt time.Time         `json:"updated_at"`
+	// Previous is the secret before the last rotation (a new public URL),
+	// still accepted until PreviousUntil.
+	Previous      string    `json:"previous,omitempty"`
+	PreviousUntil time.Time `json:"previous_until,omitzero"`
 }
 
 func (s *store) loadInstallation(org string) (*installationRecord, error) {
@@ -284,11 +288,12 @@ func (s *store) deleteRegistration(clientID string) error {
 }
 
 // snapshot reads, in one transaction, which organizations are installed,
-// which license each holds (when known) and the registration secret: what
+// which license each holds (when known) and the registration set (nil when
+// there is none) with its secrets: what
 // the webhook secret cache needs. A license claimed by two installations
 // maps to "" (a v3.3 webhook of it cannot be attributed). An installation
 // record that does not decrypt still counts as installed, without a license.
-func (s *store) snapshot(clientID string) (orgs map[string]bool, licenses map[int64]string, secret string, err error) {
+func (s *store) snapshot(clientID string) (orgs map[string]bool, licenses map[int64]string, reg *registrationRecord, err error) {
 	orgs, licenses = map[string]bool{}, map[int64]string{}
 	err = s.view(func(tx *bbolt.Tx) error {
 		if tx != nil && tx.Bucket(bucketInstallations) != nil {
@@ -310,15 +315,15 @@ func (s *store) snapshot(clientID string) (orgs map[string]bool, licenses map[in
 				return err
 			}
 		}
-		var reg registrationRecord
-		found, err := s.get(tx, bucketRegistrations, clientID, &reg)
+		var r registrationRecord
+		found, err := s.get(tx, bucketRegistrations, clientID, &r)
 		if err != nil {
 			return err
 		}
 		if found {
-			secret = reg.Secret
+			reg = &r
 		}
 		return nil
 	})
-	return orgs, licenses, secret, err
+	return orgs, licenses, reg, err
 }

@@ -164,6 +164,7 @@ type Fake struct {
 	installedOrg map[string]bool
 	gone         []string            // secrets of unregistered webhooks, for Issued
 	failures     map[string][]string // method -> error types to answer next
+	holds        map[string]*hold    // method -> a call to stop before it is served
 }
 
 // FailNext makes the next n calls of a Configuration API method answer the
@@ -173,6 +174,49 @@ func (f *Fake) FailNext(method string, n int, typ string) {
 	defer f.mu.Unlock()
 	for i := 0; i < n; i++ {
 		f.failures[method] = append(f.failures[method], typ)
+	}
+}
+
+// hold stops the n-th next call of a method until released.
+type hold struct {
+	n       int
+	reached chan struct{}
+	release chan struct{}
+}
+
+// Hold stops the n-th next call (n >= 1) of a Configuration API method
+// before it is served, until release is called: reached is closed when that
+// call arrives. Tests use it to interleave two clients at a known point.
+// The held request also ends when its client gives up.
+func (f *Fake) Hold(method string, n int) (reached <-chan struct{}, release func()) {
+	h := &hold{n: n, reached: make(chan struct{}), release: make(chan struct{})}
+	f.mu.Lock()
+	f.holds[method] = h
+	f.mu.Unlock()
+	var once sync.Once
+	return h.reached, func() { once.Do(func() { close(h.release) }) }
+}
+
+// waitHold blocks the call when it is the held one.
+func (f *Fake) waitHold(r *http.Request, method string) {
+	f.mu.Lock()
+	h := f.holds[method]
+	if h != nil {
+		h.n--
+		if h.n > 0 {
+			h = nil
+		} else {
+			delete(f.holds, method)
+		}
+	}
+	f.mu.Unlock()
+	if h == nil {
+		return
+	}
+	close(h.reached)
+	select {
+	case <-h.release:
+	case <-r.Context().Done():
 	}
 }
 
@@ -193,7 +237,7 @@ func New(cfg Config) *Fake {
 	f := &Fake{
 		cfg: cfg, users: map[string]User{}, codes: map[string]*code{}, access: map[string]*token{},
 		refresh: map[string]*token{}, disabled: map[string]bool{}, agents: map[string][]Agent{},
-		groups: map[string][]Group{}, calls: map[string]int{}, failures: map[string][]string{}, installedOrg: map[string]bool{}, redirectLog: map[string][]time.Time{},
+		groups: map[string][]Group{}, calls: map[string]int{}, failures: map[string][]string{}, holds: map[string]*hold{}, installedOrg: map[string]bool{}, redirectLog: map[string][]time.Time{},
 	}
 	acc := http.NewServeMux()
 	acc.HandleFunc("GET /{$}", f.authorize)
@@ -737,6 +781,7 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 		apiError(w, "validation", "request body is not a JSON object")
 		return
 	}
+	f.waitHold(r, method)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[method]++

@@ -27,6 +27,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
@@ -36,7 +37,7 @@ const testSecret = "test-secret"
 func testConfig(t testing.TB, kcfg kafka.Config) Config {
 	cfg := DefaultConfig()
 	cfg.Kafka = kcfg
-	cfg.Secrets = []Secret{testSecret}
+	cfg.Secrets = []secret.Secret{testSecret}
 	cfg.Spool = spool.DefaultConfig(t.TempDir())
 	cfg.Version = "test"
 	cfg.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/dashboards"
 	"github.com/lcpipe/lcpipe/internal/chconn"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // runDashboards serves the built-in dashboards viewer on its own address
@@ -20,7 +21,7 @@ func runDashboards(ctx context.Context, inv *invocation) error {
 	vc := dashboards.DefaultViewerConfig()
 	vc.Addr = inv.String("DASHBOARDS_ADDR", vc.Addr, "listen address of the built-in dashboards (keep it private)")
 	ch.User = inv.String("DASHBOARDS_CLICKHOUSE_USER", "analyst", "ClickHouse user of the dashboards (read-only)")
-	ch.Password = chconn.Secret(inv.String("DASHBOARDS_CLICKHOUSE_PASSWORD", "analyst", "its password"))
+	ch.Password = secret.Secret(inv.String("DASHBOARDS_CLICKHOUSE_PASSWORD", "analyst", "its password"))
 	vc.Refresh = inv.Duration("DASHBOARDS_REFRESH", vc.Refresh, "default auto-refresh period of the page")
 	vc.QueryTimeout = inv.Duration("DASHBOARDS_QUERY_TIMEOUT", vc.QueryTimeout, "cancel a panel query after this long")
 	if err := inv.parse(); err != nil {

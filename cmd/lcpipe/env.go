@@ -15,6 +15,7 @@ import (
 	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // errHelp is returned by parse when --help was asked for and printed.
@@ -242,7 +243,7 @@ func (inv *invocation) ClickHouse() chconn.Config {
 	c.Addr = inv.List("CLICKHOUSE_ADDR", strings.Join(c.Addr, ","), "ClickHouse native-protocol address(es), host:port")
 	c.Database = inv.String("CLICKHOUSE_DATABASE", c.Database, "database of the pipeline's tables")
 	c.User = inv.String("CLICKHOUSE_USER", c.User, "ClickHouse user")
-	c.Password = chconn.Secret(inv.String("CLICKHOUSE_PASSWORD", "", "ClickHouse password"))
+	c.Password = secret.Secret(inv.String("CLICKHOUSE_PASSWORD", "", "ClickHouse password"))
 	c.Cluster = inv.String("CLICKHOUSE_CLUSTER", "", "cluster name: migrations use ON CLUSTER and Replicated engines")
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)

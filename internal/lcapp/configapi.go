@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // APIError is an error body of the Configuration API
@@ -57,7 +59,7 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 		if region == "" {
 			region = rec.Region
 		}
-		err = a.post(ctx, method, Secret(rec.AccessToken), region, body, out)
+		err = a.post(ctx, method, secret.Secret(rec.AccessToken), region, body, out)
 		var ae *APIError
 		switch {
 		case err == nil:
@@ -108,7 +110,7 @@ func backoff(ctx context.Context, n int) error {
 	}
 }
 
-func (a *App) post(ctx context.Context, method string, token Secret, region string, body []byte, out any) error {
+func (a *App) post(ctx context.Context, method string, token secret.Secret, region string, body []byte, out any) error {
 	u := strings.TrimRight(a.cfg.APIURL, "/") + "/configuration/action/" + method
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HTTPTimeout)
 	defer cancel()
@@ -176,12 +178,12 @@ func (a *App) listWebhooks(ctx context.Context, org string) ([]RegisteredWebhook
 	return out, err
 }
 
-func (a *App) registerWebhook(ctx context.Context, org, action string, secret Secret) (string, error) {
+func (a *App) registerWebhook(ctx context.Context, org, action string, key secret.Secret) (string, error) {
 	var out struct {
 		ID string `json:"id"`
 	}
 	err := a.call(ctx, org, "register_webhook", map[string]any{
-		"action": action, "secret_key": secret.Reveal(), "url": a.WebhookURL(),
+		"action": action, "secret_key": key.Reveal(), "url": a.WebhookURL(),
 		"owner_client_id": a.cfg.ClientID, "type": "license", "description": "lcpipe analytics",
 	}, &out)
 	if err == nil && out.ID == "" {

@@ -33,6 +33,7 @@ func commands() []command {
 		{"dashboards", "serve the built-in dashboards (read-only ClickHouse queries)", runDashboards},
 		{"simulate", "generate realistic LiveChat webhook traffic (post to ingest or write files)", runSimulate},
 		{"webhooks", webhooksSummary, runWebhooks},
+		{"analysts", analystsSummary, runAnalysts},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

@@ -7,12 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/lcpipe/lcpipe/internal/backoff"
 	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
@@ -71,11 +70,11 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 			region, moved = ae.Region, true
 			_ = a.store.modifyInstallation(org, func(r *installationRecord) { r.Region = region })
 			continue
-		case retryable(err) && transient < maxTransientRetries:
-			transient++
-			if werr := backoff(ctx, transient); werr != nil {
+		case backoff.Retryable(err) && transient < maxTransientRetries:
+			if werr := callBackoff.Wait(ctx, transient); werr != nil {
 				return fmt.Errorf("%w (gave up waiting to retry: %w)", err, werr)
 			}
+			transient++
 			continue
 		}
 		return err
@@ -84,30 +83,16 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 
 const maxTransientRetries = 3
 
-// retryable decides, in one place, which failures are worth repeating:
-// rate limiting, LiveChat's internal errors and 5xx, and network errors.
-// Everything else (validation, authorization, not_found, ...) is permanent.
-func retryable(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Type == "too_many_requests" || ae.Type == "internal" || ae.Status >= 500
-	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
-}
+// callBackoff spaces the retries of transient failures: 200 ms, 400 ms,
+// 800 ms, with jitter.
+var callBackoff = backoff.Policy{Min: 200 * time.Millisecond, Max: 2 * time.Second}
 
-// backoff waits 200 ms·2^(n-1) ± 50 %, or until ctx ends.
-func backoff(ctx context.Context, n int) error {
-	d := 200 * time.Millisecond << (n - 1)
-	d = d/2 + time.Duration(rand.Int64N(int64(d)))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// Retryable says which API failures are worth repeating (backoff.Retryable
+// asks it): rate limiting, LiveChat's internal errors and 5xx. Everything
+// else (validation, authorization, not_found, ...) is permanent. Network
+// errors are not APIErrors: backoff.Retryable repeats them.
+func (e *APIError) Retryable() bool {
+	return e.Type == "too_many_requests" || e.Type == "internal" || e.Status >= 500
 }
 
 func (a *App) post(ctx context.Context, method string, token secret.Secret, region string, body []byte, out any) error {

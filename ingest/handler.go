@@ -341,7 +341,11 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 }
 
 // readyz answers 200 when a webhook can be made durable now: Kafka answers
-// or the spool has room. It reports the spool depth either way.
+// or the spool has room, and every spooled record reads back. A spool
+// Fault (records that do not read back: disk errors, damage) answers 503
+// with the reason, so the load balancer stops sending webhooks here and an
+// operator looks at the disk; the drain resumes by itself once it reads.
+// It reports the spool depth either way.
 func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -352,18 +356,26 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	}
 	// Ready to spool means room for a typical large webhook, not one byte.
 	writable := s.spool.Writable(min(s.cfg.MaxBodyBytes, 64<<10))
-	ready := kerr == nil || writable
+	st := s.spool.Stats()
+	ready := (kerr == nil || writable) && st.Fault == nil
 	status := fiber.StatusOK
 	state := "ready"
 	if !ready {
 		status, state = fiber.StatusServiceUnavailable, "not ready"
 	}
-	return c.Status(status).JSON(fiber.Map{
+	body := fiber.Map{
 		"status":         state,
 		"kafka":          kafkaState,
-		"spool":          s.spool.Stats(),
+		"spool":          st,
 		"spool_writable": writable,
-	})
+	}
+	switch {
+	case st.Fault != nil:
+		body["reason"] = "spool: " + st.Fault.String()
+	case !ready:
+		body["reason"] = "Kafka unreachable and the spool is full"
+	}
+	return c.Status(status).JSON(body)
 }
 
 // jitter returns a duration in [d/2, d].

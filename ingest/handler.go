@@ -183,8 +183,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "not durable")
 		msg := "cannot store the webhook now, retry later"
-		if errors.Is(err, spool.ErrFull) {
+		switch {
+		case errors.Is(err, spool.ErrFull):
 			msg = "Kafka unavailable and local spool full, retry later"
+		case errors.Is(err, errTurnTimeout):
+			msg = "an earlier webhook of this chat is still being stored, retry later"
 		}
 		s.log.Error("webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, msg)
@@ -293,12 +296,27 @@ func (s *Server) authenticate(ctx context.Context, env *envelope) (auth, org str
 }
 
 // store makes rec durable: Kafka when it acks within KafkaTimeout, else the
-// spool. While the spool holds records, new ones go to the spool too, so a
-// chat's later events cannot overtake its spooled earlier ones (and a dead
-// broker costs one timeout, not one per request).
+// spool. A record never overtakes an earlier one of its key (keyOrder):
+// it waits for its turn, and while the spool holds anything, new records
+// go to the spool too, behind the spooled ones (a dead broker then costs one
+// timeout, not one per request). Only when the spool is full may a record
+// go to Kafka past the spool, and only if none of its key is in the spool
+// and every spooled record's key is known (no spool Fault); otherwise 503.
 func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err error) {
+	key := string(rec.Key)
+	// An earlier request of the key takes at most KafkaTimeout plus a spool
+	// append; waiting longer than that means something is stuck: 503, and
+	// LiveChat retries.
+	wctx, cancel := context.WithTimeout(ctx, 2*s.cfg.KafkaTimeout+spoolAppendTimeout)
+	t, err := s.order.wait(wctx, key)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", errTurnTimeout, err)
+	}
+	defer t.end()
+
 	triedKafka := false
-	if s.spool.Pending() == 0 {
+	if s.spool.Empty() {
 		triedKafka = true
 		perr := s.produce(ctx, s.cfg.KafkaTimeout, rec)
 		if perr == nil {
@@ -310,13 +328,17 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	// The client may still hold rec (an abandoned produce): never modify
 	// it, encode a copy with the extra header.
 	entry := encodeSpoolEntry(rec, kgo.RecordHeader{Key: wire.HeaderSpooled, Value: []byte("1")})
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ofKey := s.order.spooled(key)
+	// Counted before the append, so the drain can never deliver it before
+	// it was counted.
+	s.order.addSpooled(key, 1)
+	actx, cancel := context.WithTimeout(ctx, spoolAppendTimeout)
 	defer cancel()
 	if err := s.spool.Append(actx, entry); err != nil {
-		if errors.Is(err, spool.ErrFull) && !triedKafka {
-			// A full spool while Kafka may be back (the drain frees
-			// whole segments): Kafka now beats a 503, even if this
-			// record overtakes spooled ones of its chat.
+		s.order.addSpooled(key, -1)
+		if errors.Is(err, spool.ErrFull) && !triedKafka && ofKey == 0 && s.spool.Fault() == nil {
+			// Full while Kafka may be back (the drain frees whole
+			// segments): Kafka beats a 503, and overtakes nothing.
 			if perr := s.produce(ctx, s.cfg.KafkaTimeout, rec); perr == nil {
 				return false, nil
 			}
@@ -327,6 +349,12 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	s.counters.spooled.Add(1)
 	return true, nil
 }
+
+// spoolAppendTimeout bounds one spool append (the fsync of a group commit).
+const spoolAppendTimeout = 5 * time.Second
+
+// errTurnTimeout: an earlier webhook of the same key is still being stored.
+var errTurnTimeout = errors.New("an earlier webhook of this chat is still being stored")
 
 // fiberCarrier reads W3C trace context from request headers.
 type fiberCarrier struct{ c *fiber.Ctx }

@@ -15,7 +15,8 @@
 // and the secret never reaches Kafka, the spool or a log.
 //
 // The flow of one request: Server.webhook → parseEnvelope → authenticate →
-// buildRecord → store (produce, else spool) → 200.
+// buildRecord → store (wait for the key's turn, then produce, else spool:
+// a chat's webhooks never overtake each other, see keyOrder) → 200.
 package ingest
 
 import (
@@ -129,6 +130,10 @@ type Config struct {
 	// kafkaOpts are extra client options (tests: hooks that count produce
 	// requests).
 	kafkaOpts []kgo.Opt
+	// beforeProduce, when set, runs before every produce with its bounded
+	// context; an error fails the produce (tests: a slow or blocked broker
+	// for chosen records).
+	beforeProduce func(ctx context.Context, recs []*kgo.Record) error
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -252,6 +257,7 @@ type Server struct {
 	client   *kgo.Client
 	spool    *spool.Spool
 	secrets  [][32]byte // SHA-256 of the static secrets
+	order    *keyOrder
 	prop     propagation.TextMapPropagator
 	counters counters
 
@@ -283,6 +289,14 @@ func New(cfg Config) (*Server, error) {
 	_, _ = rand.Read(b[:])
 	s.ridPrefix = hex.EncodeToString(b[:]) + "-"
 
+	s.order = newKeyOrder()
+	// What a previous run left in the spool: count its keys, so a record
+	// of those keys never goes to Kafka past them.
+	cfg.Spool.Recovered = func(entry []byte) {
+		if r, err := decodeSpoolEntry(entry); err == nil {
+			s.order.addSpooled(string(r.Key), 1)
+		}
+	}
 	sp, err := spool.Open(cfg.Spool)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)

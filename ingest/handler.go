@@ -32,15 +32,27 @@ func (s *Server) newApp() *fiber.App {
 		BodyLimit:             s.cfg.MaxBodyBytes,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.errorHandler,
-		ReadTimeout:           15 * time.Second,
-		WriteTimeout:          15 * time.Second,
-		IdleTimeout:           75 * time.Second,
+		// Bodies are read by readBody, as they arrive (limits.go); the
+		// server's own reading would allocate what a request announces.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		Concurrency:                  s.cfg.MaxConns,
+		ReadTimeout:                  s.cfg.HeaderTimeout, // the body gets BodyTimeout (headerReceived)
+		WriteTimeout:                 15 * time.Second,
+		IdleTimeout:                  s.cfg.IdleTimeout,
 	})
+	srv := app.Server()
+	srv.HeaderReceived = s.headerReceived
+	srv.MaxConnsPerIP = s.cfg.MaxConnsPerIP
+	srv.Logger = serverLog{s.refusals}
+	srv.SecureErrorLogMessage = true // no request bytes (a secret) in its messages
+	app.Use(s.readBody)
 	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
 	app.Use(fiberrecover.New())
 	app.Post(WebhookPath, s.webhook)
 	app.All(WebhookPath, func(c *fiber.Ctx) error {
 		s.counters.methodNotAllowed.Add(1)
+		s.refuse(c, "method")
 		c.Set(fiber.HeaderAllow, fiber.MethodPost)
 		return s.fail(c, fiber.StatusMethodNotAllowed, "method not allowed: use POST")
 	})
@@ -50,6 +62,22 @@ func (s *Server) newApp() *fiber.App {
 		s.cfg.Routes(app)
 	}
 	return app
+}
+
+// clip shortens an untrusted string for a log line.
+func clip(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	return v[:n] + "…"
+}
+
+// refuse counts a refused request for the periodic summary (and logs it
+// at debug level).
+func (s *Server) refuse(c *fiber.Ctx, reason string) {
+	remote := c.Context().RemoteAddr().String()
+	s.refusals.add(reason, remote)
+	s.log.Debug("request refused", "reason", reason, "request_id", s.requestID(c), "remote_addr", remote)
 }
 
 // requestID returns the id of this request, making one on first use.
@@ -75,20 +103,43 @@ func (s *Server) fail(c *fiber.Ctx, status int, msg string) error {
 	return c.Status(status).Send(b)
 }
 
-// errorHandler answers errors raised outside the handlers (body over the
-// limit, unknown route, panics). Anything that is not a client error is
-// ours and answers 503, never 4xx or 500.
+// errorHandler answers errors raised outside the handlers (header read
+// timeouts, unparsable requests, unknown routes, panics). Anything that is not a client error is ours and answers
+// 503, never 4xx or 500.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
-	if errors.As(err, &fe) && fe.Code >= 400 && fe.Code < 500 {
-		switch fe.Code {
-		case fiber.StatusRequestEntityTooLarge:
-			s.counters.tooLarge.Add(1)
-			return s.fail(c, fe.Code, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
-		case fiber.StatusMethodNotAllowed:
-			s.counters.methodNotAllowed.Add(1)
+	if errors.As(err, &fe) {
+		switch {
+		case fe.Code == fiber.StatusBadGateway:
+			// The server could not read the request (connection reset
+			// or broken mid-request): the client's side, and nobody is
+			// left to read the answer.
+			s.counters.badRequest.Add(1)
+			s.refuse(c, "read_error")
+			return s.fail(c, fiber.StatusBadRequest, "could not read the request")
+		case fe.Code >= 400 && fe.Code < 500:
+			reason := "bad_request"
+			switch fe.Code {
+			case fiber.StatusRequestEntityTooLarge:
+				s.counters.tooLarge.Add(1)
+				s.refuse(c, "too_large")
+				return s.fail(c, fe.Code, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
+			case fiber.StatusMethodNotAllowed:
+				s.counters.methodNotAllowed.Add(1)
+				reason = "method"
+			case fiber.StatusRequestTimeout:
+				reason = "timeout"
+			case fiber.StatusRequestHeaderFieldsTooLarge:
+				reason = "header_too_large"
+			case fiber.StatusNotFound:
+				reason = "not_found"
+			}
+			if fe.Code != fiber.StatusMethodNotAllowed && fe.Code != fiber.StatusNotFound {
+				s.counters.badRequest.Add(1)
+			}
+			s.refuse(c, reason)
+			return s.fail(c, fe.Code, strings.ToLower(fe.Message))
 		}
-		return s.fail(c, fe.Code, strings.ToLower(fe.Message))
 	}
 	s.counters.unavailable.Add(1)
 	s.log.Error("request failed", "request_id", s.requestID(c), "path", c.Path(), "error", err)
@@ -105,12 +156,14 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	ct := c.Get(fiber.HeaderContentType)
 	if !isJSON(ct) {
 		s.counters.unsupportedMedia.Add(1)
+		s.refuse(c, "content_type")
 		return s.fail(c, fiber.StatusUnsupportedMediaType, "content type must be application/json, got "+strconv.Quote(ct))
 	}
 	// The body is stored raw, so it must arrive raw: no decoding step that
 	// could change bytes (or inflate a small request into a huge one).
 	if ce := c.Get(fiber.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
 		s.counters.unsupportedMedia.Add(1)
+		s.refuse(c, "content_encoding")
 		return s.fail(c, fiber.StatusUnsupportedMediaType, "content encoding "+strconv.Quote(ce)+" is not supported; send the body uncompressed")
 	}
 	// fasthttp reuses the body buffer after the handler returns: parse the
@@ -119,6 +172,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	env, err := parseEnvelope(body)
 	if err != nil {
 		s.counters.badRequest.Add(1)
+		s.refuse(c, "bad_json")
 		return s.fail(c, fiber.StatusBadRequest, err.Error())
 	}
 
@@ -145,7 +199,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		if errors.Is(err, errUnauthorized) {
 			s.counters.unauthorized.Add(1)
 			span.SetStatus(codes.Error, "unauthorized")
-			s.log.Warn("webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
+			// One summary per interval, not a line per request: anyone can
+			// send these (logged per request at debug level).
+			s.refusals.add("unauthorized", c.Context().RemoteAddr().String()+" organization_id="+strconv.Quote(clip(env.OrganizationID, 64))+
+				" license_id="+strconv.FormatInt(env.LicenseID, 10))
+			s.log.Debug("webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
 				"license_id", env.LicenseID, "action", env.Action, "remote_addr", c.Context().RemoteAddr().String())
 			if env.OrganizationID == "" {
 				return s.fail(c, fiber.StatusUnauthorized, "secret_key does not match, or license_id "+

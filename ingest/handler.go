@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -46,6 +48,24 @@ func (s *Server) newApp() *fiber.App {
 	srv.MaxConnsPerIP = s.cfg.MaxConnsPerIP
 	srv.Logger = serverLog{s.refusals}
 	srv.SecureErrorLogMessage = true // no request bytes (a secret) in its messages
+	// Fiber answers a method it does not know in plain text before any
+	// middleware runs; answer it like every other error.
+	route := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if !slices.Contains(fiber.DefaultMethods, string(ctx.Method())) {
+			s.refusals.add("method", ctx.RemoteAddr().String())
+			s.counters.badRequest.Add(1)
+			rid := s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+			b, _ := json.Marshal(errorBody{Error: "invalid HTTP method", RequestID: rid})
+			ctx.Response.Header.Set("X-Request-ID", rid)
+			ctx.SetConnectionClose()
+			ctx.SetStatusCode(fiber.StatusBadRequest)
+			ctx.SetContentType(fiber.MIMEApplicationJSON)
+			ctx.SetBody(b)
+			return
+		}
+		route(ctx)
+	}
 	app.Use(s.readBody)
 	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
 	app.Use(fiberrecover.New())

@@ -14,6 +14,23 @@
 // place so the stored body is otherwise byte-identical to what LiveChat sent
 // and the secret never reaches Kafka, the spool or a log.
 //
+// Answers of POST /webhooks/livechat; every error has a JSON body
+// {"error": "...", "request_id": "..."}:
+//
+//	200 stored: Kafka acknowledged it, or it is fsynced in the spool
+//	400 not one JSON object naming an action and an organization_id or
+//	    license_id; a duplicate (or differently cased) envelope field;
+//	    a body cut short or unparsable HTTP
+//	401 secret_key missing, empty, not a JSON string, or wrong
+//	405 not a POST
+//	408 headers or body not received in time (HeaderTimeout, BodyTimeout)
+//	413 body larger than MaxBodyBytes
+//	415 Content-Type not application/json, or any Content-Encoding
+//	431 headers larger than 4 KiB
+//	503 our side: Kafka and the spool both unable to take it, an
+//	    installation lookup failed, too many large bodies being read, an
+//	    earlier webhook of the same chat still being stored; LiveChat retries
+//
 // The flow of one request: Server.webhook → parseEnvelope → authenticate →
 // buildRecord → store (wait for the key's turn, then produce, else spool:
 // a chat's webhooks never overtake each other, see keyOrder) → 200.

@@ -210,37 +210,49 @@ func TestHostileRequests(t *testing.T) {
 	}
 
 	t.Run("large bodies over the memory budget", func(t *testing.T) {
-		// One 5 MiB body holds the budget while it trickles in; a second
+		// One 5 MiB body holds the budget while it is being read; a second
 		// large one is refused with 503 before its body is read, a small
-		// one is not affected.
+		// one is not affected. A server of its own, whose body timeout
+		// leaves the test all the time it needs.
+		bcfg := testConfig(t, kcfg)
+		bcfg.BodyMemory = 6 << 20
+		bcfg.BodyTimeout = time.Minute
+		bsrv := startServer(t, bcfg)
 		first := rawRequest(hostileEnv(`,"x":"`+huge+strings.Repeat("D", 900<<10)+`"`), jsonCT) // just under 5 MiB
-		holder := make(chan int, 1)
-		go func() {
-			resp, _, err := sendPlan{parts: []string{first[:64<<10], first[64<<10:]}, pause: 700 * time.Millisecond}.do(srv.addr)
-			if err != nil {
-				holder <- 0
-				return
-			}
-			holder <- resp.StatusCode
-		}()
-		testenv.Eventually(t, 5*time.Second, func() error {
-			if srv.budget.used.Load() == 0 {
+		c, err := net.Dial("tcp", bsrv.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, first[:64<<10]); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if bsrv.budget.used.Load() == 0 {
 				return fmt.Errorf("first body not being read yet")
 			}
 			return nil
 		})
-		resp, body, err := plain(hostileEnv(`,"pad":"`+strings.Repeat("E", 3<<19)+`"`), jsonCT).do(srv.addr)
+		resp, body, err := plain(hostileEnv(`,"pad":"`+strings.Repeat("E", 3<<19)+`"`), jsonCT).do(bsrv.addr)
 		if err != nil || resp.StatusCode != 503 || !strings.Contains(string(body), "too many large") {
 			t.Fatalf("second large body while the budget is held: %v %v %s", resp, err, body)
 		}
-		if r := postWebhook(t, srv.url, []byte(hostileEnv(""))); r.status != 401 {
+		if r := postWebhook(t, bsrv.url, []byte(hostileEnv(""))); r.status != 401 {
 			t.Fatalf("small body while the budget is held: %d %s", r.status, r.body)
 		}
-		if s := <-holder; s != 401 {
-			t.Fatalf("first large body: %d", s)
+		if _, err := io.WriteString(c, first[64<<10:]); err != nil {
+			t.Fatal(err)
 		}
-		if n := srv.budget.used.Load(); n != 0 {
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		held, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || held.StatusCode != 401 {
+			t.Fatalf("first large body: %v %v", held, err)
+		}
+		if n := bsrv.budget.used.Load(); n != 0 {
 			t.Fatalf("budget holds %d bytes after the requests", n)
+		}
+		if bsrv.Stats().Counters.Busy != 1 {
+			t.Fatalf("busy counter %+v", bsrv.Stats().Counters)
 		}
 	})
 	stopSampling()

@@ -133,7 +133,7 @@ func TestTimedOutWebhookNotOvertaken(t *testing.T) {
 func TestFullSpoolKeepsChatOrder(t *testing.T) {
 	kcfg := testenv.KafkaConfig(t)
 	cfg := testConfig(t, kcfg)
-	cfg.KafkaTimeout = 300 * time.Millisecond
+	cfg.KafkaTimeout = 3 * time.Second // Y0 must get its ack even on a busy machine
 	cfg.MaxBodyBytes = 16 << 10
 	cfg.Spool.MaxRecordBytes = 1 << 20
 	cfg.Spool.MaxBytes = 12 << 10

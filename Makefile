@@ -8,7 +8,7 @@ CHDB_VENV := .cache/chdb-venv
 GOTESTFLAGS ?= -count=1 -timeout 30m
 export CHDB_PYTHON ?= $(CURDIR)/$(CHDB_VENV)/bin/python
 
-.PHONY: all build run test test-unit bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean
+.PHONY: all build run test test-unit fuzz-smoke bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean
 
 all: build
 
@@ -38,6 +38,18 @@ $(CHDB_VENV)/.ok:
 test: build services-up chdb ## all tests, integration included, on real services
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) ./...
+	$(MAKE) fuzz-smoke
+
+# Each fuzz target for FUZZTIME (CI: 10s each, about a minute in all with the
+# builds); a longer local run: make fuzz-smoke FUZZTIME=10m. Inputs that fail
+# are written to the package's testdata/fuzz and become regression seeds.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./ingest:FuzzParseEnvelope ./internal/livechat:FuzzDecode ./processor:FuzzEventIdentity ./ingest/spool:FuzzSegmentReader
+fuzz-smoke: ## run every fuzz target briefly (FUZZTIME each)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 test-unit: ## tests that need no service (still fail, never skip, if a service is missing)
 	$(GO) test -count=1 -short ./...

@@ -213,6 +213,11 @@ func (d *decoder) bytes() []byte {
 func (s *Server) produce(ctx context.Context, timeout time.Duration, recs ...*kgo.Record) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if s.cfg.beforeProduce != nil {
+		if err := s.cfg.beforeProduce(ctx, recs); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+	}
 	results := make(chan error, len(recs))
 	for _, r := range recs {
 		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { results <- err })
@@ -266,6 +271,11 @@ func (s *Server) deliverSpooled(ctx context.Context, entries [][]byte) error {
 		return err
 	}
 	s.counters.drained.Add(int64(len(recs)))
+	for _, r := range recs {
+		if r.Topic == s.cfg.Kafka.RawTopic {
+			s.order.addSpooled(string(r.Key), -1)
+		}
+	}
 	return nil
 }
 

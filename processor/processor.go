@@ -534,7 +534,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 	workers := min(p.cfg.DecodeWorkers, (len(recs)+63)/64)
 	if workers <= 1 {
 		for i, r := range recs {
-			out[i].w, out[i].err = decodeRecord(r, p.cfg.Decode)
+			out[i].w, out[i].err = decodeSafely(r, p.cfg.Decode)
 		}
 		return out
 	}
@@ -544,7 +544,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 		end := min(start+chunk, len(recs))
 		wg.Go(func() {
 			for i := start; i < end; i++ {
-				out[i].w, out[i].err = decodeRecord(recs[i], p.cfg.Decode)
+				out[i].w, out[i].err = decodeSafely(recs[i], p.cfg.Decode)
 			}
 		})
 	}
@@ -664,7 +664,7 @@ func (p *Processor) process(recs []*kgo.Record) {
 		} else {
 			src := sourceOf(r)
 			n := len(b.rows)
-			b.rows = appendTransform(b.rows, src, dec[i].w, p.users, p.dir)
+			b.rows = p.transformSafely(b, r, src, dec[i].w) // a panic dead-letters r (panic.go)
 			for j := n; j < len(b.rows); j++ {
 				b.bytes += b.rows[j].size()
 			}

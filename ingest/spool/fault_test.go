@@ -180,8 +180,9 @@ func TestDamagedFrameIsNeverCut(t *testing.T) {
 			if s.Empty() {
 				t.Fatal("spool with a damaged segment reports empty")
 			}
-			d := startDrain(t, s)
 			// Everything before the damage arrives, then the drain stops.
+			// (Counted before the drain starts: it deletes the segments it
+			// delivered.)
 			var stopAt int
 			for i, seg := range segs {
 				if seg == target {
@@ -193,6 +194,7 @@ func TestDamagedFrameIsNeverCut(t *testing.T) {
 				delivered += len(frameOffsets(t, seg))
 			}
 			delivered += len(offs) / 2
+			d := startDrain(t, s)
 			eventually(t, func() error {
 				if n := len(d.records()); n != delivered {
 					return fmt.Errorf("delivered %d, want the %d before the damage", n, delivered)

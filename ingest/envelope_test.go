@@ -229,6 +229,15 @@ func FuzzParseEnvelope(f *testing.F) {
 	for _, b := range fixtures(f) {
 		f.Add(b)
 	}
+	// Every LiveChat version's bodies too (v3.3 license_id, legacy names).
+	versioned, _ := filepath.Glob("../internal/livechat/testdata/v3.*/*.json")
+	for _, p := range versioned {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Add([]byte(`{"action":"a","organization_id":"o","secret\u005fkey":"s"}`))
 	f.Add([]byte(`{"action":"a","organization_id":"o","payload":[{"id":1}]}`))
 	f.Add([]byte(`{"action":"a","license_id":104130623,"secret_key":"s"}`))

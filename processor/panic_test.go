@@ -97,3 +97,22 @@ func TestPanicInTransformIsDeadLettered(t *testing.T) {
 		t.Fatalf("record after the panic: %d rows", len(b.rows)-n)
 	}
 }
+
+// TestDecodeOfBrokenEscape: goccy/go-json, under livechat.Decode, reads past
+// the end of its buffer on a key cut short after a backslash and panics or
+// not depending on the memory there (found by FuzzDecode). Ingest never
+// stores such a body (not valid JSON); if one reached the processor anyway,
+// it is an error for that record (a dead letter), never a crash.
+func TestDecodeOfBrokenEscape(t *testing.T) {
+	for _, body := range []string{`{"\`, `{"a\`, `{"\u`, `{"\u00`, `{"action":"a","organization_id":"o","\`} {
+		for i := range 200 {
+			// Vary what lies after the body in memory.
+			buf := make([]byte, len(body), len(body)+i%16)
+			copy(buf, body)
+			r := identityRecord(buf, time.Now(), "req", 0, int64(i))
+			if w, err := decodeSafely(r); err == nil {
+				t.Fatalf("%q decoded: %+v", body, w.Envelope)
+			}
+		}
+	}
+}

@@ -24,7 +24,9 @@ func TestValidateSecurity(t *testing.T) {
 		want   string
 	}{
 		{"tls with a CA", func(c *kafka.Config) { c.TLS = tlsconf.Config{Enabled: true, CAFile: "ca.pem"} }, ""},
-		{"scram", func(c *kafka.Config) { c.SASL = kafka.SASLConfig{Mechanism: "scram-sha-512", Username: "u", Password: "p"} }, ""},
+		{"scram", func(c *kafka.Config) {
+			c.SASL = kafka.SASLConfig{Mechanism: "scram-sha-512", Username: "u", Password: "p"}
+		}, ""},
 		{"unknown mechanism", func(c *kafka.Config) { c.SASL = kafka.SASLConfig{Mechanism: "GSSAPI", Username: "u", Password: "p"} }, "KAFKA_SASL_MECHANISM"},
 		{"no username", func(c *kafka.Config) { c.SASL = kafka.SASLConfig{Mechanism: "PLAIN", Password: "p"} }, "needs KAFKA_SASL_USERNAME"},
 		{"no password", func(c *kafka.Config) { c.SASL = kafka.SASLConfig{Mechanism: "SCRAM-SHA-256", Username: "u"} }, "needs KAFKA_SASL_PASSWORD"},
@@ -91,9 +93,9 @@ func TestSecureBroker(t *testing.T) {
 	other := testenv.NewCA(t, "some other CA")
 	const user, password = "pipeline", "pipeline-secret"
 	broker := testenv.PrivateSecureKafka(t, testenv.SecureKafka{
-		Server:     ca.Server("broker", "localhost", "127.0.0.1"),
-		Users:      map[string]string{user: password, "analyst": "analyst-secret"},
-		ClientCA:   ca.File,
+		Server:   ca.Server("broker", "localhost", "127.0.0.1"),
+		Users:    map[string]string{user: password, "analyst": "analyst-secret"},
+		ClientCA: ca.File,
 	})
 	client := ca.Client("pipeline client")
 	secure := func(mech string) kafka.Config {

@@ -221,7 +221,7 @@ func (inv *invocation) Kafka() kafka.Config {
 	c.MaxMessageBytes = int32(min(inv.MaxBody()+kafka.RecordOverheadBytes, 1<<31-1))
 	c.ClientID = inv.String("KAFKA_CLIENT_ID", "lcpipe-"+inv.name, "client id shown in broker logs")
 	c.TLS = inv.TLS("KAFKA_TLS", "broker", " to the brokers (managed Kafka services require it)")
-	c.SASL.Mechanism = inv.String("KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL; PLAIN only with KAFKA_TLS)")
+	c.SASL.Mechanism = inv.String("KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL; PLAIN sends the password as is: use it with KAFKA_TLS)")
 	c.SASL.Username = inv.String("KAFKA_SASL_USERNAME", "", "SASL user (Confluent Cloud: the API key)")
 	// TODO(secret): secret.Secret once internal/secret is on main.
 	c.SASL.Password = chconn.Secret(inv.String("KAFKA_SASL_PASSWORD", "", "SASL password (Confluent Cloud: the API secret)"))

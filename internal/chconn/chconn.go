@@ -134,6 +134,9 @@ func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
 	}
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
+		if cfg.TLS.Enabled {
+			err = tlsconf.Refused(err, tlsNames)
+		}
 		return nil, fmt.Errorf("clickhouse: ping %s: %w", strings.Join(cfg.Addr, ","), err)
 	}
 	return conn, nil

@@ -138,12 +138,5 @@ func Explain(err error) error {
 	case errors.Is(err, kerr.IllegalSaslState):
 		return &SettingError{Setting: envSASLMechanism, Problem: "is set but the broker's listener does not expect SASL (a SSL or PLAINTEXT listener?)", Err: err}
 	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "remote error" {
-		// A TLS alert after the handshake: with TLS 1.3 the broker checks
-		// the client certificate only then.
-		return &SettingError{Setting: tlsNames.CertFile,
-			Problem: "(or its absence) was refused by the broker: does it require a client certificate, signed by a CA it trusts?", Err: err}
-	}
-	return err
+	return tlsconf.Refused(err, tlsNames)
 }

@@ -141,14 +141,9 @@ func (e *SettingError) Error() string {
 
 func (e *SettingError) Unwrap() error { return e.Err }
 
-// Explain wraps a TLS error of a connection to addr in a *SettingError
-// naming the setting to look at; other errors come back unchanged.
-//
-// Most failures happen in the handshake (Dialer). One comes later: with
-// TLS 1.3 the server checks the client's certificate after the client
-// considers the handshake done, so a missing or untrusted client
-// certificate shows as an alert on the first read; callers that see such
-// read errors pass them here too.
+// Explain wraps a TLS handshake error of a connection to addr in a
+// *SettingError naming the setting to look at; other errors come back
+// unchanged.
 func Explain(err error, addr string, c Config, n Names) error {
 	var (
 		unknownCA x509.UnknownAuthorityError
@@ -200,6 +195,25 @@ func Explain(err error, addr string, c Config, n Names) error {
 		return &SettingError{n.Enabled, fmt.Sprintf("is on but the %s%s closed the connection during the TLS handshake (a plaintext port?)", n.Peer, at), err}
 	}
 	return err
+}
+
+// Refused wraps err in a *SettingError naming the client certificate
+// setting when it is a TLS alert from the server; other errors come back
+// unchanged.
+//
+// Why it is needed beside Explain: with TLS 1.3 the server checks the
+// client's certificate after the client considers the handshake done, so a
+// missing or untrusted client certificate shows as an alert on the first
+// read, in the client library's code rather than in Dialer.
+func Refused(err error, n Names) error {
+	var (
+		opErr   *net.OpError
+		already *SettingError
+	)
+	if errors.As(err, &already) || !errors.As(err, &opErr) || opErr.Op != "remote error" {
+		return err
+	}
+	return &SettingError{n.CertFile, fmt.Sprintf("(or its absence) was refused by the %s: does it require a client certificate, signed by a CA it trusts?", n.Peer), err}
 }
 
 // details puts the non-empty parts in parentheses: "(host:port, issued by X)".

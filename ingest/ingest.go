@@ -41,6 +41,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // WebhookPath is where LiveChat posts webhooks.
@@ -59,18 +60,6 @@ type SecretSource interface {
 	// installed organization is known to hold it.
 	LicenseSecrets(ctx context.Context, licenseID int64) (organizationID string, secrets []string, err error)
 }
-
-// Secret is a webhook secret; it never prints its value.
-type Secret string
-
-// String hides the value.
-func (Secret) String() string { return "[redacted]" }
-
-// GoString hides the value from %#v.
-func (Secret) GoString() string { return "[redacted]" }
-
-// LogValue hides the value from slog.
-func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // Config of the ingest server.
 type Config struct {
@@ -92,7 +81,7 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Secrets accepted for every organization (LIVECHAT_WEBHOOK_SECRETS).
 	// With none and no Installations, every webhook is rejected.
-	Secrets []Secret
+	Secrets []secret.Secret
 	// Installations gives per-organization secrets (optional, nil = none).
 	// Its error answers 503, never 401.
 	Installations SecretSource

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
@@ -107,7 +108,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "no brokers"},
 		{"kafka timeout near LiveChat's", func(c *Config) { c.KafkaTimeout = 10 * time.Second }, "well below"},
 		{"negative timeout", func(c *Config) { c.DrainTimeout = -1 }, "negative"},
-		{"empty secret", func(c *Config) { c.Secrets = []Secret{"a", ""} }, "secret #2 is empty"},
+		{"empty secret", func(c *Config) { c.Secrets = []secret.Secret{"a", ""} }, "secret #2 is empty"},
 		{"body larger than a spool record", func(c *Config) { c.MaxBodyBytes = 64 << 20 }, "does not fit"},
 		{"no spool dir", func(c *Config) { c.Spool.Dir = "" }, "SPOOL_DIR"},
 		{"segment over cap", func(c *Config) { c.Spool.MaxBytes = 1 << 20; c.Spool.SegmentBytes = 2 << 20 }, "segment size"},
@@ -128,7 +129,7 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if s := fmt.Sprintf("%v %#v %s", Secret("hunter2"), Secret("hunter2"), []Secret{"hunter2"}); strings.Contains(s, "hunter2") {
+	if s := fmt.Sprintf("%v %#v %s", secret.Secret("hunter2"), secret.Secret("hunter2"), []secret.Secret{"hunter2"}); strings.Contains(s, "hunter2") {
 		t.Fatalf("secret printed: %s", s)
 	}
 }

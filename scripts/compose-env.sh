@@ -23,6 +23,7 @@ vars=(
   "LCPIPE_CLICKHOUSE_PASSWORD|random|ClickHouse user lcpipe (migrate, processor)"
   "ANALYST_CLICKHOUSE_PASSWORD|random|ClickHouse user analyst (read-only: dashboards, Grafana, SQL)"
   "GRAFANA_ADMIN_PASSWORD|random|Grafana user admin"
+  "DASHBOARDS_TOKEN|random-optional|sign-in token of the built-in dashboards (open /?token=...; sees every organization); set it empty to use only Sign in with LiveChat"
   "LCPIPE_SUBNET|172.29.57.0/24|subnet of the compose network; change it if it clashes with a local network"
 )
 
@@ -32,8 +33,10 @@ chmod 600 "$FILE"
 added=()
 for v in "${vars[@]}"; do
   IFS='|' read -r name how help <<<"$v"
-  if grep -q "^$name=." "$FILE"; then continue; fi
-  if [ "$how" = random ]; then value=$(random); else value=$how; fi
+  # A password is written again when empty; an optional value left empty
+  # on purpose stays empty.
+  if grep -q "^$name=." "$FILE" || { [ "$how" = random-optional ] && grep -q "^$name=" "$FILE"; }; then continue; fi
+  case $how in random | random-optional) value=$(random) ;; *) value=$how ;; esac
   sed -i "/^$name=/d" "$FILE" # an empty line for it would shadow the new one
   printf '# %s\n%s=%s\n' "$help" "$name" "$value" >>"$FILE"
   added+=("$name")

@@ -15,6 +15,7 @@ import (
 	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
 
@@ -223,8 +224,7 @@ func (inv *invocation) Kafka() kafka.Config {
 	c.TLS = inv.TLS("KAFKA_TLS", "broker", " to the brokers (managed Kafka services require it)")
 	c.SASL.Mechanism = inv.String("KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL; PLAIN sends the password as is: use it with KAFKA_TLS)")
 	c.SASL.Username = inv.String("KAFKA_SASL_USERNAME", "", "SASL user (Confluent Cloud: the API key)")
-	// TODO(secret): secret.Secret once internal/secret is on main.
-	c.SASL.Password = chconn.Secret(inv.String("KAFKA_SASL_PASSWORD", "", "SASL password (Confluent Cloud: the API secret)"))
+	c.SASL.Password = secret.Secret(inv.String("KAFKA_SASL_PASSWORD", "", "SASL password (Confluent Cloud: the API secret)"))
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)
 	}
@@ -248,7 +248,7 @@ func (inv *invocation) ClickHouse() chconn.Config {
 	c.Addr = inv.List("CLICKHOUSE_ADDR", strings.Join(c.Addr, ","), "ClickHouse native-protocol address(es), host:port")
 	c.Database = inv.String("CLICKHOUSE_DATABASE", c.Database, "database of the pipeline's tables")
 	c.User = inv.String("CLICKHOUSE_USER", c.User, "ClickHouse user")
-	c.Password = chconn.Secret(inv.String("CLICKHOUSE_PASSWORD", "", "ClickHouse password"))
+	c.Password = secret.Secret(inv.String("CLICKHOUSE_PASSWORD", "", "ClickHouse password"))
 	c.Cluster = inv.String("CLICKHOUSE_CLUSTER", "", "cluster name: migrations use ON CLUSTER and Replicated engines")
 	c.TLS = inv.TLS("CLICKHOUSE_TLS", "server", ": CLICKHOUSE_ADDR is then the secure native port, usually 9440 (ClickHouse Cloud requires it)")
 	if err := c.Validate(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/admin"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // runIngest serves POST /webhooks/livechat until SIGTERM/SIGINT, then shuts
@@ -21,7 +22,7 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	adminAddr := inv.String("ADMIN_ADDR", "127.0.0.1:9480", "private admin listener (/healthz, /readyz, /status: spool and quarantine for lcpipe status); keep it off the public network, empty turns it off")
 	cfg.Kafka = inv.Kafka()
 	for _, s := range inv.List("LIVECHAT_WEBHOOK_SECRETS", "", "webhook secret_key values accepted for every organization, comma-separated (single-tenant setups)") {
-		cfg.Secrets = append(cfg.Secrets, ingest.Secret(s))
+		cfg.Secrets = append(cfg.Secrets, secret.Secret(s))
 	}
 	cfg.KafkaTimeout = inv.Duration("INGEST_KAFKA_TIMEOUT", def.KafkaTimeout, "wait for Kafka's ack before a webhook goes to the local spool instead")
 	cfg.Linger = inv.Duration("INGEST_KAFKA_LINGER", def.Linger, "how long the producer waits to batch records (adds at most that much latency)")

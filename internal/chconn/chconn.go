@@ -14,6 +14,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
 
@@ -25,7 +26,7 @@ type Config struct {
 	Database string
 	// User and Password; default user "default" with no password.
 	User     string
-	Password Secret
+	Password secret.Secret
 	// Cluster, when set, makes migrations use ON CLUSTER and Replicated engines.
 	Cluster string
 	// DialTimeout and ReadTimeout bound each connection attempt and query.
@@ -40,20 +41,6 @@ type Config struct {
 
 // tlsNames are the variables the TLS settings come from, for errors.
 var tlsNames = tlsconf.NamesFor("CLICKHOUSE_TLS", "server")
-
-// Secret is a string that does not print, so a logged config leaks nothing.
-type Secret string
-
-// String hides the value.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// LogValue hides the value from log/slog too.
-func (s Secret) LogValue() string { return s.String() }
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
@@ -110,7 +97,7 @@ func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
 		Auth: ch.Auth{
 			Database: "default",
 			Username: cfg.User,
-			Password: string(cfg.Password),
+			Password: cfg.Password.Reveal(),
 		},
 		DialTimeout:     cfg.DialTimeout,
 		ReadTimeout:     cfg.ReadTimeout,

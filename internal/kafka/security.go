@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/lcpipe/lcpipe/internal/chconn"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
 
@@ -33,9 +33,7 @@ type SASLConfig struct {
 	Mechanism string
 	// Username and Password of the SASL user.
 	Username string
-	// TODO(secret): secret.Secret once internal/secret is on main (it
-	// replaces chconn.Secret project-wide).
-	Password chconn.Secret
+	Password secret.Secret
 }
 
 // tlsNames are the variables the TLS settings come from, for errors.
@@ -89,7 +87,7 @@ func (c Config) securityOpts(dialTimeout time.Duration) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.Dialer(tlsconf.Dialer(&net.Dialer{Timeout: dialTimeout}, tc, c.TLS, tlsNames)))
 	}
 	if m := c.SASL.mechanism(); m != "" {
-		user, pass := c.SASL.Username, string(c.SASL.Password)
+		user, pass := c.SASL.Username, c.SASL.Password.Reveal()
 		var mech sasl.Mechanism
 		switch m {
 		case SASLPlain:

@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
@@ -104,7 +104,7 @@ func TestSecureBroker(t *testing.T) {
 		c.RawTopic, c.DLQTopic = testenv.Name(t, "raw"), testenv.Name(t, "dlq")
 		c.Partitions = 1
 		c.TLS = tlsconf.Config{Enabled: true, CAFile: ca.File, CertFile: client.CertFile, KeyFile: client.KeyFile}
-		c.SASL = kafka.SASLConfig{Mechanism: mech, Username: user, Password: chconn.Secret(password)}
+		c.SASL = kafka.SASLConfig{Mechanism: mech, Username: user, Password: secret.Secret(password)}
 		return c
 	}
 

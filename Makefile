@@ -8,7 +8,7 @@ CHDB_VENV := .cache/chdb-venv
 GOTESTFLAGS ?= -count=1 -timeout 30m
 export CHDB_PYTHON ?= $(CURDIR)/$(CHDB_VENV)/bin/python
 
-.PHONY: all build run test test-unit fuzz-smoke bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean
+.PHONY: all build run test test-unit fuzz-smoke bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean compose-env compose-up
 
 all: build
 
@@ -27,6 +27,12 @@ services-down: ## stop them by their PID files
 
 services-status:
 	scripts/services.sh status
+
+compose-env: ## .env for docker compose: random passwords (kept once written), compose subnet
+	scripts/compose-env.sh
+
+compose-up: compose-env ## the whole pipeline in Docker; only the webhook port is public
+	docker compose up --build -d
 
 chdb: $(CHDB_VENV)/.ok ## virtualenv with PyPI's chdb (current ClickHouse engine) for SQL checks
 $(CHDB_VENV)/.ok:

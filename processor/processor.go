@@ -248,6 +248,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = kafka.EnsureTopics(ensureCtx, cl, p.kcfg, p.log, p.kcfg.RawTopic, p.kcfg.DLQTopic)
 	cancel()
+	var setting *kafka.SettingError
+	if errors.As(err, &setting) { // a wrong password or CA: retrying cannot help
+		cl.Close()
+		return fmt.Errorf("processor: %w", err)
+	}
 	if err != nil && ctx.Err() == nil {
 		p.log.Warn("could not ensure topics; continuing", "err", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
 
 // errHelp is returned by parse when --help was asked for and printed.
@@ -220,6 +221,10 @@ func (inv *invocation) Kafka() kafka.Config {
 	// the largest body ingest accepts, whichever command creates them first.
 	c.MaxMessageBytes = int32(min(inv.MaxBody()+kafka.RecordOverheadBytes, 1<<31-1))
 	c.ClientID = inv.String("KAFKA_CLIENT_ID", "lcpipe-"+inv.name, "client id shown in broker logs")
+	c.TLS = inv.TLS("KAFKA_TLS", "broker", " to the brokers (managed Kafka services require it)")
+	c.SASL.Mechanism = inv.String("KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL; PLAIN sends the password as is: use it with KAFKA_TLS)")
+	c.SASL.Username = inv.String("KAFKA_SASL_USERNAME", "", "SASL user (Confluent Cloud: the API key)")
+	c.SASL.Password = secret.Secret(inv.String("KAFKA_SASL_PASSWORD", "", "SASL password (Confluent Cloud: the API secret)"))
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)
 	}
@@ -245,8 +250,23 @@ func (inv *invocation) ClickHouse() chconn.Config {
 	c.User = inv.String("CLICKHOUSE_USER", c.User, "ClickHouse user")
 	c.Password = secret.Secret(inv.String("CLICKHOUSE_PASSWORD", "", "ClickHouse password"))
 	c.Cluster = inv.String("CLICKHOUSE_CLUSTER", "", "cluster name: migrations use ON CLUSTER and Replicated engines")
+	c.TLS = inv.TLS("CLICKHOUSE_TLS", "server", ": CLICKHOUSE_ADDR is then the secure native port, usually 9440 (ClickHouse Cloud requires it)")
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)
 	}
 	return c
+}
+
+// TLS reads the TLS variables of one connection: prefix (on/off),
+// prefix_CA_FILE, prefix_CERT_FILE, prefix_KEY_FILE and
+// prefix_SERVER_NAME. peer is "broker" or "server"; note is added to the
+// on/off help. The package that dials validates them.
+func (inv *invocation) TLS(prefix, peer, note string) tlsconf.Config {
+	return tlsconf.Config{
+		Enabled:    inv.Bool(prefix, false, "connect with TLS"+note),
+		CAFile:     inv.String(prefix+"_CA_FILE", "", "PEM file of the CA(s) trusted to sign the "+peer+" certificate (default: the system's roots)"),
+		CertFile:   inv.String(prefix+"_CERT_FILE", "", "PEM client certificate, when the "+peer+" requires one (with "+prefix+"_KEY_FILE)"),
+		KeyFile:    inv.String(prefix+"_KEY_FILE", "", "unencrypted PEM private key of "+prefix+"_CERT_FILE"),
+		ServerName: inv.String(prefix+"_SERVER_NAME", "", "name the "+peer+" certificate must carry (default: the host dialled)"),
+	}
 }

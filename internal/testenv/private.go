@@ -22,6 +22,9 @@ type Instance struct {
 	runDir  string
 	// Addr is host:port of the broker or the native ClickHouse port.
 	Addr string
+	// SecureAddr is host:port of the SASL_SSL listener or the native port
+	// over TLS (PrivateSecureKafka, PrivateSecureClickHouse only).
+	SecureAddr string
 }
 
 func freePort(t testing.TB, n int) int {

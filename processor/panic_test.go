@@ -110,7 +110,7 @@ func TestDecodeOfBrokenEscape(t *testing.T) {
 			buf := make([]byte, len(body), len(body)+i%16)
 			copy(buf, body)
 			r := identityRecord(buf, time.Now(), "req", 0, int64(i))
-			if w, err := decodeSafely(r); err == nil {
+			if w, err := decodeSafely(r, nil); err == nil {
 				t.Fatalf("%q decoded: %+v", body, w.Envelope)
 			}
 		}

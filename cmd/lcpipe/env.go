@@ -218,6 +218,10 @@ func (inv *invocation) Kafka() kafka.Config {
 	// Every command that touches the topics sizes them and its clients from
 	// the largest body ingest accepts, whichever command creates them first.
 	c.MaxMessageBytes = int32(min(inv.MaxBody()+kafka.RecordOverheadBytes, 1<<31-1))
+	c.RawRetention = inv.Duration("KAFKA_RAW_RETENTION", c.RawRetention,
+		"retention.ms of the raw topic when lcpipe creates it (336h = 14 days): webhook bodies, customers' personal data included, stay in Kafka (and replayable) this long, erased ones too; negative keeps them forever. Existing topics are not altered (a warning says so)")
+	c.DLQRetention = inv.Duration("KAFKA_DLQ_RETENTION", c.DLQRetention,
+		"retention.ms of the dead-letter topic when lcpipe creates it (720h = 30 days); negative keeps them forever")
 	c.ClientID = inv.String("KAFKA_CLIENT_ID", "lcpipe-"+inv.name, "client id shown in broker logs")
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)

@@ -39,6 +39,7 @@ func commands() []command {
 		{"group", groupSummary, runGroup},
 		{"replay", replaySummary, runReplay},
 		{"audit", auditSummary, runAudit},
+		{"retention", retentionSummary, runRetention},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

@@ -130,8 +130,7 @@ func Delete(ctx context.Context, conn driver.Conn, o Options, table string, wher
 		return err
 	}
 	for _, w := range wheres {
-		q := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE %s", o.Database, table, w)
-		if err := conn.Exec(ctx, q); err != nil {
+		if err := conn.Exec(ctx, DeleteSQL(o.Database, table, w)); err != nil {
 			return fmt.Errorf("mutation: %s.%s: delete: %w", o.Database, table, err)
 		}
 	}
@@ -152,6 +151,11 @@ func Delete(ctx context.Context, conn driver.Conn, o Options, table string, wher
 		return nil
 	}
 	return Wait(ctx, conn, o, table, ours)
+}
+
+// DeleteSQL is the statement Delete sends for one clause.
+func DeleteSQL(db, table, where string) string {
+	return fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE %s", db, table, where)
 }
 
 // ids lists the mutation ids system.mutations knows for the table.

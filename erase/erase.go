@@ -238,6 +238,7 @@ func Run(ctx context.Context, conn driver.Conn, o Options, target Target) (*Repo
 		rep.Tables = append(rep.Tables, Table{Table: t.name, By: by, Matched: n, Remaining: n})
 		plans = append(plans, plan{t: t, by: by, base: base, terms: terms, i: len(rep.Tables) - 1})
 	}
+	sort.Slice(rep.Kept, func(i, j int) bool { return rep.Kept[i].Table < rep.Kept[j].Table })
 	if o.DryRun {
 		rep.Took = time.Since(start)
 		return rep, nil

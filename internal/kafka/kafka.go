@@ -234,7 +234,15 @@ const (
 	settingMaxMessageBytes = "max.message.bytes"
 	settingMinISR          = "min.insync.replicas"
 	settingRetentionMS     = "retention.ms"
+	settingSegmentMS       = "segment.ms"
 )
+
+// maxSegment bounds segment.ms of topics with a retention: Kafka deletes
+// whole segments, the newest record of which is past the retention, and
+// rolls a segment only after segment.ms (7 days by default). Without it a
+// quiet topic's records would outlive their retention by up to a week;
+// with it, by at most a day.
+const maxSegment = 24 * time.Hour
 
 // readyTimeout bounds EnsureTopics' wait for partition leaders when ctx has
 // no deadline of its own.
@@ -244,7 +252,8 @@ const readyTimeout = 30 * time.Second
 // partitions, replication factor, max.message.bytes (MaxMessageBytes),
 // min.insync.replicas (MinISR) and, for the raw and dead-letter topics,
 // retention.ms (RetentionMS: a topic setting overrides the broker's
-// log.retention.* default, -1 included), and returns once every partition of every
+// log.retention.* default, -1 included; segment.ms at most a day, so
+// records go within a day of their retention), and returns once every partition of every
 // topic has a leader, so a produce or consume right after it finds the
 // topic. It fails, naming the topic, when that does not happen before ctx's
 // deadline (30s when ctx has none).
@@ -283,6 +292,10 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, log *slog.Log
 		settings := map[string]*string{settingMaxMessageBytes: &maxMsg, settingMinISR: &minISR}
 		if r != "" {
 			settings[settingRetentionMS] = &r
+			if ms, _ := strconv.ParseInt(r, 10, 64); ms > 0 {
+				seg := strconv.FormatInt(min(ms, maxSegment.Milliseconds()), 10)
+				settings[settingSegmentMS] = &seg
+			}
 		}
 		resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, settings, byRetention[r]...)
 		if err != nil {

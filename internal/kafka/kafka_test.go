@@ -360,7 +360,8 @@ func TestRetentionMS(t *testing.T) {
 // applies instead of its log.retention.* default (the local broker of
 // scripts/services.sh sets log.retention.hours=-1: keep forever). The
 // broker reports the topic's value with source DYNAMIC_TOPIC_CONFIG, the
-// one that wins over DEFAULT_CONFIG and STATIC_BROKER_CONFIG.
+// one that wins over DEFAULT_CONFIG and STATIC_BROKER_CONFIG; segments roll
+// at least daily, so records do not outlive the retention by a week.
 func TestCreatedTopicsGetRetention(t *testing.T) {
 	cfg := testenv.KafkaConfig(t)
 	cfg.RawTopic = testenv.Name(t, "raw")
@@ -379,12 +380,17 @@ func TestCreatedTopicsGetRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{cfg.RawTopic: "10800000", cfg.DLQTopic: "2592000000"}
+	// Segments roll at most daily (the 3-hour raw topic: every 3 hours).
+	wantSegment := map[string]string{cfg.RawTopic: "10800000", cfg.DLQTopic: "86400000"}
 	seen := 0
 	for _, rc := range rcs {
 		if rc.Err != nil {
 			t.Fatalf("describe %s: %v", rc.Name, rc.Err)
 		}
 		for _, c := range rc.Configs {
+			if c.Key == "segment.ms" && c.Value != nil && rc.Name != other && *c.Value != wantSegment[rc.Name] {
+				t.Errorf("%s: segment.ms %s, want %s", rc.Name, *c.Value, wantSegment[rc.Name])
+			}
 			if c.Key != "retention.ms" || c.Value == nil {
 				continue
 			}

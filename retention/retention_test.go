@@ -80,11 +80,13 @@ func TestValidate(t *testing.T) {
 // status change and a pipeline_batches row a day; and the chat that
 // crosses the horizon: a thread that starts on 2025-12-31, a rating sent
 // on the chat on 2026-01-01 (it counts for that thread) and the chat's
-// next thread on 2026-01-03; and a rating on an old chat in November.
+// next thread on 2026-01-03; and a rating on an old chat in December.
 var (
-	base = time.Date(2025, 11, 10, 0, 0, 0, 0, time.UTC)
-	days = 102 // to 2026-02-20
-	now  = time.Date(2026, 2, 21, 12, 0, 0, 0, time.UTC)
+	base = time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC)
+	days = 32 // to 2026-01-20
+	now  = time.Date(2026, 1, 21, 12, 0, 0, 0, time.UTC)
+	// keep 15 days as of now: the cutoff is 2026-01-06, the horizon 2026-01-01.
+	keep = 15
 )
 
 // fillSQL inserts the test data into db (18.16 and current servers).
@@ -116,7 +118,7 @@ func fillSQL(db string) []string {
 			"''", "''", "''", "''", "'cust-rated'", ms("2025-12-31 23:00:00"), "''", "''", "0", "0")),
 		one(row("'rated-rating'", "'chat_properties_updated'", "'rating'", ms("2026-01-01 00:30:00"), "'chat-rated'", "''",
 			"''", "''", "''", "''", "''", "0", "''", "''", "1", "1")),
-		one(row("'old-rating'", "'chat_properties_updated'", "'rating'", ms("2025-11-10 02:00:00"), "'chat-3'", "''",
+		one(row("'old-rating'", "'chat_properties_updated'", "'rating'", ms("2025-12-20 02:00:00"), "'chat-3'", "''",
 			"''", "''", "''", "''", "''", "0", "''", "''", "0", "1")),
 		one(row("'rated-start-jan'", "'incoming_chat'", "'thread_started'", ms("2026-01-03 10:00:00"), "'chat-rated'", "'thread-jan'",
 			"''", "''", "''", "''", "'cust-rated'", ms("2026-01-03 10:00:00"), "''", "''", "0", "0")),
@@ -159,9 +161,9 @@ func count(t *testing.T, ctx context.Context, conn driver.Conn, q string) uint64
 }
 
 // TestPassDropsWholeOldPartitions fills a migrated database on 18.16 with
-// three and a half months of data, settles the rollups, and runs a pass as
-// of 2026-02-21 keeping 50 days: the horizon is 2026-01-01 (the cutoff,
-// 2026-01-02, falls in January, which is kept whole). Every partition of
+// a month of data across a new year, settles the rollups, and runs a pass
+// as of 2026-01-21 keeping 15 days: the horizon is 2026-01-01 (the cutoff,
+// 2026-01-06, falls in January, which is kept whole). Every partition of
 // every table that ends by the horizon is gone, every other one is
 // untouched, the old rows of rollup_days and chat_threads are deleted but
 // the thread row a chat rating after the horizon still needs, no table is
@@ -195,7 +197,7 @@ func TestPassDropsWholeOldPartitions(t *testing.T) {
 	before := snapshot(t, ctx, conn, db)
 	horizon := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-	dry, err := New(conn, Config{Database: db, Days: 50, DryRun: true, Now: func() time.Time { return now }}).Pass(ctx)
+	dry, err := New(conn, Config{Database: db, Days: keep, DryRun: true, Now: func() time.Time { return now }}).Pass(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +211,7 @@ func TestPassDropsWholeOldPartitions(t *testing.T) {
 	// Two buckets for one rated chat: the hashed clauses run too.
 	defer func(n uint64) { keptPerBucket = n }(keptPerBucket)
 	keptPerBucket = 1
-	job := New(conn, Config{Database: db, Days: 50, Now: func() time.Time { return now }})
+	job := New(conn, Config{Database: db, Days: keep, Now: func() time.Time { return now }})
 	st, err := job.Pass(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +285,7 @@ func TestPassDropsWholeOldPartitions(t *testing.T) {
 
 	// The settler, told the horizon, leaves the dropped days alone.
 	settler2 := dashboards.NewSettler(conn, dashboards.SettlerConfig{Database: db, After: time.Hour,
-		Now: func() time.Time { return now }, Horizon: func(n time.Time) time.Time { return Horizon(n, 50) }})
+		Now: func() time.Time { return now }, Horizon: func(n time.Time) time.Time { return Horizon(n, keep) }})
 	t.Cleanup(func() { settler2.Close(context.Background()) })
 	if _, err := settler2.Pass(ctx); err != nil {
 		t.Fatal(err)
@@ -327,15 +329,15 @@ func TestStatementsOnCurrentClickHouse(t *testing.T) {
 	for _, q := range fillSQL("lc") {
 		stmts = append(stmts, testenv.ChdbStatement{SQL: q})
 	}
-	horizon := Horizon(now, 50)
+	horizon := Horizon(now, keep)
 	old := oldRows("chat_threads", horizon)
 	mark := len(stmts)
 	tsv := func(q string) testenv.ChdbStatement { return testenv.ChdbStatement{SQL: q, Format: "TabSeparated"} }
 	stmts = append(stmts,
 		tsv(tablesSQL("lc")),
 		tsv(partitionsSQL("lc", "events")),
-		testenv.ChdbStatement{SQL: dropSQL("lc", "events", "202511")},
-		testenv.ChdbStatement{SQL: dropSQL("lc", "events", "202511")}, // gone already: no error
+		testenv.ChdbStatement{SQL: dropSQL("lc", "events", "202512")},
+		testenv.ChdbStatement{SQL: dropSQL("lc", "events", "202512")}, // gone already: no error
 		tsv(partitionsSQL("lc", "events")),
 		tsv(countOldSQL("lc", "chat_threads", horizon)),
 		tsv(countOldSQL("lc", "rollup_days", horizon)),
@@ -368,10 +370,10 @@ func TestStatementsOnCurrentClickHouse(t *testing.T) {
 			t.Errorf("%s: partition key %q, want a by-row table", tb, keys[tb])
 		}
 	}
-	if !strings.HasPrefix(out[1].Output, "202511\t") || strings.Contains(out[4].Output, "202511") || !strings.Contains(out[4].Output, "202512\t") {
-		t.Errorf("partitions of events before and after dropping 202511:\n%s\n%s", out[1].Output, out[4].Output)
+	if !strings.HasPrefix(out[1].Output, "202512\t") || strings.Contains(out[4].Output, "202512") || !strings.Contains(out[4].Output, "202601\t") {
+		t.Errorf("partitions of events before and after dropping 202512:\n%s\n%s", out[1].Output, out[4].Output)
 	}
-	// Threads started before the horizon: every day's three from Nov 10 to
+	// Threads started before the horizon: every day's three from Dec 20 to
 	// Dec 31, and the rated chat's December thread (kept).
 	oldThreads := 3 * int(horizon.Sub(base).Hours()/24)
 	if got := strings.TrimSpace(out[5].Output); got != fmt.Sprint(oldThreads) {

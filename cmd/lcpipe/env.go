@@ -211,8 +211,7 @@ func parseBytes(s string) (int64, error) {
 func (inv *invocation) Kafka() kafka.Config {
 	c := kafka.DefaultConfig()
 	c.Brokers = inv.List("KAFKA_BROKERS", strings.Join(c.Brokers, ","), "Kafka bootstrap brokers, comma-separated")
-	c.RawTopic = inv.String("KAFKA_RAW_TOPIC", c.RawTopic, "topic of raw webhook bodies")
-	c.DLQTopic = inv.String("KAFKA_DLQ_TOPIC", c.DLQTopic, "dead-letter topic for records that cannot be processed")
+	inv.kafkaTopics(&c)
 	c.Partitions = int32(inv.Int("KAFKA_TOPIC_PARTITIONS", int(c.Partitions), "partitions of topics created at start"))
 	c.ReplicationFactor = int16(inv.Int("KAFKA_TOPIC_REPLICATION", int(c.ReplicationFactor), "replication factor of topics created at start"))
 	c.MinInsyncReplicas = int16(inv.Int("KAFKA_TOPIC_MIN_INSYNC_REPLICAS", int(max(1, min(2, c.ReplicationFactor))),
@@ -229,6 +228,17 @@ func (inv *invocation) Kafka() kafka.Config {
 		inv.errs = append(inv.errs, err)
 	}
 	return c
+}
+
+// kafkaTopics reads the topic names and their retention (erase reads only
+// these: to say how long Kafka keeps what it removed).
+func (inv *invocation) kafkaTopics(c *kafka.Config) {
+	c.RawTopic = inv.String("KAFKA_RAW_TOPIC", c.RawTopic, "topic of raw webhook bodies")
+	c.DLQTopic = inv.String("KAFKA_DLQ_TOPIC", c.DLQTopic, "dead-letter topic for records that cannot be processed")
+	c.RawRetention = inv.Duration("KAFKA_RAW_RETENTION", c.RawRetention,
+		"retention.ms of the raw topic when lcpipe creates it (336h = 14 days): webhook bodies, customers' personal data included, stay in Kafka (and replayable) this long, erased ones too; negative keeps them forever. Existing topics are not altered (a warning says so)")
+	c.DLQRetention = inv.Duration("KAFKA_DLQ_RETENTION", c.DLQRetention,
+		"retention.ms of the dead-letter topic when lcpipe creates it (720h = 30 days); negative keeps them forever")
 }
 
 // MaxBody reads INGEST_MAX_BODY (once: Kafka and ingest both use it). Set

@@ -5,6 +5,7 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,14 @@ const RecordOverheadBytes = 64 << 10
 // RecordOverheadBytes. A stock broker allows about 1 MB per record batch.
 const DefaultMaxMessageBytes = 5<<20 + RecordOverheadBytes
 
+// Default retention of the topics EnsureTopics creates. The raw topic
+// holds every webhook body (chat messages: customers' personal data) and
+// is the replay window; dead letters wait longer for a decoder fix.
+const (
+	DefaultRawRetention = 14 * 24 * time.Hour
+	DefaultDLQRetention = 30 * 24 * time.Hour
+)
+
 // Config is the Kafka part of every component's configuration.
 type Config struct {
 	// Brokers to bootstrap from. Default 127.0.0.1:9092.
@@ -58,6 +67,13 @@ type Config struct {
 	// Default DefaultMaxMessageBytes; commands set it to INGEST_MAX_BODY +
 	// RecordOverheadBytes.
 	MaxMessageBytes int32
+	// RawRetention and DLQRetention are the retention.ms of the raw and
+	// dead-letter topics when EnsureTopics creates them: Kafka deletes
+	// records older than that (whole segments), whatever the broker's
+	// log.retention.* default. 0 means the default (DefaultRawRetention,
+	// DefaultDLQRetention); a negative value keeps records forever
+	// (retention.ms -1).
+	RawRetention, DLQRetention time.Duration
 	// ClientID names this process in broker logs and metrics. Default lcpipe.
 	ClientID string
 	// TLS to the brokers (off by default) and SASL authentication (none
@@ -75,6 +91,8 @@ func DefaultConfig() Config {
 		Partitions:        6,
 		ReplicationFactor: 1,
 		MaxMessageBytes:   DefaultMaxMessageBytes,
+		RawRetention:      DefaultRawRetention,
+		DLQRetention:      DefaultDLQRetention,
 		ClientID:          "lcpipe",
 	}
 }
@@ -95,6 +113,25 @@ func (c Config) maxMessageBytes() int32 {
 		return c.MaxMessageBytes
 	}
 	return DefaultMaxMessageBytes
+}
+
+// RetentionMS is the retention.ms EnsureTopics gives topic: the raw or
+// dead-letter retention (-1 when negative: forever), or "" for any other
+// topic (the broker's default applies).
+func (c Config) RetentionMS(topic string) string {
+	var d time.Duration
+	switch topic {
+	case c.RawTopic:
+		d = cmp.Or(c.RawRetention, DefaultRawRetention)
+	case c.DLQTopic:
+		d = cmp.Or(c.DLQRetention, DefaultDLQRetention)
+	default:
+		return ""
+	}
+	if d < 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
 }
 
 // Validate reports every problem of the configuration at once.
@@ -135,6 +172,16 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateSecurity(); err != nil {
 		errs = append(errs, err)
+	}
+	// Kafka rolls segments at most weekly by default and deletes whole
+	// segments: a retention below a minute is a misconfiguration, not a wish.
+	for _, r := range []struct {
+		d    time.Duration
+		name string
+	}{{c.RawRetention, "KAFKA_RAW_RETENTION"}, {c.DLQRetention, "KAFKA_DLQ_RETENTION"}} {
+		if r.d > 0 && r.d < time.Minute {
+			errs = append(errs, fmt.Errorf("kafka: retention must be at least 1m (or negative: forever), got %s (%s)", r.d, r.name))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -204,22 +251,35 @@ func NewClient(cfg Config, extra ...kgo.Opt) (*kgo.Client, error) {
 const (
 	settingMaxMessageBytes = "max.message.bytes"
 	settingMinISR          = "min.insync.replicas"
+	settingRetentionMS     = "retention.ms"
+	settingSegmentMS       = "segment.ms"
 )
+
+// maxSegment bounds segment.ms of topics with a retention: Kafka deletes
+// whole segments, the newest record of which is past the retention, and
+// rolls a segment only after segment.ms (7 days by default). Without it a
+// quiet topic's records would outlive their retention by up to a week;
+// with it, by at most a day.
+const maxSegment = 24 * time.Hour
 
 // readyTimeout bounds EnsureTopics' wait for partition leaders when ctx has
 // no deadline of its own.
 const readyTimeout = 30 * time.Second
 
 // EnsureTopics creates the topics that do not exist yet with the configured
-// partitions, replication factor, max.message.bytes (MaxMessageBytes) and
-// min.insync.replicas (MinISR), and returns once every partition of every
+// partitions, replication factor, max.message.bytes (MaxMessageBytes),
+// min.insync.replicas (MinISR) and, for the raw and dead-letter topics,
+// retention.ms (RetentionMS: a topic setting overrides the broker's
+// log.retention.* default, -1 included; segment.ms at most a day, so
+// records go within a day of their retention), and returns once every partition of every
 // topic has a leader, so a produce or consume right after it finds the
 // topic. It fails, naming the topic, when that does not happen before ctx's
 // deadline (30s when ctx has none).
 //
 // Existing topics are left as they are: a max.message.bytes or
-// min.insync.replicas below what the configuration asks for is logged as a
-// warning (when log is not nil), never altered. Why not alter: Kafka keeps
+// min.insync.replicas below what the configuration asks for, or a
+// retention.ms other than it, is logged as a warning (when log is not
+// nil), never altered. Why not alter: Kafka keeps
 // no record of who created a topic (no owner or label; unknown settings are
 // refused), so a topic an older lcpipe created cannot be told from one an
 // operator created with kafka-topics on purpose, and changing a topic's
@@ -235,20 +295,42 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, log *slog.Log
 	adm := kadm.NewClient(cl)
 	maxMsg := strconv.Itoa(int(cfg.maxMessageBytes()))
 	minISR := strconv.Itoa(int(cfg.MinISR()))
-	settings := map[string]*string{settingMaxMessageBytes: &maxMsg, settingMinISR: &minISR}
-	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, settings, topics...)
-	if err != nil {
-		return fmt.Errorf("kafka: create topics %v: %w", topics, err)
+	// One request per distinct retention: a CreateTopics request carries
+	// one set of settings for all its topics.
+	byRetention := map[string][]string{}
+	var order []string
+	for _, t := range topics {
+		r := cfg.RetentionMS(t)
+		if _, ok := byRetention[r]; !ok {
+			order = append(order, r)
+		}
+		byRetention[r] = append(byRetention[r], t)
+	}
+	var created []kadm.CreateTopicResponse
+	for _, r := range order {
+		settings := map[string]*string{settingMaxMessageBytes: &maxMsg, settingMinISR: &minISR}
+		if r != "" {
+			settings[settingRetentionMS] = &r
+			if ms, _ := strconv.ParseInt(r, 10, 64); ms > 0 {
+				seg := strconv.FormatInt(min(ms, maxSegment.Milliseconds()), 10)
+				settings[settingSegmentMS] = &seg
+			}
+		}
+		resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, settings, byRetention[r]...)
+		if err != nil {
+			return fmt.Errorf("kafka: create topics %v: %w", byRetention[r], err)
+		}
+		created = append(created, resp.Sorted()...)
 	}
 	partitions := map[string]int32{} // of the topics created now
 	var existing []string
-	for _, r := range resp.Sorted() {
+	for _, r := range created {
 		switch {
 		case r.Err == nil:
 			partitions[r.Topic] = cfg.Partitions
 			if log != nil {
 				log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions, "replication", cfg.ReplicationFactor,
-					settingMaxMessageBytes, maxMsg, settingMinISR, minISR)
+					settingMaxMessageBytes, maxMsg, settingMinISR, minISR, settingRetentionMS, cmp.Or(cfg.RetentionMS(r.Topic), "broker default"))
 			}
 		case errors.Is(r.Err, kerr.TopicAlreadyExists):
 			existing = append(existing, r.Topic)
@@ -363,6 +445,7 @@ func checkSettings(ctx context.Context, adm *kadm.Client, cfg Config, log *slog.
 			log.Warn("cannot check the settings of an existing topic", "topic", rc.Name, "error", rc.Err)
 			continue
 		}
+		checkRetention(rc, cfg.RetentionMS(rc.Name), log)
 		for _, c := range rc.Configs {
 			w, ok := want[c.Key]
 			if !ok || c.Value == nil {
@@ -375,6 +458,24 @@ func checkSettings(ctx context.Context, adm *kadm.Client, cfg Config, log *slog.
 					"command", fmt.Sprintf("kafka-configs.sh --bootstrap-server BROKER --alter --entity-type topics --entity-name %s --add-config %s=%d", rc.Name, c.Key, w))
 			}
 		}
+	}
+}
+
+// checkRetention warns when an existing topic's retention.ms is not the
+// configured one (want "" : not ours to judge). Either way matters: longer
+// keeps customers' personal data beyond what the operator promised (and
+// erased data replayable), shorter shrinks the replay window.
+func checkRetention(rc kadm.ResourceConfig, want string, log *slog.Logger) {
+	if want == "" {
+		return
+	}
+	for _, c := range rc.Configs {
+		if c.Key != settingRetentionMS || c.Value == nil || *c.Value == want {
+			continue
+		}
+		log.Warn("existing topic's retention.ms differs from the configured value and is left as it is: records (webhook bodies, personal data) are kept for the topic's retention, not the configured one; lcpipe does not alter topics it did not create, set it with kafka-configs --alter",
+			"topic", rc.Name, "setting", settingRetentionMS, "value", *c.Value, "want", want, "source", c.Source.String(),
+			"command", fmt.Sprintf("kafka-configs.sh --bootstrap-server BROKER --alter --entity-type topics --entity-name %s --add-config %s=%s", rc.Name, settingRetentionMS, want))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/testenv"
@@ -35,6 +37,9 @@ func TestValidate(t *testing.T) {
 		{"max message bytes too small", func(c *kafka.Config) { c.MaxMessageBytes = 1000 }, "max message bytes"},
 		{"max message bytes too large", func(c *kafka.Config) { c.MaxMessageBytes = 1<<30 + 1 }, "max message bytes"},
 		{"max message bytes unset", func(c *kafka.Config) { c.MaxMessageBytes = 0 }, ""},
+		{"raw retention below a minute", func(c *kafka.Config) { c.RawRetention = time.Second }, "KAFKA_RAW_RETENTION"},
+		{"dead-letter retention below a minute", func(c *kafka.Config) { c.DLQRetention = time.Second }, "KAFKA_DLQ_RETENTION"},
+		{"retention forever", func(c *kafka.Config) { c.RawRetention, c.DLQRetention = -1, -1 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,5 +326,126 @@ func TestEnsureTopicsWarnsAboutSmallExistingTopic(t *testing.T) {
 	}
 	if got := topicSettings(t, ctx, cl, cfg.RawTopic, "max.message.bytes"); got["max.message.bytes"] != small {
 		t.Fatalf("operator topic altered: %v", got)
+	}
+}
+
+func TestRetentionMS(t *testing.T) {
+	cfg := kafka.DefaultConfig()
+	tests := []struct {
+		name   string
+		mutate func(*kafka.Config)
+		topic  string
+		want   string
+	}{
+		{"raw default 14 days", func(*kafka.Config) {}, cfg.RawTopic, "1209600000"},
+		{"dead letters default 30 days", func(*kafka.Config) {}, cfg.DLQTopic, "2592000000"},
+		{"other topic: broker default", func(*kafka.Config) {}, "other", ""},
+		{"configured", func(c *kafka.Config) { c.RawRetention = 36 * time.Hour }, cfg.RawTopic, "129600000"},
+		{"unset means default", func(c *kafka.Config) { c.DLQRetention = 0 }, cfg.DLQTopic, "2592000000"},
+		{"negative: forever", func(c *kafka.Config) { c.RawRetention = -time.Hour }, cfg.RawTopic, "-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cfg
+			tt.mutate(&c)
+			if got := c.RetentionMS(tt.topic); got != tt.want {
+				t.Fatalf("RetentionMS(%s) = %q, want %q", tt.topic, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCreatedTopicsGetRetention: the raw and dead-letter topics EnsureTopics
+// creates carry their own retention.ms as a topic setting, which the broker
+// applies instead of its log.retention.* default (the local broker of
+// scripts/services.sh sets log.retention.hours=-1: keep forever). The
+// broker reports the topic's value with source DYNAMIC_TOPIC_CONFIG, the
+// one that wins over DEFAULT_CONFIG and STATIC_BROKER_CONFIG; segments roll
+// at least daily, so records do not outlive the retention by a week.
+func TestCreatedTopicsGetRetention(t *testing.T) {
+	cfg := testenv.KafkaConfig(t)
+	cfg.RawTopic = testenv.Name(t, "raw")
+	cfg.DLQTopic = testenv.Name(t, "dlq")
+	cfg.RawRetention = 3 * time.Hour
+	other := testenv.Name(t, "other")
+	cl := testenv.KafkaClient(t, cfg)
+	deleteTopics(t, cl, cfg.RawTopic, cfg.DLQTopic, other)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cl, cfg, nil, cfg.RawTopic, cfg.DLQTopic, other); err != nil {
+		t.Fatal(err)
+	}
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, cfg.RawTopic, cfg.DLQTopic, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{cfg.RawTopic: "10800000", cfg.DLQTopic: "2592000000"}
+	// Segments roll at most daily (the 3-hour raw topic: every 3 hours).
+	wantSegment := map[string]string{cfg.RawTopic: "10800000", cfg.DLQTopic: "86400000"}
+	seen := 0
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			t.Fatalf("describe %s: %v", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "segment.ms" && c.Value != nil && rc.Name != other && *c.Value != wantSegment[rc.Name] {
+				t.Errorf("%s: segment.ms %s, want %s", rc.Name, *c.Value, wantSegment[rc.Name])
+			}
+			if c.Key != "retention.ms" || c.Value == nil {
+				continue
+			}
+			seen++
+			if rc.Name == other {
+				// Not ours: the broker's default (the local broker keeps forever).
+				if c.Source == kmsg.ConfigSourceDynamicTopicConfig {
+					t.Errorf("%s got a retention.ms of its own: %s", other, *c.Value)
+				}
+				continue
+			}
+			if *c.Value != want[rc.Name] || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+				t.Errorf("%s: retention.ms %s (source %v), want %s as a topic setting", rc.Name, *c.Value, c.Source, want[rc.Name])
+			}
+		}
+	}
+	if seen != 3 {
+		t.Fatalf("retention.ms reported for %d of 3 topics", seen)
+	}
+}
+
+// TestEnsureTopicsWarnsAboutRetention: an existing raw topic that keeps
+// records forever (created by an older lcpipe, or by hand on a broker with
+// log.retention.hours=-1) is left as it is, with a warning naming
+// retention.ms, the value and the command that sets it.
+func TestEnsureTopicsWarnsAboutRetention(t *testing.T) {
+	cfg := testenv.KafkaConfig(t) // creates both topics with the configured retention
+	cl := testenv.KafkaClient(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	forever := "-1"
+	resp, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: &forever}}, cfg.RawTopic)
+	if err != nil || resp[0].Err != nil {
+		t.Fatalf("set retention.ms=-1 on %s: %v %v", cfg.RawTopic, err, resp)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if got := topicSettings(t, ctx, cl, cfg.RawTopic, "retention.ms")["retention.ms"]; got != "-1" {
+			return fmt.Errorf("retention.ms %s", got)
+		}
+		return nil
+	})
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := kafka.EnsureTopics(ctx, cl, cfg, log, cfg.RawTopic, cfg.DLQTopic); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "setting=retention.ms") ||
+		!strings.Contains(out, "topic="+cfg.RawTopic) || !strings.Contains(out, "value=-1") || !strings.Contains(out, "want=1209600000") {
+		t.Fatalf("no warning naming retention.ms of %s:\n%s", cfg.RawTopic, out)
+	}
+	if strings.Contains(out, "topic="+cfg.DLQTopic) {
+		t.Fatalf("warned about the dead-letter topic, whose retention is the configured one:\n%s", out)
+	}
+	if got := topicSettings(t, ctx, cl, cfg.RawTopic, "retention.ms")["retention.ms"]; got != "-1" {
+		t.Fatalf("existing topic altered: retention.ms %s", got)
 	}
 }

@@ -59,6 +59,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/lcpipe/lcpipe/internal/mutation"
 	"github.com/lcpipe/lcpipe/schema"
@@ -233,6 +234,9 @@ func Run(ctx context.Context, conn driver.Conn, o Options, target Target) (*Repo
 		}
 		var n uint64
 		if n, err = countRows(ctx, conn, o.Database, t.name, base, terms); err != nil {
+			if gone(err) {
+				continue
+			}
 			return rep, err
 		}
 		rep.Tables = append(rep.Tables, Table{Table: t.name, By: by, Matched: n, Remaining: n})
@@ -257,6 +261,10 @@ func Run(ctx context.Context, conn driver.Conn, o Options, target Target) (*Repo
 			}
 			o.Logger.Info("erase: deleting", "table", p.t.name, "rows", tr.Remaining, "mutations", len(wheres), "round", round)
 			if err := mutation.Delete(ctx, conn, mutation.Options{Database: o.Database}, p.t.name, wheres); err != nil {
+				if gone(err) {
+					tr.Remaining = 0
+					continue
+				}
 				rep.Took = time.Since(start)
 				return rep, fmt.Errorf("erase: %w", err)
 			}
@@ -266,6 +274,9 @@ func Run(ctx context.Context, conn driver.Conn, o Options, target Target) (*Repo
 		// back into a table done earlier in this round.
 		for _, p := range plans {
 			n, err := countRows(ctx, conn, o.Database, p.t.name, p.base, p.terms)
+			if gone(err) {
+				n, err = 0, nil
+			}
 			if err != nil {
 				rep.Took = time.Since(start)
 				return rep, err
@@ -536,6 +547,13 @@ func whereAll(base string, terms []mutation.Term) string {
 		return base + " AND 0"
 	}
 	return base + " AND (" + strings.Join(or, " OR ") + ")"
+}
+
+// gone reports a table dropped while erase ran (a settler's staging table
+// when that settler stops): its rows are gone with it.
+func gone(err error) bool {
+	var ce *proto.Exception
+	return errors.As(err, &ce) && ce.Code == 60 // UNKNOWN_TABLE
 }
 
 // withQuerySize lets a SELECT with long inlined id lists through

@@ -42,6 +42,28 @@ func TestTargetValidate(t *testing.T) {
 	}
 }
 
+// TestGoneTable: a table dropped while erase runs (a settler's staging
+// table) is no error: its rows are gone.
+func TestGoneTable(t *testing.T) {
+	cfg := testenv.ClickHouseConfig(t)
+	conn := testenv.ClickHouse(t, cfg)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "CREATE DATABASE "+cfg.Database); err != nil {
+		t.Fatal(err)
+	}
+	_, err := countRows(ctx, conn, cfg.Database, "threads_settled_stage_1_abc", "organization_id = 'o'", nil)
+	if !gone(err) {
+		t.Fatalf("count of a missing table: %v, want UNKNOWN_TABLE", err)
+	}
+	err = mutation.Delete(ctx, conn, mutation.Options{Database: cfg.Database}, "missing", []string{"1"})
+	if !gone(err) {
+		t.Fatalf("delete from a missing table: %v, want UNKNOWN_TABLE", err)
+	}
+	if gone(fmt.Errorf("other")) || gone(nil) {
+		t.Fatal("gone of another error")
+	}
+}
+
 func TestSelectRows(t *testing.T) {
 	tbl := func(cols ...string) table {
 		m := map[string]bool{}

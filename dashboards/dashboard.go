@@ -73,7 +73,15 @@ type Panel struct {
 	// Width in a 24-column grid (default 8) and Height in grid rows (default 8).
 	Width, Height int
 	SQL           string
+	// Prom, when set, are the Prometheus queries Grafana runs for this
+	// panel instead of SQL (the same figures from the processes'
+	// /metrics); the built-in viewer always runs SQL.
+	Prom []PromQuery
 }
+
+// PromQuery is one Prometheus query of a panel and the name of its series
+// (the column the SQL names the same figure).
+type PromQuery struct{ Expr, Legend string }
 
 // Dashboard is one page of panels.
 type Dashboard struct {

@@ -275,6 +275,39 @@ var checks = map[string]func(t *testing.T, r *Result, c checkCtx){
 			t.Errorf("consumer lag: want flushes and median <= p95, got %v", r.Rows)
 		}
 	},
+	"kafka_lag": func(t *testing.T, r *Result, c checkCtx) {
+		if len(r.Rows) != 1 || cell(t, r, 0, "lag_records") < 0 || cell(t, r, 0, "partitions_behind") < 0 {
+			t.Errorf("kafka lag: %v", r.Rows)
+		}
+	},
+	"kafka_lag_age": func(t *testing.T, r *Result, c checkCtx) {
+		if len(r.Rows) != 1 || cell(t, r, 0, "oldest_s") < 0 || cell(t, r, 0, "sample_age_s") < 0 {
+			t.Errorf("oldest unprocessed: %v", r.Rows)
+		}
+	},
+	"kafka_lag_over_time": func(t *testing.T, r *Result, c checkCtx) {
+		for i := range r.Rows {
+			if cell(t, r, i, "lag_records") < 0 {
+				t.Errorf("lag over time: %v", r.Rows)
+			}
+		}
+	},
+	// The simulated traffic holds no canary (canary_test.go posts real ones).
+	"canary": func(t *testing.T, r *Result, c checkCtx) {
+		if len(r.Rows) != 1 || cell(t, r, 0, "canaries") != 0 || cell(t, r, 0, "last_age_s") != 0 {
+			t.Errorf("canary without canaries: %v", r.Rows)
+		}
+	},
+	"canary_histogram": func(t *testing.T, r *Result, c checkCtx) {
+		if len(r.Rows) != len(CanaryBuckets)+1 {
+			t.Errorf("canary histogram: %d buckets, want %d", len(r.Rows), len(CanaryBuckets)+1)
+		}
+		for i := range r.Rows {
+			if cell(t, r, i, "canaries") != 0 {
+				t.Errorf("canary histogram without canaries: %v", r.Rows)
+			}
+		}
+	},
 	"freshness": func(t *testing.T, r *Result, c checkCtx) {
 		if len(r.Rows) != 1 || r.Rows[0][0] == nil || cell(t, r, 0, "max_s") < cell(t, r, 0, "mean_s") {
 			t.Errorf("freshness: want one row with mean <= max, got %v", r.Rows)
@@ -289,7 +322,7 @@ func panelScope(id string) string {
 	switch id {
 	case "webhooks_per_minute", "webhooks_by_action", "freshness":
 		return "received"
-	case "dedup_dlq", "flushes_over_time", "consumer_lag":
+	case "dedup_dlq", "flushes_over_time", "consumer_lag", "kafka_lag", "kafka_lag_age", "kafka_lag_over_time", "canary", "canary_histogram":
 		return "flushed"
 	}
 	return "threads"

@@ -1,5 +1,10 @@
 package dashboards
 
+import (
+	"strconv"
+	"strings"
+)
+
 // All returns every prebuilt dashboard, in menu order.
 func All() []Dashboard {
 	return []Dashboard{overview(), agents(), groupsTags(), pipeline()}
@@ -206,11 +211,54 @@ WHERE {thread_filter}`},
 	}
 }
 
+// CanaryBuckets are the upper bounds (seconds) of the canary histogram:
+// processor.CanaryBuckets, which lcpipe_canary_freshness_seconds uses (a
+// test keeps them equal).
+var CanaryBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600}
+
+const (
+	lagFilter    = `sampled_at_ms >= {from_ms} AND sampled_at_ms < {to_ms}`
+	canaryFilter = `queryable_at_ms >= {from_ms} AND queryable_at_ms < {to_ms}`
+)
+
+// canaryHistogramSQL counts the range's canaries per latency bucket, every
+// bucket present (zero counts too) in order.
+func canaryHistogramSQL() string {
+	var labels, counts []string
+	prev := ""
+	for _, b := range CanaryBuckets {
+		v := strconv.FormatFloat(b, 'f', -1, 64)
+		labels = append(labels, "'≤ "+v+" s'")
+		if prev == "" {
+			counts = append(counts, "countIf(l <= "+v+")")
+		} else {
+			counts = append(counts, "countIf(l > "+prev+" AND l <= "+v+")")
+		}
+		prev = v
+	}
+	labels = append(labels, "'> "+prev+" s'")
+	counts = append(counts, "countIf(l > "+prev+")")
+	// ARRAY JOIN of the one aggregated row keeps the buckets' order.
+	return `SELECT bucket, canaries
+FROM
+(
+    SELECT [` + strings.Join(labels, ", ") + `] AS bucket_labels,
+        [` + strings.Join(counts, ", ") + `] AS bucket_counts
+    FROM
+    (
+        SELECT (toInt64(queryable_at_ms) - toInt64(sent_at_ms)) / 1000 AS l
+        FROM {db}.pipeline_canaries
+        WHERE ` + canaryFilter + `
+    )
+)
+ARRAY JOIN bucket_labels AS bucket, bucket_counts AS canaries`
+}
+
 func pipeline() Dashboard {
 	const flushFilter = `flushed_at_ms >= {from_ms} AND flushed_at_ms < {to_ms}`
 	return Dashboard{
 		UID: "lc-pipeline", Title: "Pipeline health",
-		Description: "The pipeline's own facts: webhooks per minute by action, received-to-queryable latency, duplicates dropped, dead letters, consumer lag. Flush facts (pipeline_batches) are not per organization: the organization filter does not apply to them.",
+		Description: "The pipeline's own facts: webhooks per minute by action, received-to-queryable latency, duplicates dropped, dead letters, the Kafka consumer lag and the freshness canary. Flush, lag and canary facts (pipeline_batches, pipeline_lag, pipeline_canaries) are not per organization: the organization filter does not apply to them. Canary webhooks (action lcpipe_canary, organization lcpipe-canary) are counted in the webhook panels: they are real webhooks through the pipeline.",
 		Panels: []Panel{
 			{ID: "webhooks_per_minute", Title: "Webhooks per minute by action", Viz: TimeSeries, Long: true, Unit: UnitPerMin, Width: 24, Height: 9,
 				Description: "Distinct webhooks stored per minute (after de-duplication), by action, by time of receipt.",
@@ -251,8 +299,8 @@ FROM {db}.pipeline_batches
 WHERE ` + flushFilter + `
 GROUP BY t
 ORDER BY t`},
-			{ID: "consumer_lag", Title: "Consumer lag (received → stored)", Viz: Stat, Unit: UnitSeconds, Width: 12, Height: 6,
-				Description: "Per flush, how long its oldest and newest records waited between ingest receiving them and the insert: median and p95 over flushes of the oldest record's wait, and the newest record's wait in the last flush.",
+			{ID: "consumer_lag", Title: "Received → stored wait per flush", Viz: Stat, Unit: UnitSeconds, Width: 12, Height: 6,
+				Description: "Per flush, how long its oldest and newest records waited between ingest receiving them and the insert: median and p95 over flushes of the oldest record's wait, and the newest record's wait in the last flush. This is not the Kafka lag (records not processed yet): see Kafka consumer lag.",
 				SQL: `SELECT quantileExact(0.5)(oldest_s) AS median_oldest_s, quantileExact(0.95)(oldest_s) AS p95_oldest_s,
     argMax(newest_s, flushed_at_ms) AS last_flush_newest_s, count() AS flushes
 FROM
@@ -262,6 +310,60 @@ FROM
     FROM {db}.pipeline_batches
     WHERE ` + flushFilter + ` AND min_received_at_ms > 0
 )`},
+			{ID: "kafka_lag", Title: "Kafka consumer lag", Viz: Stat, Unit: UnitNone, Width: 6, Height: 6,
+				Description: "From Kafka, not from our tables: records in the raw topic the consumer group has not committed yet (log end minus committed offset, summed over partitions, newest sample of each partition in the range), and how many partitions are behind. The processors sample it every LAG_INTERVAL into pipeline_lag; Grafana reads the same gauge from Prometheus (lcpipe_processor_lag_records).",
+				SQL: `SELECT sum(records) AS lag_records, countIf(records > 0) AS partitions_behind
+FROM
+(
+    SELECT partition, argMax(lag_records, sampled_at_ms) AS records
+    FROM {db}.pipeline_lag
+    WHERE ` + lagFilter + `
+    GROUP BY partition
+)`,
+				Prom: []PromQuery{{Expr: `sum(max by (partition) (lcpipe_processor_lag_records))`, Legend: "lag_records"},
+					{Expr: `count(max by (partition) (lcpipe_processor_lag_records) > 0) or vector(0)`, Legend: "partitions_behind"}}},
+			{ID: "kafka_lag_age", Title: "Oldest unprocessed record", Viz: Stat, Unit: UnitSeconds, Width: 6, Height: 6,
+				Description: "Age of the oldest record not committed yet, any partition (0 without lag), and how old that sample is: a sample that keeps ageing means no processor is sampling (none running). Prometheus: lcpipe_processor_lag_seconds.",
+				SQL: `SELECT max(seconds) AS oldest_s, if(count() > 0, greatest(0, toInt64(toUnixTimestamp(now())) - toInt64(intDiv(max(at_ms), 1000))), 0) AS sample_age_s
+FROM
+(
+    SELECT partition, argMax(lag_seconds, sampled_at_ms) AS seconds, max(sampled_at_ms) AS at_ms
+    FROM {db}.pipeline_lag
+    WHERE ` + lagFilter + `
+    GROUP BY partition
+)`,
+				Prom: []PromQuery{{Expr: `max(lcpipe_processor_lag_seconds)`, Legend: "oldest_s"}, {Expr: `min(lcpipe_processor_lag_sample_age_seconds)`, Legend: "sample_age_s"}}},
+			{ID: "kafka_lag_over_time", Title: "Kafka consumer lag over time", Viz: TimeSeries, Unit: UnitNone, Width: 12, Height: 6,
+				Description: "Records not committed yet (all partitions), the largest sample per bucket.",
+				SQL: `SELECT toDateTime(intDiv(intDiv(at_ms, 1000), {bucket_s}) * {bucket_s}, 'UTC') AS t, max(total) AS lag_records
+FROM
+(
+    SELECT instance, sampled_at_ms AS at_ms, sum(lag_records) AS total
+    FROM {db}.pipeline_lag
+    WHERE ` + lagFilter + `
+    GROUP BY instance, at_ms
+)
+GROUP BY t
+ORDER BY t`,
+				Prom: []PromQuery{{Expr: `sum(max by (partition) (lcpipe_processor_lag_records))`, Legend: "lag_records"}}},
+			{ID: "canary", Title: "Freshness canary", Viz: Stat, Unit: UnitSeconds, Width: 12, Height: 6, Hidden: []string{"canaries"},
+				Description: "Ingest posts a synthetic webhook to itself every CANARY_INTERVAL; the processor records when its row became queryable (pipeline_canaries). Time since the last canary was queryable (grows when the pipeline stalls), its sent → queryable latency, and the median and p95 over the range. Canary rows never count in chat analytics.",
+				SQL: `SELECT if(n > 0, greatest(0, toInt64(toUnixTimestamp(now())) - toInt64(intDiv(last_ms, 1000))), 0) AS last_age_s,
+    if(n > 0, last_latency_s, 0) AS last_latency_s, if(n > 0, median_s, 0) AS median_s, if(n > 0, p95_s, 0) AS p95_s, n AS canaries
+FROM
+(
+    SELECT count() AS n, max(queryable_at_ms) AS last_ms, argMax(latency_s, queryable_at_ms) AS last_latency_s,
+        quantileExact(0.5)(latency_s) AS median_s, quantileExact(0.95)(latency_s) AS p95_s
+    FROM
+    (
+        SELECT queryable_at_ms, (toInt64(queryable_at_ms) - toInt64(sent_at_ms)) / 1000 AS latency_s
+        FROM {db}.pipeline_canaries
+        WHERE ` + canaryFilter + `
+    )
+)`},
+			{ID: "canary_histogram", Title: "Canary sent → queryable", Viz: Bar, Unit: UnitNone, Width: 12, Height: 9,
+				Description: "Canaries of the range by latency bucket (the buckets of the lcpipe_canary_freshness_seconds histogram).",
+				SQL:         canaryHistogramSQL()},
 		},
 	}
 }

@@ -256,6 +256,11 @@ func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration
 // req/s for 5 s open loop against each. Reports throughput, latency
 // percentiles, peak RSS, CPU per request and the ratio; checks
 // that the topic holds at least as many records as ingest acknowledged.
+//
+// The ingest child records metrics as in production; INGEST_BENCH_TRACING=1
+// turns tracing on with every trace sampled (spans exported in batches to
+// an exporter that drops them); INGEST_BENCH_SAMPLE_RATIO (e.g. 0.01)
+// samples that share of the traces instead.
 func BenchmarkIngestVsBareFiber(b *testing.B) {
 	conc := envInt("INGEST_BENCH_CONCURRENCY", 16)
 	rate := envInt("INGEST_BENCH_RATE", 1000)
@@ -277,7 +282,8 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 
 		ingAddr := freeAddr(b)
 		ing := startChild(b, "ingest", ingAddr, "CHILD_BROKERS="+strings.Join(kcfg.Brokers, ","),
-			"CHILD_RAW_TOPIC="+kcfg.RawTopic, "CHILD_DLQ_TOPIC="+kcfg.DLQTopic, "CHILD_SPOOL_DIR="+b.TempDir(), "CHILD_REPORT_PRODUCE=1")
+			"CHILD_RAW_TOPIC="+kcfg.RawTopic, "CHILD_DLQ_TOPIC="+kcfg.DLQTopic, "CHILD_SPOOL_DIR="+b.TempDir(), "CHILD_REPORT_PRODUCE=1",
+			"CHILD_TRACING="+os.Getenv("INGEST_BENCH_TRACING"), "CHILD_SAMPLE_RATIO="+os.Getenv("INGEST_BENCH_SAMPLE_RATIO"))
 		ri := load(b, ingAddr, ing.cmd.Process.Pid, kafkaPID(b), bodies, conc, warm, d)
 		pi := paced(b, ingAddr, bodies, rate, 5*time.Second)
 		st, err := healthStats("http://" + ingAddr)

@@ -66,6 +66,7 @@ func (s *Server) newApp() *fiber.App {
 		}
 		route(ctx)
 	}
+	s.useTelemetry(app) // server span, webhook counter (telemetry.go)
 	app.Use(s.readBody)
 	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
 	app.Use(fiberrecover.New())
@@ -195,24 +196,26 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		s.refuse(c, "bad_json")
 		return s.fail(c, fiber.StatusBadRequest, err.Error())
 	}
+	s.setAction(c, env.Action)
 
-	ctx := context.Background()
-	if c.Get(wire.HeaderTraceparent) != "" {
+	// The server span is otelfiber's while tracing (telemetry.go), else
+	// ctx holds none and span is a no-op; a caller's trace context is
+	// still passed on in the record then (only requests that carry one
+	// pay for it).
+	ctx := c.UserContext()
+	if !s.tel.tracing && c.Get(wire.HeaderTraceparent) != "" {
 		ctx = s.prop.Extract(ctx, fiberCarrier{c})
 	}
-	spanOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
-	if s.traced {
-		// Attributes cost allocations on every request; the default
-		// no-op tracer would drop them.
-		spanOpts = append(spanOpts, trace.WithAttributes(
+	span := trace.SpanFromContext(ctx)
+	if s.tel.tracing {
+		// Attributes cost allocations on every request: only when traced.
+		span.SetAttributes(
 			attribute.String("livechat.action", env.Action),
 			attribute.String("livechat.organization_id", env.OrganizationID),
 			attribute.Int64("livechat.license_id", env.LicenseID),
 			attribute.String("request.id", rid),
-		))
+		)
 	}
-	ctx, span := s.cfg.Tracer.Start(ctx, "ingest.webhook", spanOpts...)
-	defer span.End()
 
 	auth, org, err := s.authenticate(ctx, &env)
 	if err != nil {
@@ -235,11 +238,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		s.counters.unavailable.Add(1)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "installation lookup failed")
-		s.log.Error("webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID,
+		s.log.ErrorContext(ctx, "webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID,
 			"license_id", env.LicenseID, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, "cannot verify the webhook now, retry later")
 	}
-	if s.traced && org != env.OrganizationID {
+	if s.tel.tracing && org != env.OrganizationID {
 		span.SetAttributes(attribute.String("livechat.resolved_organization_id", org))
 	}
 
@@ -267,10 +270,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		case errors.Is(err, errTurnTimeout):
 			msg = "an earlier webhook of this chat is still being stored, retry later"
 		}
-		s.log.Error("webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
+		s.log.ErrorContext(ctx, "webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, msg)
 	}
-	if s.traced {
+	s.tel.acked(ctx, receivedAt, spooled)
+	if s.tel.tracing {
 		span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
 	}
 	s.counters.accepted.Add(1)
@@ -401,7 +405,7 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 			return false, nil
 		}
 		s.counters.kafkaErrors.Add(1)
-		s.log.Warn("kafka did not take the webhook in time; spooling it", "error", perr)
+		s.log.WarnContext(ctx, "kafka did not take the webhook in time; spooling it", "error", perr)
 	}
 	// The client may still hold rec (an abandoned produce): never modify
 	// it, encode a copy with the extra header.
@@ -410,9 +414,12 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	// Counted before the append, so the drain can never deliver it before
 	// it was counted.
 	s.order.addSpooled(key, 1)
-	actx, cancel := context.WithTimeout(ctx, spoolAppendTimeout)
+	sctx, span := s.tel.span(ctx, "lcpipe.ingest.spool.append")
+	defer span.End()
+	actx, cancel := context.WithTimeout(sctx, spoolAppendTimeout)
 	defer cancel()
 	if err := s.spool.Append(actx, entry); err != nil {
+		span.RecordError(err)
 		s.order.addSpooled(key, -1)
 		if errors.Is(err, spool.ErrFull) && !triedKafka && ofKey == 0 && s.spool.Fault() == nil {
 			// Full while Kafka may be back (the drain frees whole

@@ -54,12 +54,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
 // WebhookPath is where LiveChat posts webhooks.
@@ -151,9 +150,13 @@ type Config struct {
 	Version string
 	// Log receives the server's logs. Default: discard.
 	Log *slog.Logger
-	// Tracer makes one span per webhook; its context travels in the record
-	// headers (W3C). Default: no-op.
-	Tracer trace.Tracer
+	// Telemetry receives metrics and, when it traces, the webhook's spans
+	// (otelfiber's server span, kotel's publish span; the W3C context
+	// travels in the record headers). Default: nothing recorded.
+	Telemetry *telemetry.Telemetry
+	// CanaryInterval, when positive, makes ingest post a freshness canary
+	// webhook to its own endpoint this often (canary.go). Default 0: off.
+	CanaryInterval time.Duration
 	// Routes mounts extra routes on the same app (optional), e.g. /app/...
 	Routes func(r fiber.Router)
 	// OnAccepted is called after a webhook was made durable (optional). It
@@ -242,9 +245,6 @@ func (c *Config) fill() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	if c.Tracer == nil {
-		c.Tracer = noop.NewTracerProvider().Tracer("github.com/lcpipe/lcpipe/ingest")
-	}
 	if c.Spool.Log == nil {
 		c.Spool.Log = c.Log.With("component", "spool")
 	}
@@ -265,6 +265,9 @@ func (c Config) Validate() error {
 	}
 	if c.KafkaTimeout >= 10*time.Second {
 		errs = append(errs, fmt.Errorf("ingest: kafka timeout %s must stay well below LiveChat's 10s (INGEST_KAFKA_TIMEOUT)", c.KafkaTimeout))
+	}
+	if c.CanaryInterval < 0 || (c.CanaryInterval > 0 && c.CanaryInterval < time.Second) {
+		errs = append(errs, fmt.Errorf("ingest: canary interval %s: want 0 (off) or at least 1s (CANARY_INTERVAL)", c.CanaryInterval))
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("ingest: max body must not be negative (INGEST_MAX_BODY)"))
@@ -336,10 +339,8 @@ type Server struct {
 	refusals *refusals
 	prop     propagation.TextMapPropagator
 	counters counters
-
-	// traced is whether Config.Tracer was given (else spans are no-ops
-	// and their attributes are not built).
-	traced bool
+	tel      *ingestTel // telemetry.go
+	canary   *canary    // nil unless CanaryInterval > 0 (canary.go)
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
@@ -352,7 +353,6 @@ type Server struct {
 // the Kafka client; it does not contact the broker. Call Run or Serve, or
 // Close when the server is not started.
 func New(cfg Config) (*Server, error) {
-	traced := cfg.Tracer != nil
 	cfg.fill()
 	// The producer's batch cap and the topics ingest creates are sized from
 	// Kafka.MaxMessageBytes: it must fit the largest body accepted plus its
@@ -361,9 +361,17 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, prop: propagation.TraceContext{}, traced: traced}
+	s := &Server{cfg: cfg, log: cfg.Log, prop: propagation.TraceContext{}}
 	for _, sec := range cfg.Secrets {
 		s.secrets = append(s.secrets, hashSecret(string(sec)))
+	}
+	if cfg.CanaryInterval > 0 {
+		c, err := newCanary()
+		if err != nil {
+			return nil, err
+		}
+		s.canary = c
+		s.secrets = append(s.secrets, hashSecret(c.secret))
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -388,11 +396,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	s.spool = sp
+	s.tel = newIngestTel(cfg.Telemetry, s)
 	// No compression: bodies are small JSON on a LAN; compressing costs
 	// CPU on both sides (the broker re-validates compressed batches) and
 	// CPU, not bandwidth, is what limits ingest.
-	cl, err := kafka.NewClient(cfg.Kafka, append([]kgo.Opt{kgo.ProducerLinger(cfg.Linger), kgo.ProducerBatchCompression(kgo.NoCompression())}, cfg.kafkaOpts...)...)
+	opts := append([]kgo.Opt{kgo.ProducerLinger(cfg.Linger), kgo.ProducerBatchCompression(kgo.NoCompression())}, cfg.kafkaOpts...)
+	cl, err := kafka.NewClient(cfg.Kafka, append(opts, s.tel.kafkaOpts()...)...)
 	if err != nil {
+		s.tel.close()
 		sp.Close()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -452,6 +463,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	served := make(chan error, 1)
 	go func() { served <- s.app.Listener(ln) }()
+	if s.canary != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.canaryLoop(bg, ln.Addr()) }()
+	}
 	s.log.Info("ingest listening", "addr", ln.Addr().String(), "raw_topic", s.cfg.Kafka.RawTopic,
 		"spool_dir", s.cfg.Spool.Dir, "spool_pending", s.spool.Pending(), "version", s.cfg.Version)
 
@@ -489,6 +504,7 @@ func (s *Server) Close() error {
 		}
 		cancel()
 		s.client.Close()
+		s.tel.close()
 		if err := s.spool.Close(); err != nil {
 			s.closeErr = fmt.Errorf("ingest: close spool: %w", err)
 		}

@@ -22,12 +22,12 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
@@ -156,8 +156,12 @@ func TestFixturesStoredExactly(t *testing.T) {
 	// must not push an ack past the spool timeout (the spool path has its
 	// own tests; 8 s is the most ingest allows, under LiveChat's 10 s).
 	cfg.KafkaTimeout = 8 * time.Second
-	rec := tracetest.NewSpanRecorder()
-	cfg.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+	rec := tracetest.NewInMemoryExporter()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{}, telemetry.Options{SpanExporter: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Telemetry = tel
 	var accepted atomic.Int64
 	cfg.OnAccepted = func(org, action string, at time.Time) {
 		if org == fixtureOrg && action != "" && !at.IsZero() {
@@ -198,10 +202,10 @@ func TestFixturesStoredExactly(t *testing.T) {
 		t.Fatalf("topic holds %d records, want %d", len(recs), len(fx))
 	}
 	spans := map[string]string{} // request id -> trace id
-	for _, sp := range rec.Ended() {
-		for _, a := range sp.Attributes() {
+	for _, sp := range rec.GetSpans() {
+		for _, a := range sp.Attributes {
 			if a.Key == "request.id" {
-				spans[a.Value.AsString()] = sp.SpanContext().TraceID().String()
+				spans[a.Value.AsString()] = sp.SpanContext.TraceID().String()
 			}
 		}
 	}

@@ -19,10 +19,12 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
 // The test binary doubles as a child process (helper-process pattern): the
@@ -69,6 +71,24 @@ func childIngest() int {
 		cfg.kafkaOpts = []kgo.Opt{kgo.WithHooks(&pc)}
 		defer pc.report()
 	}
+	// Telemetry as in production: metrics on; CHILD_TRACING=1 records every
+	// span (sampler always on) and exports them in batches to an exporter
+	// that drops them (the SDK's cost, not the network's).
+	topts := telemetry.Options{}
+	if os.Getenv("CHILD_TRACING") == "1" {
+		topts = telemetry.Options{SpanExporter: tracetest.NewNoopExporter(), Batch: true}
+	}
+	tcfg := telemetry.Config{Sampler: "always_on"}
+	if r := os.Getenv("CHILD_SAMPLE_RATIO"); r != "" { // e.g. 0.01: 1 % of the traces recorded
+		tcfg.Sampler, tcfg.SamplerArg = "traceidratio", r
+	}
+	tel, err := telemetry.New(context.Background(), tcfg, topts)
+	if err != nil {
+		log.Error("child: telemetry", "error", err)
+		return 1
+	}
+	defer tel.Shutdown(context.Background())
+	cfg.Telemetry = tel
 	s, err := New(cfg)
 	if err != nil {
 		log.Error("child: new", "error", err)

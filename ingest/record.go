@@ -259,7 +259,12 @@ func (s *Server) deliverSpooled(ctx context.Context, entries [][]byte) error {
 		}
 		recs = append(recs, r)
 	}
+	ctx, span := s.tel.drainSpan(ctx, recs) // telemetry.go
+	defer span.End()
 	err := s.produce(ctx, s.cfg.DrainTimeout, recs...)
+	if err != nil {
+		span.RecordError(err)
+	}
 	if err != nil && isPermanent(err) {
 		// Some record of the batch is one Kafka will never take (too
 		// large for the topic, say). Retrying the batch would block the

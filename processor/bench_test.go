@@ -23,7 +23,10 @@ import (
 // start until every unique event is in ClickHouse. Reported: events/s
 // Kafka→ClickHouse, the child's peak RSS, and the ceiling: the same rows
 // inserted directly with clickhouse-go in 100k-row INSERTs (one block, and
-// 12.5k-row blocks), with the ratio to the faster.
+// 12.5k-row blocks), with the ratio to the faster. The child records
+// metrics as in production; LCPIPE_BENCH_TRACING=1 turns tracing on (every
+// span recorded), LCPIPE_BENCH_TRACEPARENT=1 gives every record a sampled
+// trace context (so every record gets its spans).
 // Run with: make bench-processor (go test -run '^$' -bench . -benchtime 1x ./processor/...).
 func BenchmarkProcessor(b *testing.B) {
 	n := 1_000_000
@@ -74,11 +77,16 @@ func benchProcessor(b *testing.B, webhooks int) {
 	// The processor, Kafka → ClickHouse.
 	start := time.Now()
 	cmd := startChild(b, e, testenv.Name(b, "grp"), "CHILD_CPUPROFILE="+os.Getenv("LCPIPE_BENCH_CPUPROFILE"), "CHILD_BATCH_BYTES="+os.Getenv("LCPIPE_BENCH_BATCH_BYTES"), "CHILD_HEAPPROFILE="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE"), "CHILD_HEAPPROFILE_AT="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE_AT"),
-		"CHILD_INSERT_ROWS="+os.Getenv("LCPIPE_BENCH_INSERT_ROWS"), "CHILD_MAX_PENDING="+os.Getenv("LCPIPE_BENCH_MAX_PENDING"))
+		"CHILD_INSERT_ROWS="+os.Getenv("LCPIPE_BENCH_INSERT_ROWS"), "CHILD_MAX_PENDING="+os.Getenv("LCPIPE_BENCH_MAX_PENDING"),
+		"CHILD_TRACING="+os.Getenv("LCPIPE_BENCH_TRACING"))
 	waitRows(b, conn, chcfg.Database, want, 30*time.Minute)
 	took := time.Since(start)
 	stopChild(b, cmd)
 	rss := maxRSSMiB(cmd)
+	// CPU the child used (start-up and shutdown included): steadier than
+	// wall time on a shared machine.
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	b.ReportMetric(float64(cpu.Microseconds())/float64(want), "cpu-µs/event")
 	var batches, rowsPer, lookupMs, insertMs, flushMs float64
 	if err := conn.QueryRow(context.Background(), "SELECT toFloat64(count()), avg(events_inserted), avg(lookup_ms), avg(insert_ms), avg(flush_ms) FROM "+chcfg.Database+".pipeline_batches").
 		Scan(&batches, &rowsPer, &lookupMs, &insertMs, &flushMs); err != nil {
@@ -103,8 +111,8 @@ func benchProcessor(b *testing.B, webhooks int) {
 	b.ReportMetric(rss, "peak-RSS-MiB")
 	b.Logf("processor: %d webhooks → %d events in %s = %.0f events/s (%.0f webhooks/s), peak RSS %.0f MiB; direct insert ceilings: %.0f rows/s (100k-row blocks), %.0f rows/s (100k-row INSERTs in 12.5k-row blocks); ratio %.0f%% of the larger (%.0f%% of the 100k-block one)",
 		total, want, fmtDur(took), rate, float64(total)/took.Seconds(), rss, big, streamed, rate/ceiling*100, rate/big*100)
-	fmt.Fprintf(os.Stderr, "BENCH processor webhooks=%d events=%d took=%s events/s=%.0f rss_mib=%.0f ceiling_big_rows/s=%.0f ceiling_streamed_rows/s=%.0f ratio=%.0f%% ratio_big=%.0f%%\n",
-		total, want, took, rate, rss, big, streamed, rate/ceiling*100, rate/big*100)
+	fmt.Fprintf(os.Stderr, "BENCH processor webhooks=%d events=%d took=%s events/s=%.0f rss_mib=%.0f ceiling_big_rows/s=%.0f ceiling_streamed_rows/s=%.0f ratio=%.0f%% ratio_big=%.0f%% cpu=%s cpu_us/event=%.1f\n",
+		total, want, took, rate, rss, big, streamed, rate/ceiling*100, rate/big*100, cpu, float64(cpu.Microseconds())/float64(want))
 }
 
 // benchCeiling inserts the unique rows of the stories into a fresh database

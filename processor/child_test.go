@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
 // The crash test and the benchmark run the processor in a child process
@@ -73,7 +76,20 @@ func runChild() int {
 		return 2
 	}
 	defer conn.Close()
-	p, err := New(Options{Config: cfg, Kafka: kcfg, ClickHouse: conn, Database: chcfg.Database, Log: log})
+	// Telemetry as in production: metrics on (Prometheus reader); with
+	// CHILD_TRACING=1 every span is recorded and exported in batches to an
+	// exporter that drops them (the SDK's cost, not the network's).
+	topts := telemetry.Options{}
+	if get("TRACING") == "1" {
+		topts = telemetry.Options{SpanExporter: tracetest.NewNoopExporter(), Batch: true}
+	}
+	tel, err := telemetry.New(ctx, telemetry.Config{}, topts)
+	if err != nil {
+		log.Error("telemetry", "err", err)
+		return 2
+	}
+	defer tel.Shutdown(context.Background())
+	p, err := New(Options{Config: cfg, Kafka: kcfg, ClickHouse: conn, Database: chcfg.Database, Log: log, Telemetry: tel})
 	if err != nil {
 		log.Error("new", "err", err)
 		return 2

@@ -13,6 +13,7 @@ import (
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/livechat"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
 // Config tunes the processor. Zero values take the defaults documented on
@@ -90,6 +91,10 @@ type Config struct {
 	// member keeps its partitions before the group moves them. Default 45s
 	// (franz-go's); the broker allows 6s..5m.
 	SessionTimeout time.Duration
+	// LagInterval is how often the consumer group's lag is sampled from
+	// Kafka (lag.go: the lag gauges and pipeline_lag). Default 15s;
+	// negative turns it off.
+	LagInterval time.Duration
 
 	// Decode decodes a record's body. Default livechat.Decode. (A hook for
 	// tests that play an older decoder: `lcpipe dlq redrive` is then shown
@@ -124,6 +129,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   30 * time.Second,
 		Instance:          host + "-" + strconv.Itoa(os.Getpid()),
 		SessionTimeout:    45 * time.Second,
+		LagInterval:       15 * time.Second,
 	}
 }
 
@@ -187,6 +193,9 @@ func (c Config) withDefaults() Config {
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = d.SessionTimeout
 	}
+	if c.LagInterval == 0 {
+		c.LagInterval = d.LagInterval
+	}
 	return c
 }
 
@@ -226,6 +235,9 @@ type Options struct {
 	// Directory names agents and groups; nil means empty names.
 	Directory Directory
 	Log       *slog.Logger
+	// Telemetry receives spans and metrics (telemetry.go); nil records
+	// nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 func (o Options) validate() error {

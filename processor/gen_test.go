@@ -3,6 +3,8 @@ package processor
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,7 +33,7 @@ func (d delivery) record(topic string) *kgo.Record {
 	if w != nil {
 		action, org = w.Action, w.Tenant()
 	}
-	return &kgo.Record{
+	r := &kgo.Record{
 		Topic: topic,
 		Key:   d.key,
 		Value: d.body,
@@ -43,7 +45,19 @@ func (d delivery) record(topic string) *kgo.Record {
 			{Key: wire.HeaderIngestVersion, Value: []byte("test")},
 		},
 	}
+	if benchTraceparent {
+		// As ingest writes it with tracing on and every trace sampled.
+		var id [24]byte
+		_, _ = rand.Read(id[:])
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderTraceparent,
+			Value: []byte("00-" + hex.EncodeToString(id[:16]) + "-" + hex.EncodeToString(id[16:]) + "-01")})
+	}
+	return r
 }
+
+// benchTraceparent (LCPIPE_BENCH_TRACEPARENT=1) gives every generated record
+// a sampled W3C trace context, as ingest does with tracing on.
+var benchTraceparent = os.Getenv("LCPIPE_BENCH_TRACEPARENT") == "1"
 
 // storyOrder is the fixture story in time order (fixtures/README.md).
 var storyOrder = []string{

@@ -110,6 +110,8 @@ type Processor struct {
 	// rng is range mode's state (rangemode.go); nil in live mode.
 	rng *rangeState
 
+	tel *procTel // spans and metrics (telemetry.go)
+
 	stats Stats
 }
 
@@ -148,6 +150,10 @@ func New(o Options) (*Processor, error) {
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.cur = p.newBatch()
+	p.tel = newProcTel(o.Telemetry, p)
+	if p.dir != nil {
+		p.dir = countingDirectory{p.dir, p.tel}
+	}
 	return p, nil
 }
 
@@ -182,6 +188,8 @@ type batch struct {
 	flushStart    time.Time
 	lookupDur     time.Duration
 	insertDur     time.Duration
+
+	tel batchTel // telemetry.go
 }
 
 func (p *Processor) newBatch() *batch {
@@ -240,6 +248,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	if p.cfg.Range != nil { // range mode: own consumer, no group
 		opts = p.rangeClientOpts()
 	}
+	opts = append(opts, p.tel.kafkaOpts(p.kcfg.DLQTopic)...)
 	cl, err := kafka.NewClient(p.kcfg, opts...)
 	if err != nil {
 		return err
@@ -275,7 +284,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		pollCtx = p.rangeStart(ctx)
 		p.mu.Unlock()
 	}
+	waitLag := p.startLag(ctx, cl)
+	p.tel.running(cl)
 	p.pollLoop(pollCtx)
+	p.tel.stopped()
+	defer waitLag()
 
 	// Shutdown: flush everything read, then leave the group.
 	timer := time.AfterFunc(p.cfg.ShutdownTimeout, hardStop)
@@ -423,6 +436,7 @@ func (p *Processor) waitFlushed(seq uint64) bool {
 // inserted, before.
 func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	parts := assigned[p.kcfg.RawTopic]
+	p.tel.rebalanced("assigned", parts)
 	if len(parts) == 0 {
 		return
 	}
@@ -482,6 +496,7 @@ func (p *Processor) waitInsertsDone(ctx context.Context, parts []int32) error {
 
 // onRevoked flushes and commits everything read before partitions go.
 func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.tel.rebalanced("revoked", revoked[p.kcfg.RawTopic])
 	p.mu.Lock()
 	p.seal()
 	last := p.sealedSeq
@@ -506,6 +521,7 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	parts := lost[p.kcfg.RawTopic]
+	p.tel.rebalanced("lost", parts)
 	for _, b := range append(p.pending, p.cur) {
 		for _, part := range parts {
 			delete(b.offsets, part)
@@ -666,12 +682,18 @@ func (p *Processor) process(recs []*kgo.Record) {
 		if err := dec[i].err; err != nil {
 			b.dead = append(b.dead, deadLetter(r, err))
 			b.bytes += int64(len(r.Value)) + 256
+			if p.tel.tracing && r.Context != nil { // a sampled trace (telemetry.go)
+				p.tel.recordSpan(b, r, nil, err, nil)
+			}
 		} else {
 			src := sourceOf(r)
 			n := len(b.rows)
 			b.rows = p.transformSafely(b, r, src, dec[i].w) // a panic dead-letters r (panic.go)
 			for j := n; j < len(b.rows); j++ {
 				b.bytes += b.rows[j].size()
+			}
+			if p.tel.tracing && r.Context != nil { // a sampled trace (telemetry.go)
+				p.tel.recordSpan(b, r, dec[i].w, nil, b.rows[n:])
 			}
 			b.actions[dec[i].w.Action]++
 			ms := uint64(max(src.ReceivedAt.UnixMilli(), 0))
@@ -732,6 +754,7 @@ type insertion struct {
 	windowed int    // state changes (they rely on the subject cache until stored)
 	opened   time.Time
 	done     chan struct{} // closed when the close finished (committed or failed)
+	tel      insertTel     // its span (telemetry.go)
 }
 
 func (in *insertion) last() uint64 { return in.batches[len(in.batches)-1].seq }
@@ -767,6 +790,7 @@ func (p *Processor) flusher(ctx context.Context) {
 	fail := func(err error) bool {
 		if ins != nil {
 			_ = ins.b.Abort()
+			p.tel.insertClosed(ins, err)
 			ins = nil
 		}
 		if closing != nil {
@@ -796,6 +820,7 @@ func (p *Processor) flusher(ctx context.Context) {
 	defer func() {
 		if ins != nil {
 			_ = ins.b.Abort()
+			p.tel.insertClosed(ins, errAborted)
 		}
 		if closing != nil {
 			<-closing.done
@@ -922,7 +947,9 @@ func (p *Processor) preparer(ctx context.Context) {
 		p.mu.Unlock()
 		var err error
 		if !dropped {
-			err = p.prepare(ctx, b)
+			bctx, span := p.tel.batchSpan(ctx, b)
+			err = p.prepare(bctx, b)
+			span.End()
 		}
 		p.prepMu.Unlock()
 		if err != nil {
@@ -1010,10 +1037,11 @@ func (p *Processor) takeFailure() error {
 func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, error) {
 	parts := p.ownedPartitions(b.parts)
 	id := newInsertID()
+	qid := insertQueryID(p.st.db, p.kcfg.RawTopic, parts, strconv.FormatUint(id, 16))
 	var ib driver.Batch = discardBatch{}
 	if !p.dryRun() { // range mode's dry run inserts nothing
 		var err error
-		if ib, err = p.st.open(ctx, insertQueryID(p.st.db, p.kcfg.RawTopic, parts, strconv.FormatUint(id, 16))); err != nil {
+		if ib, err = p.st.open(ctx, qid); err != nil {
 			return nil, err
 		}
 	}
@@ -1024,6 +1052,7 @@ func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, er
 	for _, part := range parts {
 		in.parts[part] = true
 	}
+	p.tel.insertOpened(ctx, in, qid)
 	return in, nil
 }
 
@@ -1068,6 +1097,7 @@ func (p *Processor) send(in *insertion, b *batch) error {
 	b.inserted = len(b.keep)
 	b.insertDur = time.Since(start)
 	in.batches = append(in.batches, b)
+	p.tel.blockSent(in, b)
 	p.mu.Lock()
 	b.rows, b.keep = nil, nil
 	b.sent = true
@@ -1099,6 +1129,7 @@ func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 	} else {
 		err = in.b.Send()
 	}
+	p.tel.insertClosed(in, err)
 	if err != nil {
 		p.mu.Lock()
 		if p.failed == nil {
@@ -1110,7 +1141,7 @@ func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 	}
 	last := in.batches[len(in.batches)-1]
 	last.insertDur += time.Since(start)
-	p.finish(ctx, in.batches, in.id)
+	p.finish(p.tel.insertContext(ctx, in), in.batches, in.id)
 }
 
 // recover handles a failed insertion (ClickHouse away, a timeout, a lost
@@ -1198,6 +1229,7 @@ func (p *Processor) rewind(polled []*kgo.Record) {
 			p.rangeRewind(offs)
 		}
 	}
+	p.tel.rewound()
 	p.log.Info("rewound to the last stored offsets", "offsets", offs)
 	p.mu.Lock()
 	p.rewindReq = false
@@ -1256,8 +1288,8 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 			return err
 		}
 		for _, r := range b.dead {
-			p.log.Warn("dead letter", "partition", wire.Header(r, wire.HeaderDLQPartition), "offset", wire.Header(r, wire.HeaderDLQOffset),
-				"stage", wire.Header(r, wire.HeaderDLQStage), "err", wire.Header(r, wire.HeaderDLQError))
+			p.log.WarnContext(ctx, "dead letter", "partition", wire.Header(r, wire.HeaderDLQPartition), "offset", wire.Header(r, wire.HeaderDLQOffset),
+				"stage", wire.Header(r, wire.HeaderDLQStage), "err", wire.Header(r, wire.HeaderDLQError), "request_id", wire.Header(r, wire.HeaderRequestID))
 		}
 	}
 	p.mu.Lock() // onLost may edit offsets
@@ -1273,6 +1305,7 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 	p.rangeReport(b, snap, res.keep)
 	b.lookupDur = time.Since(lookStart)
 	b.keep, b.dupID, b.dupWin = res.keep, res.dupID, res.dupWin
+	p.tel.prepared(b)
 	// Decided: later batches must see these IDs even before the insert
 	// completes (it completes, or the rewind empties the caches).
 	for i := range res.keep {
@@ -1288,6 +1321,7 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 // finish commits the offsets of an insertion's batches (stored now), in
 // order, and records their statistics.
 func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint64) {
+	p.tel.stored(ctx, p, batches) // queryable now: freshness, canaries
 	p.commit(ctx, batches)
 	stats := make([]batchStats, 0, len(batches))
 	for _, b := range batches {
@@ -1315,7 +1349,7 @@ func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint6
 			st.ActionCounts = append(st.ActionCounts, b.actions[a])
 		}
 		stats = append(stats, st)
-		p.log.Debug("flushed", "batch", b.seq, "records", b.records, "rows", b.rowsIn, "inserted", b.inserted,
+		p.log.DebugContext(ctx, "flushed", "batch", b.seq, "records", b.records, "rows", b.rowsIn, "inserted", b.inserted,
 			"dup_identity", b.dupID, "dup_window", b.dupWin, "dead", len(b.dead), "took", time.Since(b.flushStart))
 
 		p.mu.Lock()
@@ -1335,7 +1369,7 @@ func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint6
 		return
 	}
 	if err := p.st.insertStats(ctx, stats); err != nil {
-		p.log.Warn("pipeline_batches rows not written (statistics only)", "err", err)
+		p.log.WarnContext(ctx, "pipeline_batches rows not written (statistics only)", "err", err)
 	}
 }
 

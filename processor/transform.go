@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/lcpipe/lcpipe/internal/livechat"
+	"github.com/lcpipe/lcpipe/internal/wire"
 )
 
 // Row kinds (the `kind` column). Every row also keeps its webhook's action.
@@ -178,6 +179,9 @@ func (t *transformer) configState() string {
 }
 
 func (t *transformer) rows() {
+	if t.w.Action == wire.ActionCanary && t.canary() { // telemetry.go
+		return
+	}
 	switch p := t.w.Body.(type) {
 	case *livechat.IncomingChat:
 		t.incomingChat(p)

@@ -25,6 +25,11 @@ if [ -z "${DASHBOARDS_TOKEN:-}" ]; then
   DASHBOARDS_TOKEN=$(cat "$RUN_DIR/dashboards.token")
 fi
 export DASHBOARDS_TOKEN
+# The freshness canary: ingest posts a synthetic webhook to itself this often
+# (pipeline-health dashboard, lcpipe_canary_* metrics); CANARY_INTERVAL=0 turns it off.
+export CANARY_INTERVAL=${CANARY_INTERVAL:-30s}
+# Each process's admin listener on its own default loopback port.
+unset ADMIN_ADDR
 SIMULATE=${SIMULATE:-1}
 SIMULATE_RATE=${SIMULATE_RATE:-2}
 
@@ -70,6 +75,9 @@ cat <<MSG
     dashboards  http://$DASHBOARDS_ADDR/?token=$DASHBOARDS_TOKEN
                 (sign-in link; the token is DASHBOARDS_TOKEN, kept in $RUN_DIR/dashboards.token)
     health      http://$INGEST_ADDR/readyz
+    admin       ingest http://127.0.0.1:9480  processor http://127.0.0.1:9481  dashboards http://127.0.0.1:9482
+                (/healthz /readyz /metrics; ADMIN_PPROF=true adds /debug/pprof/)
+    canary      every $CANARY_INTERVAL (pipeline health dashboard; CANARY_INTERVAL=0 turns it off)
     ClickHouse  clickhouse-client --port 9000 -d livechat   (read-only: --user analyst --password analyst)
     Kafka       127.0.0.1:9092  (topics livechat.webhooks.raw, livechat.webhooks.dlq)
     logs        $RUN_DIR/{ingest,processor,dashboards,simulate}.log

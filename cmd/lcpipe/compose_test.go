@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v4"
 )
 
 // loadCompose parses docker-compose.yml with the compose-spec reference
@@ -88,13 +92,16 @@ func TestComposeFile(t *testing.T) {
 		ports   []uint32
 		deps    []string
 	}{
-		"kafka":      {image: "apache/kafka", ports: []uint32{9094}},
-		"clickhouse": {image: "clickhouse/clickhouse-server", ports: []uint32{9000, 8123}},
-		"grafana":    {image: "grafana/grafana", ports: []uint32{3001}, deps: []string{"clickhouse"}},
-		"migrate":    {command: "migrate", deps: []string{"clickhouse"}},
-		"ingest":     {command: "ingest", ports: []uint32{8080}, deps: []string{"kafka"}},
-		"processor":  {command: "processor", deps: []string{"kafka", "clickhouse", "migrate"}},
-		"dashboards": {command: "dashboards", ports: []uint32{3000}, deps: []string{"clickhouse", "migrate"}},
+		"kafka":          {image: "apache/kafka", ports: []uint32{9094}},
+		"clickhouse":     {image: "clickhouse/clickhouse-server", ports: []uint32{9000, 8123}},
+		"grafana":        {image: "grafana/grafana", ports: []uint32{3001}, deps: []string{"clickhouse"}},
+		"migrate":        {command: "migrate", deps: []string{"clickhouse"}},
+		"ingest":         {command: "ingest", ports: []uint32{8080}, deps: []string{"kafka"}},
+		"processor":      {command: "processor", deps: []string{"kafka", "clickhouse", "migrate"}},
+		"dashboards":     {command: "dashboards", ports: []uint32{3000}, deps: []string{"clickhouse", "migrate"}},
+		"otel-collector": {image: "otel/opentelemetry-collector-contrib", deps: []string{"jaeger"}},
+		"jaeger":         {image: "jaegertracing/all-in-one", ports: []uint32{16686}},
+		"prometheus":     {image: "prom/prometheus", ports: []uint32{9090}},
 	}
 	for name, w := range want {
 		t.Run(name, func(t *testing.T) {
@@ -138,7 +145,9 @@ func TestComposeFile(t *testing.T) {
 					t.Errorf("does not depend on %s", d)
 				}
 			}
-			if name != "migrate" && s.HealthCheck == nil && w.command != "processor" && w.command != "dashboards" {
+			// The collector and Jaeger images have no shell or HTTP client
+			// to probe with; what depends on them waits for their start.
+			if name != "migrate" && name != "otel-collector" && name != "jaeger" && s.HealthCheck == nil {
 				t.Errorf("no healthcheck")
 			}
 		})
@@ -211,3 +220,129 @@ func firstFile(t *testing.T, dir string) string {
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// TestComposeObservability checks the observability wiring of compose
+// statically: every lcpipe admin listener (ADMIN_ADDR) is a Prometheus
+// scrape target, spans go to the collector on a port its OTLP receiver
+// listens on, the collector exports traces to Jaeger, Grafana's Prometheus
+// and Jaeger datasources point at those services, and the canary is on.
+func TestComposeObservability(t *testing.T) {
+	p := loadCompose(t)
+	root, _ := filepath.Abs("../..")
+	readYAML := func(path string, v any) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML("scripts/prometheus/compose/prometheus.yml", &prom)
+	targets := map[string]bool{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				targets[tg] = true
+			}
+		}
+	}
+	var collector struct {
+		Receivers struct {
+			OTLP struct {
+				Protocols map[string]struct {
+					Endpoint string `yaml:"endpoint"`
+				} `yaml:"protocols"`
+			} `yaml:"otlp"`
+		} `yaml:"receivers"`
+		Exporters map[string]struct {
+			Endpoint string `yaml:"endpoint"`
+		} `yaml:"exporters"`
+		Service struct {
+			Pipelines map[string]struct {
+				Receivers []string `yaml:"receivers"`
+				Exporters []string `yaml:"exporters"`
+			} `yaml:"pipelines"`
+		} `yaml:"service"`
+	}
+	readYAML("scripts/otel-collector/compose/config.yaml", &collector)
+	receiverPort := map[string]string{}
+	for proto, r := range collector.Receivers.OTLP.Protocols {
+		_, port, _ := net.SplitHostPort(r.Endpoint)
+		receiverPort[proto] = port
+	}
+
+	for _, name := range []string{"ingest", "processor", "dashboards"} {
+		t.Run(name, func(t *testing.T) {
+			env := p.Services[name].Environment
+			get := func(k string) string {
+				if v := env[k]; v != nil {
+					return *v
+				}
+				return ""
+			}
+			_, port, err := net.SplitHostPort(get("ADMIN_ADDR"))
+			if err != nil || port == "" {
+				t.Fatalf("ADMIN_ADDR %q: want host:port binding the container's interfaces", get("ADMIN_ADDR"))
+			}
+			if !targets[name+":"+port] {
+				t.Errorf("Prometheus does not scrape %s:%s (targets %v)", name, port, targets)
+			}
+			u, err := url.Parse(get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+			if err != nil || u.Hostname() != "otel-collector" {
+				t.Fatalf("OTEL_EXPORTER_OTLP_ENDPOINT %q does not name the collector", get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+			}
+			proto := map[string]string{"http/protobuf": "http", "grpc": "grpc"}[get("OTEL_EXPORTER_OTLP_PROTOCOL")]
+			if proto == "" || receiverPort[proto] != u.Port() {
+				t.Errorf("spans go to port %s over %q; the collector's OTLP receivers: %v", u.Port(), get("OTEL_EXPORTER_OTLP_PROTOCOL"), receiverPort)
+			}
+			if get("OTEL_METRICS_EXPORTER") != "prometheus" {
+				t.Errorf("OTEL_METRICS_EXPORTER %q: metrics are scraped, not pushed (no duplicates)", get("OTEL_METRICS_EXPORTER"))
+			}
+			hc := p.Services[name].HealthCheck
+			if hc == nil || !strings.Contains(strings.Join(hc.Test, " "), ":"+port+"/readyz") {
+				t.Errorf("healthcheck %v does not ask the admin listener's /readyz", hc)
+			}
+		})
+	}
+	if d, err := time.ParseDuration(*p.Services["ingest"].Environment["CANARY_INTERVAL"]); err != nil || d <= 0 {
+		t.Errorf("ingest CANARY_INTERVAL: %v %v (the canary is on in compose)", d, err)
+	}
+	traces := collector.Service.Pipelines["traces"]
+	if len(traces.Exporters) == 0 || !slices.Contains(traces.Receivers, "otlp") {
+		t.Fatalf("collector traces pipeline %+v", traces)
+	}
+	if host, _, _ := net.SplitHostPort(collector.Exporters[traces.Exporters[0]].Endpoint); host != "jaeger" {
+		t.Errorf("collector exports traces to %q, not Jaeger", collector.Exporters[traces.Exporters[0]].Endpoint)
+	}
+	if v := p.Services["jaeger"].Environment["COLLECTOR_OTLP_ENABLED"]; v == nil || *v != "true" {
+		t.Errorf("Jaeger does not accept OTLP")
+	}
+	for file, svc := range map[string]string{"prometheus.yaml": "prometheus", "jaeger.yaml": "jaeger"} {
+		var ds struct {
+			Datasources []struct {
+				Type, UID, URL string
+			} `yaml:"datasources"`
+		}
+		readYAML("dashboards/grafana/provisioning/datasources/"+file, &ds)
+		if len(ds.Datasources) != 1 {
+			t.Fatalf("%s: %d datasources", file, len(ds.Datasources))
+		}
+		u, err := url.Parse(ds.Datasources[0].URL)
+		if err != nil || u.Hostname() != svc {
+			t.Errorf("Grafana datasource %s points at %q, not the %s service", file, ds.Datasources[0].URL, svc)
+		}
+		if _, ok := p.Services["grafana"].DependsOn[svc]; !ok {
+			t.Errorf("grafana does not depend on %s", svc)
+		}
+	}
+}

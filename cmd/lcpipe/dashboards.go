@@ -35,6 +35,8 @@ func runDashboards(ctx context.Context, inv *invocation) error {
 	public := inv.String("DASHBOARDS_PUBLIC_URL", "", "URL browsers open the dashboards at; with the LiveChat app configured it enables Sign in with LiveChat (put it + /auth/livechat/callback on the app's redirect whitelist)")
 	acfg := lcapp.DefaultConfig()
 	oauthEnv(inv, &acfg, false)
+	adminCfg := adminEnv(inv)
+	telCfg := telemetryEnv(inv)
 	if err := inv.parse(); err != nil {
 		return err
 	}
@@ -56,11 +58,27 @@ func runDashboards(ctx context.Context, inv *invocation) error {
 	if err := vc.Validate(); err != nil { // before connecting: a clear error first
 		return err
 	}
+	tel, stopTel, err := startTelemetry(ctx, inv, telCfg)
+	if err != nil {
+		return err
+	}
+	defer stopTel()
 	conn, err := chconn.Open(ctx, ch)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	// Ready when ClickHouse answers the read-only user.
+	adminCfg.Ready = conn.Ping
+	stopAdmin, err := startAdmin(ctx, inv, adminCfg, tel, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if aerr := stopAdmin(); aerr != nil {
+			inv.log.Warn("admin listener", "error", aerr)
+		}
+	}()
 	v, err := dashboards.NewViewer(vc, conn, inv.log)
 	if err != nil {
 		return err
@@ -69,7 +87,7 @@ func runDashboards(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return fmt.Errorf("dashboards: listen: %w", err)
 	}
-	srv := &http.Server{Handler: v.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: observeHTTP(tel, v.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	inv.log.Info("dashboards listening", "url", "http://"+ln.Addr().String()+"/", "database", vc.Database, "clickhouse_user", ch.User,
 		"token_sign_in", vc.Token != "", "livechat_sign_in", vc.SignIn != nil)
 	errc := make(chan error, 1)

@@ -17,6 +17,7 @@ import (
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/tlsconf"
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
 // errHelp is returned by parse when --help was asked for and printed.
@@ -39,6 +40,9 @@ type invocation struct {
 	vars          []envVar
 	errs          []error
 	maxBody       *int64 // INGEST_MAX_BODY once read (MaxBody)
+	// telOpts are exporters injected instead of the configured ones
+	// (tests: an in-memory span exporter).
+	telOpts telemetry.Options
 }
 
 func newInvocation(name, summary string, args []string, stdout io.Writer, log *slog.Logger) *invocation {

@@ -19,7 +19,7 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	def := ingest.DefaultConfig()
 	cfg := def
 	cfg.Addr = inv.String("INGEST_ADDR", def.Addr, "listen address of the webhook endpoint")
-	adminAddr := inv.String("ADMIN_ADDR", "127.0.0.1:9480", "private admin listener (/healthz, /readyz, /status: spool and quarantine for lcpipe status); keep it off the public network, empty turns it off")
+	adminCfg := adminEnv(inv)
 	cfg.Kafka = inv.Kafka()
 	for _, s := range inv.List("LIVECHAT_WEBHOOK_SECRETS", "", "webhook secret_key values accepted for every organization, comma-separated (single-tenant setups)") {
 		cfg.Secrets = append(cfg.Secrets, secret.Secret(s))
@@ -38,6 +38,8 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	cfg.Spool = spool.DefaultConfig(inv.String("SPOOL_DIR", def.Spool.Dir, "folder of the local spool used while Kafka is slow or away"))
 	cfg.Spool.MaxBytes = inv.Bytes("SPOOL_MAX_BYTES", def.Spool.MaxBytes, "spool size cap; when full and Kafka is away ingest answers 503")
 	cfg.Spool.SegmentBytes = inv.Bytes("SPOOL_SEGMENT_BYTES", def.Spool.SegmentBytes, "size of one spool segment file")
+	cfg.CanaryInterval = inv.Duration("CANARY_INTERVAL", 0, "post a freshness canary webhook to our own endpoint this often (e.g. 30s; 0 = off); its rows never count in chat analytics")
+	telCfg := telemetryEnv(inv)
 	app, err := setupApp(ctx, inv)
 	if perr := inv.parse(); perr != nil {
 		if app != nil {
@@ -59,25 +61,27 @@ func runIngest(ctx context.Context, inv *invocation) error {
 	}
 	cfg.Version = version
 	cfg.Log = inv.log
+	tel, stopTel, err := startTelemetry(ctx, inv, telCfg)
+	if err != nil {
+		return err
+	}
+	defer stopTel()
+	cfg.Telemetry = tel
 	srv, err := ingest.New(cfg)
 	if err != nil {
 		return err
 	}
-	if adminAddr == "" {
-		return srv.Run(ctx)
-	}
-	adm, err := admin.New(admin.Config{Addr: adminAddr, Log: inv.log.With("component", "admin")})
+	// Ready when a webhook can be made durable now (Kafka or the spool).
+	adminCfg.Ready = srv.Ready
+	stopAdmin, err := startAdmin(ctx, inv, adminCfg, tel, func(adm *admin.Server) {
+		adm.Handle("GET /status", srv.StatusHandler())
+	})
 	if err != nil {
 		srv.Close()
 		return err
 	}
-	adm.Handle("GET /status", srv.StatusHandler())
-	actx, stopAdmin := context.WithCancel(ctx)
-	adminDone := make(chan error, 1)
-	go func() { adminDone <- adm.Run(actx) }()
 	err = srv.Run(ctx)
-	stopAdmin()
-	if aerr := <-adminDone; aerr != nil && err == nil {
+	if aerr := stopAdmin(); aerr != nil && err == nil {
 		err = aerr
 	}
 	return err

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -91,13 +93,14 @@ func usage(w io.Writer) {
 }
 
 // newLogger builds the process logger: JSON when LOG_FORMAT=json, text
-// otherwise; LOG_LEVEL=debug|info|warn|error.
+// otherwise; LOG_LEVEL=debug|info|warn|error. Lines logged with a context
+// carry its trace id, span id and request id (telemetry.LogHandler).
 func newLogger(w io.Writer) *slog.Logger {
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(strings.ToUpper(os.Getenv("LOG_LEVEL"))))
 	opts := &slog.HandlerOptions{Level: level}
 	if os.Getenv("LOG_FORMAT") == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts)))
 }

@@ -93,6 +93,7 @@ func newOpsEnv(t *testing.T) *opsEnv {
 		"INSERT_LINGER":          "200ms",
 		"SETTLE_INTERVAL":        "0",
 		"LOG_LEVEL":              "warn",
+		"ADMIN_ADDR":             "", // off: tests run several processors side by side
 	}
 	return e
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/processor"
@@ -31,6 +33,9 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	cfg.InsertLinger = inv.Duration("INSERT_LINGER", d.InsertLinger, "longest an INSERT stays open collecting batches (Go duration)")
 	cfg.DedupWindow = inv.Duration("DEDUP_WINDOW", d.DedupWindow, "retry horizon of state changes (tags, properties, status...): the same state again for the same subject, with nothing different in between, closer than this is a retry")
 	cfg.SessionTimeout = inv.Duration("KAFKA_SESSION_TIMEOUT", d.SessionTimeout, "consumer group session: how long a crashed processor keeps its partitions")
+	cfg.LagInterval = inv.Duration("LAG_INTERVAL", d.LagInterval, "how often the consumer group's lag (records and seconds, per partition) is sampled from Kafka for /metrics and pipeline_lag; negative turns it off")
+	adminCfg := adminEnv(inv)
+	telCfg := telemetryEnv(inv)
 	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
 	settle := settleOptions(inv)
 	keep := retentionOptions(inv)
@@ -61,6 +66,30 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	// keeps the buffer of the largest block it sent (one batch), so a small
 	// pool bounds memory.
 	chcfg.MaxOpenConns = 3
+	tel, stopTel, err := startTelemetry(ctx, inv, telCfg)
+	if err != nil {
+		return err
+	}
+	defer stopTel()
+	// The admin listener answers from the start (a migration can take a
+	// while); ready once consuming with Kafka and ClickHouse answering.
+	var running atomic.Pointer[processor.Processor]
+	adminCfg.Ready = func(ctx context.Context) error {
+		p := running.Load()
+		if p == nil {
+			return errors.New("starting: migrating the schema")
+		}
+		return p.Ready(ctx)
+	}
+	stopAdmin, err := startAdmin(ctx, inv, adminCfg, tel, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if aerr := stopAdmin(); aerr != nil {
+			inv.log.Warn("admin listener", "error", aerr)
+		}
+	}()
 	conn, err := chconn.Open(ctx, chcfg)
 	if err != nil {
 		return err
@@ -80,10 +109,12 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 		Database:   chcfg.Database,
 		Directory:  dir,
 		Log:        inv.log,
+		Telemetry:  tel,
 	})
 	if err != nil {
 		return err
 	}
+	running.Store(p)
 	// The dashboards' day rollups are kept next to the writes; stopped when
 	// the processor stops.
 	// So is data retention (RETENTION_DAYS); the settler leaves the days

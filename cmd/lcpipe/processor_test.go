@@ -21,8 +21,9 @@ import (
 // TestRunProcessorSettles runs the processor command from its environment on
 // the real Kafka and ClickHouse: an incoming_chat of a past day goes through
 // to `events`, the settler it runs next to consuming writes that day's
-// thread into threads_settled, and on SIGTERM (cancel) both stop and the
-// settler's staging tables are gone.
+// thread into threads_settled, the admin listener is ready and serves the
+// processor's metrics and the profiler, and on SIGTERM (cancel) all stop and
+// the settler's staging tables are gone.
 func TestRunProcessorSettles(t *testing.T) {
 	kcfg := testenv.KafkaConfig(t)
 	chcfg := testenv.ClickHouseConfig(t)
@@ -49,6 +50,7 @@ func TestRunProcessorSettles(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	adminAddr := freeAddr(t)
 	env := map[string]string{
 		"KAFKA_BROKERS":       strings.Join(kcfg.Brokers, ","),
 		"KAFKA_RAW_TOPIC":     kcfg.RawTopic,
@@ -59,6 +61,9 @@ func TestRunProcessorSettles(t *testing.T) {
 		"BATCH_LINGER":        "100ms",
 		"INSERT_LINGER":       "200ms",
 		"SETTLE_INTERVAL":     "300ms",
+		"ADMIN_ADDR":          adminAddr,
+		"ADMIN_PPROF":         "true",
+		"LAG_INTERVAL":        "200ms",
 	}
 	inv := newInvocation("processor", "test", nil, io.Discard, slog.New(slog.DiscardHandler))
 	inv.lookup = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
@@ -85,6 +90,10 @@ func TestRunProcessorSettles(t *testing.T) {
 		}
 		return nil
 	})
+	// The admin listener: ready (consuming, ClickHouse reachable), the
+	// processor's metrics, the profiler (ADMIN_PPROF).
+	checkAdmin(t, adminAddr, true, "lcpipe_processor_records_total 1", "lcpipe_processor_rows_inserted_total",
+		`lcpipe_processor_lag_records{partition="0"}`, "lcpipe_freshness_received_to_queryable_seconds_count")
 	cancel()
 	select {
 	case err := <-done:

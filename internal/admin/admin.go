@@ -1,6 +1,7 @@
 // Package admin is a process's private HTTP listener for operators and
 // orchestrators: liveness (/healthz), readiness (/readyz) and whatever the
-// process mounts with Handle (ingest's /status, later /metrics and pprof).
+// process mounts with Handle (ingest's /status), Prometheus /metrics and,
+// when enabled, the Go profiler under /debug/pprof/.
 // It is separate from any public listener (ingest's webhook endpoint faces
 // LiveChat and the internet) so operational data and controls are never
 // exposed there; the default address is loopback.
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -24,6 +26,12 @@ type Config struct {
 	// Ready reports whether the process can do its work (nil error) for
 	// /readyz. Nil means always ready once listening.
 	Ready func(ctx context.Context) error
+	// Metrics, when set, is served at /metrics (telemetry's Prometheus
+	// handler).
+	Metrics http.Handler
+	// Pprof mounts net/http/pprof under /debug/pprof/ (ADMIN_PPROF). Off
+	// by default: profiles reveal internals and cost CPU while taken.
+	Pprof bool
 	// Log receives the server's errors. Default: discard.
 	Log *slog.Logger
 }
@@ -50,6 +58,16 @@ func New(cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.Pprof {
+		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)}
 	return s, nil
 }

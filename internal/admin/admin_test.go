@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -63,5 +64,40 @@ func TestEndpoints(t *testing.T) {
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("New without an address must fail")
+	}
+}
+
+// TestMetricsAndPprof: /metrics is served when a handler is given, and the
+// profiler only with Pprof (ADMIN_PPROF).
+func TestMetricsAndPprof(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "lcpipe_up 1\n") })
+	for _, tc := range []struct {
+		name        string
+		cfg         Config
+		metrics     int
+		pprof       int
+		metricsBody string
+	}{
+		{"neither", Config{}, 404, 404, ""},
+		{"metrics", Config{Metrics: metrics}, 200, 404, "lcpipe_up 1"},
+		{"both", Config{Metrics: metrics, Pprof: true}, 200, 200, "lcpipe_up 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Addr = "127.0.0.1:0"
+			s, err := New(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for path, want := range map[string]int{"/metrics": tc.metrics, "/debug/pprof/": tc.pprof, "/debug/pprof/cmdline": tc.pprof} {
+				rec := httptest.NewRecorder()
+				s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+				if rec.Code != want {
+					t.Errorf("GET %s = %d, want %d", path, rec.Code, want)
+				}
+				if path == "/metrics" && !strings.Contains(rec.Body.String(), tc.metricsBody) {
+					t.Errorf("GET /metrics = %q", rec.Body.String())
+				}
+			}
+		})
 	}
 }

@@ -111,3 +111,14 @@ func FormatOffset(n int64) string { return strconv.FormatInt(n, 10) }
 
 // ParseOffset decodes a value written by FormatOffset.
 func ParseOffset(s string) (int64, error) { return strconv.ParseInt(strings.TrimSpace(s), 10, 64) }
+
+// The freshness canary: ingest posts a webhook of this action for this
+// organization through its own public endpoint every CANARY_INTERVAL; the
+// processor stores it as a row of kind "canary" (never part of chat
+// analytics) and records when it became queryable (pipeline_canaries).
+// Its payload is {"id": "...", "sent_at": RFC 3339 with nanoseconds,
+// "instance": "..."}.
+const (
+	ActionCanary       = "lcpipe_canary"
+	CanaryOrganization = "lcpipe-canary"
+)

@@ -16,8 +16,8 @@ import (
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/secret"
-	"github.com/lcpipe/lcpipe/internal/tlsconf"
 	"github.com/lcpipe/lcpipe/internal/telemetry"
+	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
 
 // errHelp is returned by parse when --help was asked for and printed.

@@ -51,6 +51,9 @@ func TestChaos(t *testing.T) {
 	// (never skips) when one cannot start.
 	kinst := testenv.PrivateKafka(t)
 	cinst := testenv.PrivateClickHouse(t)
+	// At the end a crash is enough (their data is thrown away) and much
+	// quicker than the graceful stop testenv registered (runs after this).
+	t.Cleanup(func() { kinst.Crash(); cinst.Crash() })
 	bin := buildBinary(t, dir)
 	tl.logf("services up: Kafka %s, ClickHouse %s; binary built", kinst.Addr, cinst.Addr)
 
@@ -124,8 +127,9 @@ func TestChaos(t *testing.T) {
 	monCtx, stopMon := context.WithCancel(ctx)
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); mon.run(monCtx) }()
+	watch := testenv.ClickHouse(t, chcfg)
 	fr := &faultRunner{cfg: cfg, tl: tl, ingests: ingests, processors: procs, kafka: kinst, clickhouse: cinst,
-		rng: newRand(cfg.Seed, 11)}
+		rng: newRand(cfg.Seed, 11), inserting: insertOwner(watch, database, kcfg.RawTopic, mon, procs)}
 	faultsDone := make(chan struct{})
 	began := time.Now()
 	go func() { defer close(faultsDone); fr.run(ctx, faults) }()

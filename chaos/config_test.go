@@ -43,7 +43,7 @@ type config struct {
 // outage is longer than the session timeout.
 func ciConfig() config {
 	return config{
-		Webhooks: 50_000, Rate: 600, Speedup: 30, RetryRate: 0.2,
+		Webhooks: 50_000, Rate: 600, Speedup: 60, RetryRate: 0.2,
 		Kills: 3, PauseMin: 500 * time.Millisecond, PauseMax: 4 * time.Second,
 		KafkaLong: 15 * time.Second, ClickHouseLong: 14 * time.Second,
 		Session: 8 * time.Second, KafkaTimeout: 2 * time.Second,

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // fault is one planned kill -9 of a component, with the pause before it is
@@ -97,6 +100,9 @@ type faultRunner struct {
 	rngMu      sync.Mutex
 
 	chLongDown chan struct{} // closed when the long ClickHouse outage begins
+	// inserting finds the processor with an INSERT running on ClickHouse
+	// (nil: pick one at random).
+	inserting func(ctx context.Context) *child
 
 	mu      sync.Mutex
 	outages []outage
@@ -130,10 +136,13 @@ func (r *faultRunner) run(ctx context.Context, faults []fault) {
 	byComp := map[string][]fault{}
 	for _, f := range faults {
 		key := f.comp
-		if f.afterCHDown {
+		switch {
+		case f.afterCHDown:
 			// Its own sequence: it must strike while ClickHouse is down,
 			// whatever the other processor faults are doing.
 			key += " during the ClickHouse outage"
+		case f.freeze:
+			key += " freeze" // may wait long for an INSERT to catch
 		}
 		byComp[key] = append(byComp[key], f)
 	}
@@ -185,8 +194,17 @@ func (r *faultRunner) strike(comp string, f fault) {
 		r.tl.logf("RESTART %s (down %.1fs)", in.name, (r.tl.since() - down).Seconds())
 		r.record(outage{comp: in.name, down: down, back: r.tl.since()})
 	case comp == "processor" && f.freeze:
-		p := r.pickProcessor()
-		r.tl.logf("FAULT %s SIGSTOP for %.1fs (longer than its %s session)", p.name, f.pause.Seconds(), r.cfg.Session)
+		// Freeze the owner of a running INSERT: it becomes a zombie whose
+		// INSERT the next owner must wait for (or kill).
+		p, how := r.pickProcessor(), "no INSERT seen running: picked at random"
+		if r.inserting != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if q := r.inserting(ctx); q != nil {
+				p, how = q, "while its INSERT runs"
+			}
+			cancel()
+		}
+		r.tl.logf("FAULT %s SIGSTOP for %.1fs (longer than its %s session), %s", p.name, f.pause.Seconds(), r.cfg.Session, how)
 		if !p.Freeze(f.pause) {
 			r.tl.logf("%s was not running: not frozen", p.name)
 			return
@@ -250,4 +268,43 @@ func (r *faultRunner) longest(prefix string) time.Duration {
 		}
 	}
 	return m
+}
+
+// insertOwner returns a function that waits until ClickHouse runs an
+// INSERT of the processors (its query id names the source partitions:
+// "lcpipe:<db>:<topic>:<p1>,<p2>,...:<nonce>", processor/store.go) and
+// returns the processor that owns those partitions.
+func insertOwner(conn driver.Conn, db, topic string, mon *monitor, procs []*child) func(context.Context) *child {
+	prefix := "lcpipe:" + db + ":" + topic + ":"
+	return func(ctx context.Context) *child {
+		for ctx.Err() == nil {
+			var ids []string
+			rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE startsWith(query_id, ?)", prefix)
+			if err == nil {
+				for rows.Next() {
+					var id string
+					if rows.Scan(&id) == nil {
+						ids = append(ids, id)
+					}
+				}
+				rows.Close()
+			}
+			for _, id := range ids {
+				parts, _, _ := strings.Cut(strings.TrimPrefix(id, prefix), ":")
+				first, _, _ := strings.Cut(parts, ",")
+				p, err := strconv.Atoi(first)
+				if err != nil {
+					continue
+				}
+				owner := mon.owner(int32(p))
+				for _, c := range procs {
+					if "chaos-"+c.name == owner && c.Running() {
+						return c
+					}
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	}
 }

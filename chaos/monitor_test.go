@@ -31,6 +31,7 @@ type monitor struct {
 	lastSp, lastDr   map[string]int64
 	rebalances       int
 	lastAssign       string
+	owners           map[int32]string // partition → client id, last stable assignment
 }
 
 func newMonitor(ingests []*ingestChild, adm *kadm.Client, group string, tl *timeline) *monitor {
@@ -96,6 +97,7 @@ func (m *monitor) sampleGroup(ctx context.Context) {
 		return
 	}
 	var parts []string
+	owners := map[int32]string{}
 	for _, mem := range g.Members {
 		a, ok := mem.Assigned.AsConsumer()
 		if !ok {
@@ -105,6 +107,7 @@ func (m *monitor) sampleGroup(ctx context.Context) {
 		for _, tp := range a.Topics {
 			for _, p := range tp.Partitions {
 				ps = append(ps, fmt.Sprint(p))
+				owners[p] = mem.ClientID
 			}
 		}
 		sort.Strings(ps)
@@ -114,6 +117,7 @@ func (m *monitor) sampleGroup(ctx context.Context) {
 	fp := strings.Join(parts, " ")
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.owners = owners
 	if fp != m.lastAssign {
 		if m.lastAssign != "" {
 			m.rebalances++
@@ -121,6 +125,13 @@ func (m *monitor) sampleGroup(ctx context.Context) {
 		m.lastAssign = fp
 		m.tl.logf("group: %d members, assignment %s", len(g.Members), shortAssign(parts))
 	}
+}
+
+// owner returns the client id that owned partition p at the last look.
+func (m *monitor) owner(p int32) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.owners[p]
 }
 
 // shortAssign prints members by client id with their partitions.

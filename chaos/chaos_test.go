@@ -137,6 +137,9 @@ func TestChaos(t *testing.T) {
 	snd := newSender(cfg, urls, tl)
 	loadErr := snd.run(ctx)
 	<-faultsDone
+	for _, err := range fr.errs {
+		t.Error(err)
+	}
 	if t.Failed() {
 		stopMon()
 		<-monDone

@@ -105,6 +105,7 @@ type faultRunner struct {
 	inserting func(ctx context.Context) *child
 
 	mu      sync.Mutex
+	errs    []error
 	outages []outage
 	kills   map[string]int
 	freezes int
@@ -112,8 +113,8 @@ type faultRunner struct {
 
 // service is a private Kafka or ClickHouse (testenv.Instance).
 type service interface {
-	Crash() // kill -9, so that Start starts it again
-	Start()
+	Crash() // kill -9, so that a start starts it again
+	TryStart() error
 }
 
 func (r *faultRunner) intn(n int) int {
@@ -236,13 +237,31 @@ func (r *faultRunner) strike(comp string, f fault) {
 			close(r.chLongDown)
 		}
 		time.Sleep(f.pause)
-		svc.Start()
+		for try := 1; ; try++ {
+			err := svc.TryStart()
+			if err == nil {
+				break
+			}
+			r.tl.logf("%s did not start (try %d): %v", comp, try, err)
+			if try == 5 {
+				r.failed(fmt.Errorf("%s did not start after %d tries", comp, try))
+				return
+			}
+			// What is left of a failed start goes, then again.
+			svc.Crash()
+		}
 		r.tl.logf("RESTART %s (down %.1fs)", comp, (r.tl.since() - down).Seconds())
 		r.record(outage{comp: comp, down: down, back: r.tl.since()})
 	}
 	r.mu.Lock()
 	r.kills[comp]++
 	r.mu.Unlock()
+}
+
+func (r *faultRunner) failed(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, err)
 }
 
 // pickProcessor picks a processor at random, one that runs (and is not

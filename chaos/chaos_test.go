@@ -129,7 +129,7 @@ func TestChaos(t *testing.T) {
 	go func() { defer close(monDone); mon.run(monCtx) }()
 	watch := testenv.ClickHouse(t, chcfg)
 	fr := &faultRunner{cfg: cfg, tl: tl, ingests: ingests, processors: procs, kafka: kinst, clickhouse: cinst,
-		rng: newRand(cfg.Seed, 11), inserting: insertOwner(watch, database, kcfg.RawTopic, mon, procs)}
+		rng: newRand(cfg.Seed, 11), inserting: insertOwner(tl, watch, database, kcfg.RawTopic, mon, procs)}
 	faultsDone := make(chan struct{})
 	began := time.Now()
 	go func() { defer close(faultsDone); fr.run(ctx, faults) }()

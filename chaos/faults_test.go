@@ -104,6 +104,11 @@ type faultRunner struct {
 	// (nil: pick one at random).
 	inserting func(ctx context.Context) *child
 
+	// quiet: every outage holds it shared; the freeze holds it alone, so
+	// the zombie it makes meets no other fault (a ClickHouse kill would
+	// end its INSERT and hide what the next owner does about it).
+	quiet sync.RWMutex
+
 	mu      sync.Mutex
 	errs    []error
 	outages []outage
@@ -179,6 +184,13 @@ func (r *faultRunner) run(ctx context.Context, faults []fault) {
 }
 
 func (r *faultRunner) strike(comp string, f fault) {
+	if f.freeze {
+		r.quiet.Lock()
+		defer r.quiet.Unlock()
+	} else {
+		r.quiet.RLock()
+		defer r.quiet.RUnlock()
+	}
 	down := r.tl.since()
 	switch {
 	case comp == "ingest":
@@ -293,13 +305,22 @@ func (r *faultRunner) longest(prefix string) time.Duration {
 // INSERT of the processors (its query id names the source partitions:
 // "lcpipe:<db>:<topic>:<p1>,<p2>,...:<nonce>", processor/store.go) and
 // returns the processor that owns those partitions.
-func insertOwner(conn driver.Conn, db, topic string, mon *monitor, procs []*child) func(context.Context) *child {
+func insertOwner(tl *timeline, conn driver.Conn, db, topic string, mon *monitor, procs []*child) func(context.Context) *child {
 	prefix := "lcpipe:" + db + ":" + topic + ":"
 	return func(ctx context.Context) *child {
+		seen, polls, errs := 0, 0, 0
+		var lastErr error
+		defer func() {
+			tl.logf("freeze: %d polls of system.processes, %d failed (last: %v), %d processor INSERTs seen", polls, errs, lastErr, seen)
+		}()
 		for ctx.Err() == nil {
+			polls++
 			var ids []string
 			rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE startsWith(query_id, ?)", prefix)
-			if err == nil {
+			if err != nil {
+				errs++
+				lastErr = err
+			} else {
 				for rows.Next() {
 					var id string
 					if rows.Scan(&id) == nil {
@@ -315,7 +336,11 @@ func insertOwner(conn driver.Conn, db, topic string, mon *monitor, procs []*chil
 				if err != nil {
 					continue
 				}
+				seen++
 				owner := mon.owner(int32(p))
+				if seen == 1 {
+					tl.logf("freeze: INSERT %s, partition %d owned by %q", id, p, owner)
+				}
 				for _, c := range procs {
 					if "chaos-"+c.name == owner && c.Running() {
 						return c

@@ -114,6 +114,8 @@ type faultRunner struct {
 	outages []outage
 	kills   map[string]int
 	freezes int
+
+	ingestNext, ingestKills int
 }
 
 // service is a private Kafka or ClickHouse (testenv.Instance).
@@ -194,7 +196,14 @@ func (r *faultRunner) strike(comp string, f fault) {
 	down := r.tl.since()
 	switch {
 	case comp == "ingest":
-		in := r.ingests[r.intn(len(r.ingests))]
+		// Alternate (from a random first), so both instances are killed.
+		r.mu.Lock()
+		if r.ingestKills == 0 {
+			r.ingestNext = r.intn(len(r.ingests))
+		}
+		in := r.ingests[(r.ingestNext+r.ingestKills)%len(r.ingests)]
+		r.ingestKills++
+		r.mu.Unlock()
 		in.Kill()
 		r.tl.logf("FAULT %s kill -9 (pause %.1fs)", in.name, f.pause.Seconds())
 		time.Sleep(f.pause)

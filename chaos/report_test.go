@@ -51,7 +51,7 @@ func (s summary) table() string {
 		codes = []string{"none"}
 	}
 	row("non-200 answers (retried)", "%s", strings.Join(codes, "; "))
-	row("not acknowledged after 4 attempts", "%d", st.NotAcked.Load())
+	row("not acknowledged after 4 attempts", "%d (server-named events of them stored all the same: %d)", st.NotAcked.Load(), s.cmp.NotAckStored)
 	row("raw records in Kafka", "%d (%d through a spool), %d events in them", s.truth.Records, s.truth.Spooled, s.truth.Rows)
 	row("events the raw topic calls for", "%d (state changes kept %d, retries of them %d)", len(s.truth.IDs), s.truth.StateKept, s.truth.StateRetries)
 	row("events of acknowledged webhooks", "%d server-named, %d distinct state changes", len(s.load.exp.ackIDs), len(s.load.exp.ackKeys))

@@ -8,7 +8,7 @@ CHDB_VENV := .cache/chdb-venv
 GOTESTFLAGS ?= -count=1 -timeout 30m
 export CHDB_PYTHON ?= $(CURDIR)/$(CHDB_VENV)/bin/python
 
-.PHONY: all build run test test-unit fuzz-smoke bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean compose-env compose-up
+.PHONY: all build run test test-unit fuzz-smoke chaos bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean compose-env compose-up
 
 all: build
 
@@ -59,6 +59,10 @@ fuzz-smoke: ## run every fuzz target briefly (FUZZTIME each)
 
 test-unit: ## tests that need no service (still fail, never skip, if a service is missing)
 	$(GO) test -count=1 -short ./...
+
+chaos: deps ## full chaos test: 1M webhooks while every component is killed -9 (CHAOS_WEBHOOKS, CHAOS_RATE, CHAOS_SEED, ... size it; see chaos/)
+	scripts/services.sh install
+	CHAOS_FULL=1 $(GO) test -count=1 -timeout 4h -run '^TestChaos$$' -v ./chaos/
 
 bench: bench-ingest bench-processor ## all benchmarks (see BENCHMARKS.md)
 

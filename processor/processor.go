@@ -518,9 +518,12 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 // own). An INSERT already completing names the lost partitions in its
 // query id, so the new owner waits for it (or kills it) before reading.
 func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	parts := lost[p.kcfg.RawTopic]
+	if len(parts) == 0 {
+		return // franz-go calls it with nothing of ours (e.g. while Kafka is away)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	parts := lost[p.kcfg.RawTopic]
 	p.tel.rebalanced("lost", parts)
 	for _, b := range append(p.pending, p.cur) {
 		for _, part := range parts {

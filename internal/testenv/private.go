@@ -107,6 +107,9 @@ func (in *Instance) Kill() {
 		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
+	// services.sh checks liveness with kill -0, which a killed but unreaped
+	// process still passes: without its PID file a Start starts it again.
+	defer os.Remove(filepath.Join(in.runDir, in.service+".pid"))
 	// The process is not our child (services.sh detached it): wait until it
 	// is gone or a zombie, so its ports are free for a restart.
 	deadline := time.Now().Add(10 * time.Second)

@@ -96,7 +96,9 @@ func TestSecureServices(t *testing.T) {
 
 	var procLog, ingestLog syncBuffer
 	procDone, ingestDone := make(chan error, 1), make(chan error, 1)
-	go func() { procDone <- runProcessor(ctx, newInv("processor", env, &procLog)) }()
+	procEnv := maps.Clone(env)
+	procEnv["ADMIN_ADDR"] = freeAddr(t) // each process has its admin listener
+	go func() { procDone <- runProcessor(ctx, newInv("processor", procEnv, &procLog)) }()
 	go func() { ingestDone <- runIngest(ctx, newInv("ingest", env, &ingestLog)) }()
 
 	body, err := os.ReadFile(filepath.Join("..", "..", "ingest", "testdata", "livechat", "incoming_chat.json"))

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Config is the TLS part of a client's configuration.
@@ -191,7 +192,9 @@ func Explain(err error, addr string, c Config, n Names) error {
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		// Refused or timed out before TLS started: not a TLS matter.
 		return err
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+		// A peer that closes mid-handshake shows as EOF or, when it had
+		// unread bytes of ours, as a reset: the same answer.
 		return &SettingError{n.Enabled, fmt.Sprintf("is on but the %s%s closed the connection during the TLS handshake (a plaintext port?)", n.Peer, at), err}
 	}
 	return err

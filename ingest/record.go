@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lcpipe/lcpipe/internal/backoff"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
 
@@ -285,11 +285,11 @@ func (s *Server) deliverSpooled(ctx context.Context, entries [][]byte) error {
 }
 
 // isPermanent reports produce errors that no retry can fix: the broker
-// refuses the record itself. Everything else (timeouts, unreachable or
-// restarting brokers, leadership changes) is transient.
-func isPermanent(err error) bool {
-	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
-}
+// refuses the record itself (MESSAGE_TOO_LARGE, INVALID_TIMESTAMP,
+// CORRUPT_MESSAGE, INVALID_RECORD, POLICY_VIOLATION: backoff.Refused, the
+// project's one classification). Everything else (timeouts, unreachable
+// or restarting brokers, leadership changes) is transient.
+func isPermanent(err error) bool { return backoff.Refused(err) }
 
 // deliverEach produces entries one at a time (fresh records: the batch's
 // may still be referenced by the client) and quarantines those refused

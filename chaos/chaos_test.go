@@ -100,7 +100,8 @@ func TestChaos(t *testing.T) {
 	var procs []*child
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("processor-%d", i)
-		procs = append(procs, newChild(tl, name, bin, dir, append(append([]string{}, procEnv...), "KAFKA_CLIENT_ID=chaos-"+name), "processor"))
+		// Each processor has its own admin listener (two on one host).
+		procs = append(procs, newChild(tl, name, bin, dir, append(append([]string{}, procEnv...), "KAFKA_CLIENT_ID=chaos-"+name, "ADMIN_ADDR="), "processor"))
 	}
 	all := append([]*child{procs[0], procs[1]}, ingests[0].child, ingests[1].child)
 	t.Cleanup(func() {

@@ -45,6 +45,7 @@ type keptChange struct {
 	off      int64
 	idx      uint16
 	insertID uint64 // the INSERT that stored it (0: decided here, not read back)
+	eventID  string // its event_id when read back (ExplainRetries)
 }
 
 // precedes reports whether k comes before the row r in the log: same

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -220,7 +221,9 @@ func TestLargeChatThroughCreatedTopic(t *testing.T) {
 	procDone := make(chan error, 1)
 	go func() {
 		inv := newInvocation("processor", "test", nil, io.Discard, slog.New(slog.DiscardHandler))
-		inv.lookup = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+		procEnv := maps.Clone(env)
+		procEnv["ADMIN_ADDR"] = "" // off: the admin listener has tests of its own
+		inv.lookup = func(k string) (string, bool) { v, ok := procEnv[k]; return v, ok }
 		procDone <- runProcessor(ctx, inv)
 	}()
 

@@ -41,6 +41,7 @@ func (c *idCache) reset() { c.cur, c.old = make(map[eventID]struct{}, min(c.max,
 type keptChange struct {
 	ms       uint64 // received-at
 	state    string
+	key      string // the change's dedup_key (its whole content)
 	part     int32
 	off      int64
 	idx      uint16

@@ -62,7 +62,7 @@ func ExplainRetries(ctx context.Context, conn driver.Conn, db, topic string, win
 				retryOf = &RetryOf{EventID: self.eventID, Partition: self.part, Offset: self.off, Index: self.idx}
 				break
 			}
-			if prev == nil || r.ReceivedAtMs-prev.ms >= w || prev.state != r.DedupStates[j] {
+			if prev == nil || r.ReceivedAtMs-prev.ms >= w || prev.state != r.DedupStates[j] || prev.key != r.DedupKey {
 				retryOf = nil
 				break
 			}

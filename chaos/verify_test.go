@@ -95,7 +95,8 @@ func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64
 // processor/README.md (dedup.go) applied to the whole log: a change is a
 // retry, and not stored, when for each of its subjects the last kept
 // change before it in its partition (by received-at, ties by log
-// position) left the same state less than the window before it. This is a
+// position) left the same state, with the same whole content, less than the
+// window before it. This is a
 // second, deliberately simple implementation of that rule over the
 // complete log, against which the processor's incremental one (memory,
 // ClickHouse lookups, restarts, rebalances) is checked.
@@ -110,6 +111,7 @@ type logTruth struct {
 type keptChange struct {
 	ms    uint64
 	state string
+	key   string // the change's whole content (a retry is the same body)
 	off   int64
 	idx   uint16
 }
@@ -163,7 +165,7 @@ func readLogTruth(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic s
 						prev = k
 					}
 				}
-				if prev == nil || row.ReceivedAtMs-prev.ms >= win || prev.state != row.DedupStates[j] {
+				if prev == nil || row.ReceivedAtMs-prev.ms >= win || prev.state != row.DedupStates[j] || prev.key != row.DedupKey {
 					retry = false
 				}
 			}
@@ -174,7 +176,7 @@ func readLogTruth(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic s
 			lt.StateKept++
 			lt.IDs[row.EventID] = struct{}{}
 			for j, s := range row.DedupSubjects {
-				subs[s] = append(subs[s], keptChange{ms: row.ReceivedAtMs, state: row.DedupStates[j], off: r.Offset, idx: row.SrcIndex})
+				subs[s] = append(subs[s], keptChange{ms: row.ReceivedAtMs, state: row.DedupStates[j], key: row.DedupKey, off: r.Offset, idx: row.SrcIndex})
 			}
 		}
 		return nil

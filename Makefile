@@ -8,7 +8,7 @@ CHDB_VENV := .cache/chdb-venv
 GOTESTFLAGS ?= -count=1 -timeout 30m
 export CHDB_PYTHON ?= $(CURDIR)/$(CHDB_VENV)/bin/python
 
-.PHONY: all build run test test-unit bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean
+.PHONY: all build run test test-unit fuzz-smoke chaos bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean compose-env compose-up
 
 all: build
 
@@ -28,6 +28,12 @@ services-down: ## stop them by their PID files
 services-status:
 	scripts/services.sh status
 
+compose-env: ## .env for docker compose: random passwords (kept once written), compose subnet
+	scripts/compose-env.sh
+
+compose-up: compose-env ## the whole pipeline in Docker; only the webhook port is public
+	docker compose up --build -d
+
 chdb: $(CHDB_VENV)/.ok ## virtualenv with PyPI's chdb (current ClickHouse engine) for SQL checks
 $(CHDB_VENV)/.ok:
 	@command -v python3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv; }
@@ -38,9 +44,25 @@ $(CHDB_VENV)/.ok:
 test: build services-up chdb ## all tests, integration included, on real services
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) ./...
+	$(MAKE) fuzz-smoke
+
+# Each fuzz target for FUZZTIME (CI: 10s each, about a minute in all with the
+# builds); a longer local run: make fuzz-smoke FUZZTIME=10m. Inputs that fail
+# are written to the package's testdata/fuzz and become regression seeds.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./ingest:FuzzParseEnvelope ./internal/livechat:FuzzDecode ./processor:FuzzEventIdentity ./ingest/spool:FuzzSegmentReader
+fuzz-smoke: ## run every fuzz target briefly (FUZZTIME each)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 test-unit: ## tests that need no service (still fail, never skip, if a service is missing)
 	$(GO) test -count=1 -short ./...
+
+chaos: deps ## full chaos test: 1M webhooks while every component is killed -9 (CHAOS_WEBHOOKS, CHAOS_RATE, CHAOS_SEED, ... size it; see chaos/)
+	scripts/services.sh install
+	CHAOS_FULL=1 $(GO) test -count=1 -timeout 4h -run '^TestChaos$$' -v ./chaos/
 
 bench: bench-ingest bench-processor ## all benchmarks (see BENCHMARKS.md)
 

@@ -319,40 +319,29 @@ func (a *auditor) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	window := uint64(a.o.DedupWindow / time.Millisecond)
-	var keys []string
-	var lo, hi uint64
-	for _, p := range a.batch {
-		if _, ok := byID[p.row.EventID]; ok || p.row.DedupKey == "" {
+	// State changes not stored: retries by the processor's own rule
+	// (processor.ExplainRetries: the subjects' last kept changes before
+	// them in the log), not a second implementation of it.
+	var states []processor.Row
+	var stateIdx []int
+	for i, p := range a.batch {
+		if _, ok := byID[p.row.EventID]; ok || len(p.row.DedupSubjects) == 0 {
 			continue
 		}
-		keys = append(keys, p.row.DedupKey)
-		t := p.row.ReceivedAtMs
-		if lo == 0 || t < lo {
-			lo = t
-		}
-		hi = max(hi, t)
+		states = append(states, p.row)
+		stateIdx = append(stateIdx, i)
 	}
-	byKey := map[string][]stored{}
-	if len(keys) > 0 {
-		lo = max(lo, window) - window
-		hi += window
-		err := a.query(ctx, "_keys", keys, "SELECT dedup_key, event_id, src_topic, src_partition, src_offset, src_index, received_at_ms FROM "+a.o.Database+
-			".events WHERE occurred_at >= toDateTime(?, 'UTC') AND occurred_at <= toDateTime(?, 'UTC') AND received_at_ms >= ? AND received_at_ms <= ? AND dedup_key IN _keys",
-			func(rows driver.Rows) error {
-				var k string
-				var s stored
-				if err := rows.Scan(&k, &s.eventID, &s.topic, &s.src.Partition, &s.src.Offset, &s.src.Index, &s.received); err != nil {
-					return err
-				}
-				byKey[k] = append(byKey[k], s)
-				return nil
-			}, lo/1000, hi/1000+1, lo, hi)
+	retryOf := make([]*processor.RetryOf, len(a.batch))
+	if len(states) > 0 {
+		expl, err := processor.ExplainRetries(ctx, a.o.ClickHouse, a.o.Database, a.o.RawTopic, a.o.DedupWindow, states)
 		if err != nil {
 			return err
 		}
+		for j, i := range stateIdx {
+			retryOf[i] = expl[j]
+		}
 	}
-	for _, p := range a.batch {
+	for i, p := range a.batch {
 		c := a.counts(p.action)
 		if ss, ok := byID[p.row.EventID]; ok {
 			a.storedIDs[p.row.EventID] = struct{}{}
@@ -368,22 +357,13 @@ func (a *auditor) flush(ctx context.Context) error {
 			}
 			continue
 		}
-		if p.row.DedupKey != "" {
-			var best *stored
-			for i, s := range byKey[p.row.DedupKey] {
-				d := max(s.received, p.row.ReceivedAtMs) - min(s.received, p.row.ReceivedAtMs)
-				if d < window && (best == nil || d < max(best.received, p.row.ReceivedAtMs)-min(best.received, p.row.ReceivedAtMs)) {
-					best = &byKey[p.row.DedupKey][i]
-				}
-			}
-			if best != nil {
-				a.retry(p, *best)
-				continue
-			}
+		if r := retryOf[i]; r != nil {
+			a.retry(p, stored{eventID: r.EventID, topic: a.o.RawTopic, src: Source{Partition: r.Partition, Offset: r.Offset, Index: r.Index}})
+			continue
 		}
 		reason := "event id not in events"
 		if p.row.DedupKey != "" {
-			reason = "no event with its dedup key stored within DEDUP_WINDOW"
+			reason = "not a retry by the state-change rule (no same state of its subjects kept within DEDUP_WINDOW before it) and not stored"
 		}
 		a.gap(Gap{Source: p.src, Action: p.action, EventID: p.row.EventID, Kind: p.row.Kind, DedupKey: p.row.DedupKey, Reason: reason})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"math"
 	"reflect"
 	"strconv"
@@ -40,6 +41,45 @@ func sqlLiteral(v any) string {
 	return fmt.Sprint(v)
 }
 
+// columnsOf returns the processor's column slices for rows (what
+// processor.AppendRows gives a batch), by capturing them.
+func columnsOf(rows []processor.Row) []any {
+	c := &captureBatch{}
+	if err := processor.AppendRows(c, rows, 0); err != nil {
+		panic(err)
+	}
+	return c.cols
+}
+
+// captureBatch keeps the column slices appended to it (a copy: the
+// processor reuses its scratch slices from column to column).
+type captureBatch struct {
+	driver.Batch
+	cols []any
+}
+
+func (c *captureBatch) Column(i int) driver.BatchColumn {
+	for len(c.cols) <= i {
+		c.cols = append(c.cols, nil)
+	}
+	return captureColumn{c: c, i: i}
+}
+
+type captureColumn struct {
+	c *captureBatch
+	i int
+}
+
+func (col captureColumn) Append(v any) error {
+	rv := reflect.ValueOf(v)
+	cp := reflect.MakeSlice(rv.Type(), rv.Len(), rv.Len())
+	reflect.Copy(cp, rv)
+	col.c.cols[col.i] = cp.Interface()
+	return nil
+}
+
+func (col captureColumn) AppendRow(any) error { return fmt.Errorf("captureColumn: AppendRow unused") }
+
 // valuesInserts renders rows as INSERT ... VALUES statements (for chdb
 // only: the 18.16 server gets PrepareBatch).
 func valuesInserts(db string, rows []processor.Row, per int) []string {
@@ -48,7 +88,7 @@ func valuesInserts(db string, rows []processor.Row, per int) []string {
 		chunk := rows[start:min(start+per, len(rows))]
 		cols := columnsOf(chunk)
 		var b strings.Builder
-		b.WriteString("INSERT INTO " + db + ".events (" + loadColumns + ") VALUES ")
+		b.WriteString("INSERT INTO " + db + ".events (" + processor.InsertColumns() + ") VALUES ")
 		for i := range chunk {
 			if i > 0 {
 				b.WriteByte(',')

@@ -29,8 +29,11 @@ type GrafanaOptions struct {
 
 // DefaultGrafanaOptions match docker-compose.yml: service clickhouse, the
 // read-only analyst user, dashboards mounted at /var/lib/grafana/dashboards.
+// The password is not written in the file: Grafana expands environment
+// variables in provisioning files, and docker-compose.yml passes the
+// generated one (.env, make compose-env).
 func DefaultGrafanaOptions() GrafanaOptions {
-	return GrafanaOptions{DatasourceUID: "lcpipe-clickhouse", Host: "clickhouse", Port: 9000, User: "analyst", Password: "analyst",
+	return GrafanaOptions{DatasourceUID: "lcpipe-clickhouse", Host: "clickhouse", Port: 9000, User: "analyst", Password: "${ANALYST_CLICKHOUSE_PASSWORD}",
 		Database: "livechat", DashboardsPath: "/var/lib/grafana/dashboards",
 		PrometheusUID: "lcpipe-prometheus", PrometheusURL: "http://prometheus:9090",
 		JaegerUID: "lcpipe-jaeger", JaegerURL: "http://jaeger:16686"}

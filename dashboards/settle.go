@@ -43,8 +43,12 @@ type SettlerConfig struct {
 	// live. With 1h the live part is 1 to 2 hours whatever the range.
 	After time.Duration
 	// Now is the clock (tests and benchmarks settle "as of" a time).
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now func() time.Time
+	// Horizon, when set, is the start of the data retention keeps
+	// (retention.Horizon): days before it are neither settled nor
+	// rebuilt, so a pass never writes back a day retention dropped.
+	Horizon func(now time.Time) time.Time
+	Logger  *slog.Logger
 }
 
 // DefaultSettlerConfig settles threads an hour or two after they started
@@ -223,6 +227,11 @@ func (s *Settler) settle(ctx context.Context, r rollup) (int, error) {
 	}
 	if first.IsZero() {
 		return 0, nil
+	}
+	if s.cfg.Horizon != nil {
+		if h := s.cfg.Horizon(s.cfg.Now().UTC()).Truncate(day); first.Before(h) {
+			first = h
+		}
 	}
 	byHour := make(map[int64]uint64, len(hours))
 	for _, h := range hours {

@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/simulate"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 )
@@ -40,18 +41,29 @@ func analystConn(t *testing.T) driver.Conn {
 	return testenv.ClickHouse(t, cfg)
 }
 
+// newTestViewer serves a viewer signed in with its static token: every
+// request (a test's or a headless browser's) gets the token's bearer header
+// on the way in, as a proxy in front of the dashboards might add it. The
+// sign-in itself is tested in auth_test.go.
 func newTestViewer(t *testing.T, db string) *httptest.Server {
 	t.Helper()
 	vc := DefaultViewerConfig()
 	vc.Database = db
+	vc.Token = secret.Secret(testToken)
 	v, err := NewViewer(vc, analystConn(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(v.Handler())
+	h := v.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("Authorization", "Bearer "+testToken)
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+const testToken = "test-dashboards-token-0123456789"
 
 func getJSON(t *testing.T, u string, status int, v any) {
 	t.Helper()

@@ -43,6 +43,7 @@ var (
 	errOrganization = errors.New("organization_id is not a string")
 	errLicense      = errors.New("license_id is not a positive integer (a JSON number, or a string of digits)")
 	errTenant       = errors.New("organization_id is missing or empty and there is no license_id: the body names no LiveChat organization or license")
+	errNotUTF8      = errors.New("action and organization_id must be valid UTF-8")
 )
 
 // The top-level fields ingest reads; each may appear once.
@@ -131,6 +132,13 @@ func parseEnvelope(body []byte) (envelope, error) {
 	}
 	if env.Action == "" {
 		return envelope{}, errAction
+	}
+	// Invalid UTF-8 (or an escaped lone surrogate) becomes U+FFFD here, as
+	// in encoding/json, but the processor's decoder keeps the raw bytes:
+	// the two would name different actions or organizations (found by
+	// FuzzDecode). LiveChat never sends such names.
+	if strings.ContainsRune(env.Action, utf8.RuneError) || strings.ContainsRune(env.OrganizationID, utf8.RuneError) {
+		return envelope{}, errNotUTF8
 	}
 	if env.OrganizationID == "" && env.LicenseID == 0 {
 		return envelope{}, errTenant

@@ -108,6 +108,14 @@ func TestParseEnvelope(t *testing.T) {
 		{name: "array", body: `[1]`, err: "not a JSON object"},
 		{name: "missing action", body: `{"organization_id":"o"}`, err: "action"},
 		{name: "empty action", body: `{"action":"","organization_id":"o"}`, err: "action"},
+		// Regressions from FuzzDecode: the processor's decoder keeps these
+		// bytes, encoding/json (and this scanner) turn them into U+FFFD.
+		{name: "invalid UTF-8 action", body: "{\"action\":\"\xff\",\"organization_id\":\"0\"}", err: "UTF-8"},
+		{name: "invalid UTF-8 organization", body: "{\"ACtion\":\"0\",\"orgAniZAtion_id\":\"\xa5\"}", err: "ambiguous"},
+		{name: "invalid UTF-8 organization, exact names", body: "{\"action\":\"0\",\"organization_id\":\"\xa5\"}", err: "UTF-8"},
+		{name: "lone surrogate organization", body: `{"action":"a","organization_id":"\udc00"}`, err: "UTF-8"},
+		{name: "invalid UTF-8 secret is no matter", body: "{\"action\":\"a\",\"organization_id\":\"o\",\"secret_key\":\"\xff\"}", secret: "\ufffd",
+			blanked: `{"action":"a","organization_id":"o","secret_key":""}`},
 		{name: "number action", body: `{"action":1,"organization_id":"o"}`, err: "action"},
 		{name: "missing org", body: `{"action":"a"}`, err: "organization_id"},
 		{name: "duplicate secret", body: `{"action":"a","organization_id":"o","secret_key":"s","secret_key":"t"}`, err: "duplicate"},
@@ -219,6 +227,15 @@ func TestLicenseAgreesWithProcessor(t *testing.T) {
 // same document.
 func FuzzParseEnvelope(f *testing.F) {
 	for _, b := range fixtures(f) {
+		f.Add(b)
+	}
+	// Every LiveChat version's bodies too (v3.3 license_id, legacy names).
+	versioned, _ := filepath.Glob("../internal/livechat/testdata/v3.*/*.json")
+	for _, p := range versioned {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(b)
 	}
 	f.Add([]byte(`{"action":"a","organization_id":"o","secret\u005fkey":"s"}`))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -32,16 +34,46 @@ func (s *Server) newApp() *fiber.App {
 		BodyLimit:             s.cfg.MaxBodyBytes,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.errorHandler,
-		ReadTimeout:           15 * time.Second,
-		WriteTimeout:          15 * time.Second,
-		IdleTimeout:           75 * time.Second,
+		// Bodies are read by readBody, as they arrive (limits.go); the
+		// server's own reading would allocate what a request announces.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		Concurrency:                  s.cfg.MaxConns,
+		ReadTimeout:                  s.cfg.HeaderTimeout, // the body gets BodyTimeout (headerReceived)
+		WriteTimeout:                 15 * time.Second,
+		IdleTimeout:                  s.cfg.IdleTimeout,
 	})
+	srv := app.Server()
+	srv.HeaderReceived = s.headerReceived
+	srv.MaxConnsPerIP = s.cfg.MaxConnsPerIP
+	srv.Logger = serverLog{s.refusals}
+	srv.SecureErrorLogMessage = true // no request bytes (a secret) in its messages
+	// Fiber answers a method it does not know in plain text before any
+	// middleware runs; answer it like every other error.
+	route := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if !slices.Contains(fiber.DefaultMethods, string(ctx.Method())) {
+			s.refusals.add("method", ctx.RemoteAddr().String())
+			s.counters.badRequest.Add(1)
+			rid := s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+			b, _ := json.Marshal(errorBody{Error: "invalid HTTP method", RequestID: rid})
+			ctx.Response.Header.Set("X-Request-ID", rid)
+			ctx.SetConnectionClose()
+			ctx.SetStatusCode(fiber.StatusBadRequest)
+			ctx.SetContentType(fiber.MIMEApplicationJSON)
+			ctx.SetBody(b)
+			return
+		}
+		route(ctx)
+	}
 	s.useTelemetry(app) // server span, webhook counter (telemetry.go)
+	app.Use(s.readBody)
 	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
 	app.Use(fiberrecover.New())
 	app.Post(WebhookPath, s.webhook)
 	app.All(WebhookPath, func(c *fiber.Ctx) error {
 		s.counters.methodNotAllowed.Add(1)
+		s.refuse(c, "method")
 		c.Set(fiber.HeaderAllow, fiber.MethodPost)
 		return s.fail(c, fiber.StatusMethodNotAllowed, "method not allowed: use POST")
 	})
@@ -51,6 +83,22 @@ func (s *Server) newApp() *fiber.App {
 		s.cfg.Routes(app)
 	}
 	return app
+}
+
+// clip shortens an untrusted string for a log line.
+func clip(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	return v[:n] + "…"
+}
+
+// refuse counts a refused request for the periodic summary (and logs it
+// at debug level).
+func (s *Server) refuse(c *fiber.Ctx, reason string) {
+	remote := c.Context().RemoteAddr().String()
+	s.refusals.add(reason, remote)
+	s.log.Debug("request refused", "reason", reason, "request_id", s.requestID(c), "remote_addr", remote)
 }
 
 // requestID returns the id of this request, making one on first use.
@@ -76,20 +124,43 @@ func (s *Server) fail(c *fiber.Ctx, status int, msg string) error {
 	return c.Status(status).Send(b)
 }
 
-// errorHandler answers errors raised outside the handlers (body over the
-// limit, unknown route, panics). Anything that is not a client error is
-// ours and answers 503, never 4xx or 500.
+// errorHandler answers errors raised outside the handlers (header read
+// timeouts, unparsable requests, unknown routes, panics). Anything that is not a client error is ours and answers
+// 503, never 4xx or 500.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
-	if errors.As(err, &fe) && fe.Code >= 400 && fe.Code < 500 {
-		switch fe.Code {
-		case fiber.StatusRequestEntityTooLarge:
-			s.counters.tooLarge.Add(1)
-			return s.fail(c, fe.Code, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
-		case fiber.StatusMethodNotAllowed:
-			s.counters.methodNotAllowed.Add(1)
+	if errors.As(err, &fe) {
+		switch {
+		case fe.Code == fiber.StatusBadGateway:
+			// The server could not read the request (connection reset
+			// or broken mid-request): the client's side, and nobody is
+			// left to read the answer.
+			s.counters.badRequest.Add(1)
+			s.refuse(c, "read_error")
+			return s.fail(c, fiber.StatusBadRequest, "could not read the request")
+		case fe.Code >= 400 && fe.Code < 500:
+			reason := "bad_request"
+			switch fe.Code {
+			case fiber.StatusRequestEntityTooLarge:
+				s.counters.tooLarge.Add(1)
+				s.refuse(c, "too_large")
+				return s.fail(c, fe.Code, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
+			case fiber.StatusMethodNotAllowed:
+				s.counters.methodNotAllowed.Add(1)
+				reason = "method"
+			case fiber.StatusRequestTimeout:
+				reason = "timeout"
+			case fiber.StatusRequestHeaderFieldsTooLarge:
+				reason = "header_too_large"
+			case fiber.StatusNotFound:
+				reason = "not_found"
+			}
+			if fe.Code != fiber.StatusMethodNotAllowed && fe.Code != fiber.StatusNotFound {
+				s.counters.badRequest.Add(1)
+			}
+			s.refuse(c, reason)
+			return s.fail(c, fe.Code, strings.ToLower(fe.Message))
 		}
-		return s.fail(c, fe.Code, strings.ToLower(fe.Message))
 	}
 	s.counters.unavailable.Add(1)
 	s.log.Error("request failed", "request_id", s.requestID(c), "path", c.Path(), "error", err)
@@ -106,12 +177,14 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	ct := c.Get(fiber.HeaderContentType)
 	if !isJSON(ct) {
 		s.counters.unsupportedMedia.Add(1)
+		s.refuse(c, "content_type")
 		return s.fail(c, fiber.StatusUnsupportedMediaType, "content type must be application/json, got "+strconv.Quote(ct))
 	}
 	// The body is stored raw, so it must arrive raw: no decoding step that
 	// could change bytes (or inflate a small request into a huge one).
 	if ce := c.Get(fiber.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
 		s.counters.unsupportedMedia.Add(1)
+		s.refuse(c, "content_encoding")
 		return s.fail(c, fiber.StatusUnsupportedMediaType, "content encoding "+strconv.Quote(ce)+" is not supported; send the body uncompressed")
 	}
 	// fasthttp reuses the body buffer after the handler returns: parse the
@@ -120,6 +193,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	env, err := parseEnvelope(body)
 	if err != nil {
 		s.counters.badRequest.Add(1)
+		s.refuse(c, "bad_json")
 		return s.fail(c, fiber.StatusBadRequest, err.Error())
 	}
 	s.setAction(c, env.Action)
@@ -148,7 +222,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		if errors.Is(err, errUnauthorized) {
 			s.counters.unauthorized.Add(1)
 			span.SetStatus(codes.Error, "unauthorized")
-			s.log.WarnContext(ctx, "webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
+			// One summary per interval, not a line per request: anyone can
+			// send these (logged per request at debug level).
+			s.refusals.add("unauthorized", c.Context().RemoteAddr().String()+" organization_id="+strconv.Quote(clip(env.OrganizationID, 64))+
+				" license_id="+strconv.FormatInt(env.LicenseID, 10))
+			s.log.Debug("webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
 				"license_id", env.LicenseID, "action", env.Action, "remote_addr", c.Context().RemoteAddr().String())
 			if env.OrganizationID == "" {
 				return s.fail(c, fiber.StatusUnauthorized, "secret_key does not match, or license_id "+
@@ -186,8 +264,11 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "not durable")
 		msg := "cannot store the webhook now, retry later"
-		if errors.Is(err, spool.ErrFull) {
+		switch {
+		case errors.Is(err, spool.ErrFull):
 			msg = "Kafka unavailable and local spool full, retry later"
+		case errors.Is(err, errTurnTimeout):
+			msg = "an earlier webhook of this chat is still being stored, retry later"
 		}
 		s.log.ErrorContext(ctx, "webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, msg)
@@ -297,12 +378,27 @@ func (s *Server) authenticate(ctx context.Context, env *envelope) (auth, org str
 }
 
 // store makes rec durable: Kafka when it acks within KafkaTimeout, else the
-// spool. While the spool holds records, new ones go to the spool too, so a
-// chat's later events cannot overtake its spooled earlier ones (and a dead
-// broker costs one timeout, not one per request).
+// spool. A record never overtakes an earlier one of its key (keyOrder):
+// it waits for its turn, and while the spool holds anything, new records
+// go to the spool too, behind the spooled ones (a dead broker then costs one
+// timeout, not one per request). Only when the spool is full may a record
+// go to Kafka past the spool, and only if none of its key is in the spool
+// and every spooled record's key is known (no spool Fault); otherwise 503.
 func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err error) {
+	key := string(rec.Key)
+	// An earlier request of the key takes at most KafkaTimeout plus a spool
+	// append; waiting longer than that means something is stuck: 503, and
+	// LiveChat retries.
+	wctx, cancel := context.WithTimeout(ctx, 2*s.cfg.KafkaTimeout+spoolAppendTimeout)
+	t, err := s.order.wait(wctx, key)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", errTurnTimeout, err)
+	}
+	defer t.end()
+
 	triedKafka := false
-	if s.spool.Pending() == 0 {
+	if s.spool.Empty() {
 		triedKafka = true
 		perr := s.produce(ctx, s.cfg.KafkaTimeout, rec)
 		if perr == nil {
@@ -314,16 +410,20 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	// The client may still hold rec (an abandoned produce): never modify
 	// it, encode a copy with the extra header.
 	entry := encodeSpoolEntry(rec, kgo.RecordHeader{Key: wire.HeaderSpooled, Value: []byte("1")})
+	ofKey := s.order.spooled(key)
+	// Counted before the append, so the drain can never deliver it before
+	// it was counted.
+	s.order.addSpooled(key, 1)
 	sctx, span := s.tel.span(ctx, "lcpipe.ingest.spool.append")
 	defer span.End()
-	actx, cancel := context.WithTimeout(sctx, 5*time.Second)
+	actx, cancel := context.WithTimeout(sctx, spoolAppendTimeout)
 	defer cancel()
 	if err := s.spool.Append(actx, entry); err != nil {
 		span.RecordError(err)
-		if errors.Is(err, spool.ErrFull) && !triedKafka {
-			// A full spool while Kafka may be back (the drain frees
-			// whole segments): Kafka now beats a 503, even if this
-			// record overtakes spooled ones of its chat.
+		s.order.addSpooled(key, -1)
+		if errors.Is(err, spool.ErrFull) && !triedKafka && ofKey == 0 && s.spool.Fault() == nil {
+			// Full while Kafka may be back (the drain frees whole
+			// segments): Kafka beats a 503, and overtakes nothing.
 			if perr := s.produce(ctx, s.cfg.KafkaTimeout, rec); perr == nil {
 				return false, nil
 			}
@@ -334,6 +434,12 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	s.counters.spooled.Add(1)
 	return true, nil
 }
+
+// spoolAppendTimeout bounds one spool append (the fsync of a group commit).
+const spoolAppendTimeout = 5 * time.Second
+
+// errTurnTimeout: an earlier webhook of the same key is still being stored.
+var errTurnTimeout = errors.New("an earlier webhook of this chat is still being stored")
 
 // fiberCarrier reads W3C trace context from request headers.
 type fiberCarrier struct{ c *fiber.Ctx }
@@ -348,7 +454,11 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 }
 
 // readyz answers 200 when a webhook can be made durable now: Kafka answers
-// or the spool has room. It reports the spool depth either way.
+// or the spool has room, and every spooled record reads back. A spool
+// Fault (records that do not read back: disk errors, damage) answers 503
+// with the reason, so the load balancer stops sending webhooks here and an
+// operator looks at the disk; the drain resumes by itself once it reads.
+// It reports the spool depth either way.
 func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -359,18 +469,26 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	}
 	// Ready to spool means room for a typical large webhook, not one byte.
 	writable := s.spool.Writable(min(s.cfg.MaxBodyBytes, 64<<10))
-	ready := kerr == nil || writable
+	st := s.spool.Stats()
+	ready := (kerr == nil || writable) && st.Fault == nil
 	status := fiber.StatusOK
 	state := "ready"
 	if !ready {
 		status, state = fiber.StatusServiceUnavailable, "not ready"
 	}
-	return c.Status(status).JSON(fiber.Map{
+	body := fiber.Map{
 		"status":         state,
 		"kafka":          kafkaState,
-		"spool":          s.spool.Stats(),
+		"spool":          st,
 		"spool_writable": writable,
-	})
+	}
+	switch {
+	case st.Fault != nil:
+		body["reason"] = "spool: " + st.Fault.String()
+	case !ready:
+		body["reason"] = "Kafka unreachable and the spool is full"
+	}
+	return c.Status(status).JSON(body)
 }
 
 // jitter returns a duration in [d/2, d].

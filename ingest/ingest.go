@@ -14,8 +14,26 @@
 // place so the stored body is otherwise byte-identical to what LiveChat sent
 // and the secret never reaches Kafka, the spool or a log.
 //
+// Answers of POST /webhooks/livechat; every error has a JSON body
+// {"error": "...", "request_id": "..."}:
+//
+//	200 stored: Kafka acknowledged it, or it is fsynced in the spool
+//	400 not one JSON object naming an action and an organization_id or
+//	    license_id; a duplicate (or differently cased) envelope field;
+//	    a body cut short or unparsable HTTP
+//	401 secret_key missing, empty, not a JSON string, or wrong
+//	405 not a POST
+//	408 headers or body not received in time (HeaderTimeout, BodyTimeout)
+//	413 body larger than MaxBodyBytes
+//	415 Content-Type not application/json, or any Content-Encoding
+//	431 headers larger than 4 KiB
+//	503 our side: Kafka and the spool both unable to take it, an
+//	    installation lookup failed, too many large bodies being read, an
+//	    earlier webhook of the same chat still being stored; LiveChat retries
+//
 // The flow of one request: Server.webhook → parseEnvelope → authenticate →
-// buildRecord → store (produce, else spool) → 200.
+// buildRecord → store (wait for the key's turn, then produce, else spool:
+// a chat's webhooks never overtake each other, see keyOrder) → 200.
 package ingest
 
 import (
@@ -39,6 +57,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
@@ -58,18 +77,6 @@ type SecretSource interface {
 	// installed organization is known to hold it.
 	LicenseSecrets(ctx context.Context, licenseID int64) (organizationID string, secrets []string, err error)
 }
-
-// Secret is a webhook secret; it never prints its value.
-type Secret string
-
-// String hides the value.
-func (Secret) String() string { return "[redacted]" }
-
-// GoString hides the value from %#v.
-func (Secret) GoString() string { return "[redacted]" }
-
-// LogValue hides the value from slog.
-func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // Config of the ingest server.
 type Config struct {
@@ -91,7 +98,7 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Secrets accepted for every organization (LIVECHAT_WEBHOOK_SECRETS).
 	// With none and no Installations, every webhook is rejected.
-	Secrets []Secret
+	Secrets []secret.Secret
 	// Installations gives per-organization secrets (optional, nil = none).
 	// Its error answers 503, never 401.
 	Installations SecretSource
@@ -110,6 +117,35 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	// Default 10s (LiveChat's own timeout).
 	ShutdownTimeout time.Duration
+
+	// Bounds on unauthenticated load (limits.go): ingest must read a body to
+	// find its secret, so these bound what any request may hold.
+	//
+	// MaxConns is the most connections served at once; more are refused
+	// (503). Default 4096.
+	MaxConns int
+	// MaxConnsPerIP caps connections from one address (429 above). Default
+	// 0, off: behind a load balancer or proxy every connection comes from
+	// its address; set it when ingest faces the internet directly.
+	MaxConnsPerIP int
+	// HeaderTimeout bounds the wait for a request's headers, from its first
+	// byte (or the connection's start). Default 5s.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds the wait for a request's body after its headers
+	// (408 when exceeded). Default 10s (LiveChat's own timeout).
+	BodyTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection idle this long. Default 60s.
+	IdleTimeout time.Duration
+	// BodyMemory bounds the bytes of large request bodies (over 64 KiB)
+	// read or handled at once: the announced size is reserved before the
+	// body is read, and a request over the budget is refused with 503
+	// before its body is read. Bodies are read into buffers that grow with
+	// the bytes that arrive, and smaller ones are bounded by MaxConns.
+	// Default 256 MiB.
+	BodyMemory int64
+	// RefusalLogInterval is how often refused requests (401, 4xx, limits)
+	// are logged, as one summary line. Default 10s.
+	RefusalLogInterval time.Duration
 	// Version is written in the ingest-version header. Default "dev".
 	Version string
 	// Log receives the server's logs. Default: discard.
@@ -132,6 +168,10 @@ type Config struct {
 	// kafkaOpts are extra client options (tests: hooks that count produce
 	// requests).
 	kafkaOpts []kgo.Opt
+	// beforeProduce, when set, runs before every produce with its bounded
+	// context; an error fails the produce (tests: a slow or blocked broker
+	// for chosen records).
+	beforeProduce func(ctx context.Context, recs []*kgo.Record) error
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -145,6 +185,12 @@ func DefaultConfig() Config {
 		Spool:                spool.DefaultConfig(".run/spool"),
 		MaxBodyBytes:         5 << 20,
 		ShutdownTimeout:      10 * time.Second,
+		MaxConns:             4096,
+		HeaderTimeout:        5 * time.Second,
+		BodyTimeout:          10 * time.Second,
+		IdleTimeout:          60 * time.Second,
+		BodyMemory:           256 << 20,
+		RefusalLogInterval:   10 * time.Second,
 		Version:              "dev",
 	}
 }
@@ -174,6 +220,24 @@ func (c *Config) fill() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = d.MaxConns
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = d.HeaderTimeout
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = d.BodyTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.BodyMemory == 0 {
+		c.BodyMemory = d.BodyMemory
+	}
+	if c.RefusalLogInterval == 0 {
+		c.RefusalLogInterval = d.RefusalLogInterval
 	}
 	if c.Version == "" {
 		c.Version = d.Version
@@ -208,6 +272,15 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("ingest: max body must not be negative (INGEST_MAX_BODY)"))
 	}
+	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
+		errs = append(errs, errors.New("ingest: connection limits must not be negative (INGEST_MAX_CONNS, INGEST_MAX_CONNS_PER_IP)"))
+	}
+	if c.HeaderTimeout < 0 || c.BodyTimeout < 0 || c.IdleTimeout < 0 || c.RefusalLogInterval < 0 {
+		errs = append(errs, errors.New("ingest: header, body, idle timeouts and the refusal log interval must not be negative"))
+	}
+	if c.BodyMemory > 0 && c.BodyMemory < int64(c.MaxBodyBytes) {
+		errs = append(errs, fmt.Errorf("ingest: body memory %d is below the max body %d: the largest webhook could never be read (INGEST_BODY_MEMORY)", c.BodyMemory, c.MaxBodyBytes))
+	}
 	if c.Spool.MaxRecordBytes > 0 && c.MaxBodyBytes+64<<10 > c.Spool.MaxRecordBytes {
 		errs = append(errs, fmt.Errorf("ingest: max body %d does not fit a spool record (%d)", c.MaxBodyBytes, c.Spool.MaxRecordBytes))
 	}
@@ -234,11 +307,16 @@ type Counters struct {
 	DrainErrors       int64 `json:"drain_errors"`
 	InstallationError int64 `json:"installation_errors"`
 	Quarantined       int64 `json:"quarantined"`
+	// Refused counts every request refused before it was stored or found
+	// ours to fail: 4xx, limits, broken connections.
+	Refused int64 `json:"refused"`
+	// Busy counts requests refused because BodyMemory was in use.
+	Busy int64 `json:"busy"`
 }
 
 type counters struct {
 	accepted, spooled, drained, unauthorized, badRequest, unsupportedMedia, tooLarge,
-	methodNotAllowed, unavailable, kafkaErrors, drainErrors, installationErrors, quarantined atomic.Int64
+	methodNotAllowed, unavailable, kafkaErrors, drainErrors, installationErrors, quarantined, busy atomic.Int64
 }
 
 // Stats is the server's state: counters and spool depth.
@@ -256,6 +334,9 @@ type Server struct {
 	spool    *spool.Spool
 	quar     *Quarantine
 	secrets  [][32]byte // SHA-256 of the static secrets
+	order    *keyOrder
+	budget   *bodyBudget
+	refusals *refusals
 	prop     propagation.TextMapPropagator
 	counters counters
 	tel      *ingestTel // telemetry.go
@@ -273,6 +354,10 @@ type Server struct {
 // Close when the server is not started.
 func New(cfg Config) (*Server, error) {
 	cfg.fill()
+	// The producer's batch cap and the topics ingest creates are sized from
+	// Kafka.MaxMessageBytes: it must fit the largest body accepted plus its
+	// key and headers, or such webhooks are refused and quarantined.
+	cfg.Kafka.MaxMessageBytes = int32(max(int(cfg.Kafka.MaxMessageBytes), min(cfg.MaxBodyBytes+kafka.RecordOverheadBytes, 1<<31-1)))
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -295,6 +380,16 @@ func New(cfg Config) (*Server, error) {
 	s.quar = NewQuarantine(cfg.DeadDir)
 	if cfg.Spool.ExtraBytes == nil {
 		cfg.Spool.ExtraBytes = s.quar.Bytes
+	}
+	s.order = newKeyOrder()
+	s.budget = &bodyBudget{max: cfg.BodyMemory}
+	s.refusals = newRefusals(cfg.Log, cfg.RefusalLogInterval)
+	// What a previous run left in the spool: count its keys, so a record
+	// of those keys never goes to Kafka past them.
+	cfg.Spool.Recovered = func(entry []byte) {
+		if r, err := decodeSpoolEntry(entry); err == nil {
+			s.order.addSpooled(string(r.Key), 1)
+		}
 	}
 	sp, err := spool.Open(cfg.Spool)
 	if err != nil {
@@ -331,6 +426,7 @@ func (s *Server) Stats() Stats {
 			MethodNotAllowed: c.methodNotAllowed.Load(), Unavailable: c.unavailable.Load(),
 			KafkaErrors: c.kafkaErrors.Load(), DrainErrors: c.drainErrors.Load(),
 			InstallationError: c.installationErrors.Load(), Quarantined: c.quarantined.Load(),
+			Refused: s.refusals.total.Load(), Busy: c.busy.Load(),
 		},
 		Spool: s.spool.Stats(),
 	}
@@ -355,7 +451,8 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); s.refusals.run(bg) }()
 	go func() { defer wg.Done(); s.ensureTopics(bg) }()
 	go func() {
 		defer wg.Done()

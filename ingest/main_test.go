@@ -23,6 +23,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/telemetry"
 )
 
@@ -54,7 +55,7 @@ func childIngest() int {
 	cfg.Kafka.RawTopic = os.Getenv("CHILD_RAW_TOPIC")
 	cfg.Kafka.DLQTopic = os.Getenv("CHILD_DLQ_TOPIC")
 	cfg.Kafka.Partitions = 3
-	cfg.Secrets = []Secret{"test-secret"}
+	cfg.Secrets = []secret.Secret{"test-secret"}
 	cfg.Spool = spool.DefaultConfig(os.Getenv("CHILD_SPOOL_DIR"))
 	cfg.Spool.RetryMax = 500 * time.Millisecond
 	if d, err := time.ParseDuration(os.Getenv("CHILD_KAFKA_TIMEOUT")); err == nil {

@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lcpipe/lcpipe/internal/backoff"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
 
@@ -213,6 +213,11 @@ func (d *decoder) bytes() []byte {
 func (s *Server) produce(ctx context.Context, timeout time.Duration, recs ...*kgo.Record) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if s.cfg.beforeProduce != nil {
+		if err := s.cfg.beforeProduce(ctx, recs); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+	}
 	results := make(chan error, len(recs))
 	for _, r := range recs {
 		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { results <- err })
@@ -271,15 +276,20 @@ func (s *Server) deliverSpooled(ctx context.Context, entries [][]byte) error {
 		return err
 	}
 	s.counters.drained.Add(int64(len(recs)))
+	for _, r := range recs {
+		if r.Topic == s.cfg.Kafka.RawTopic {
+			s.order.addSpooled(string(r.Key), -1)
+		}
+	}
 	return nil
 }
 
 // isPermanent reports produce errors that no retry can fix: the broker
-// refuses the record itself. Everything else (timeouts, unreachable or
-// restarting brokers, leadership changes) is transient.
-func isPermanent(err error) bool {
-	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
-}
+// refuses the record itself (MESSAGE_TOO_LARGE, INVALID_TIMESTAMP,
+// CORRUPT_MESSAGE, INVALID_RECORD, POLICY_VIOLATION: backoff.Refused, the
+// project's one classification). Everything else (timeouts, unreachable
+// or restarting brokers, leadership changes) is transient.
+func isPermanent(err error) bool { return backoff.Refused(err) }
 
 // deliverEach produces entries one at a time (fresh records: the batch's
 // may still be referenced by the client) and quarantines those refused

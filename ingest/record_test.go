@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
@@ -108,7 +108,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "no brokers"},
 		{"kafka timeout near LiveChat's", func(c *Config) { c.KafkaTimeout = 10 * time.Second }, "well below"},
 		{"negative timeout", func(c *Config) { c.DrainTimeout = -1 }, "negative"},
-		{"empty secret", func(c *Config) { c.Secrets = []Secret{"a", ""} }, "secret #2 is empty"},
+		{"empty secret", func(c *Config) { c.Secrets = []secret.Secret{"a", ""} }, "secret #2 is empty"},
 		{"body larger than a spool record", func(c *Config) { c.MaxBodyBytes = 64 << 20 }, "does not fit"},
 		{"no spool dir", func(c *Config) { c.Spool.Dir = "" }, "SPOOL_DIR"},
 		{"segment over cap", func(c *Config) { c.Spool.MaxBytes = 1 << 20; c.Spool.SegmentBytes = 2 << 20 }, "segment size"},
@@ -129,7 +129,7 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if s := fmt.Sprintf("%v %#v %s", Secret("hunter2"), Secret("hunter2"), []Secret{"hunter2"}); strings.Contains(s, "hunter2") {
+	if s := fmt.Sprintf("%v %#v %s", secret.Secret("hunter2"), secret.Secret("hunter2"), []secret.Secret{"hunter2"}); strings.Contains(s, "hunter2") {
 		t.Fatalf("secret printed: %s", s)
 	}
 }
@@ -145,10 +145,12 @@ func TestRefusedRecordIsQuarantined(t *testing.T) {
 	cl := testenv.KafkaClient(t, kcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	maxBytes := "4096"
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, map[string]*string{"max.message.bytes": &maxBytes}, kcfg.RawTopic)
-	if err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
+	// A topic created for records of at most 4 KiB; ingest's own config
+	// keeps the default, so its producer sends the larger body.
+	tiny := kcfg
+	tiny.MaxMessageBytes = 4096
+	if err := kafka.EnsureTopics(ctx, cl, tiny, nil, kcfg.RawTopic); err != nil {
+		t.Fatalf("create topic: %v", err)
 	}
 	cfg := testConfig(t, kcfg)
 	cfg.KafkaTimeout = 500 * time.Millisecond

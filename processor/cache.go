@@ -41,10 +41,12 @@ func (c *idCache) reset() { c.cur, c.old = make(map[eventID]struct{}, min(c.max,
 type keptChange struct {
 	ms       uint64 // received-at
 	state    string
+	key      string // the change's dedup_key (its whole content)
 	part     int32
 	off      int64
 	idx      uint16
 	insertID uint64 // the INSERT that stored it (0: decided here, not read back)
+	eventID  string // its event_id when read back (ExplainRetries)
 }
 
 // precedes reports whether k comes before the row r in the log: same

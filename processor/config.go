@@ -48,7 +48,10 @@ type Config struct {
 	MaxPendingBatches int
 	// FetchMaxBytes bounds one fetch response (and so the fetch buffer;
 	// decompressed JSON is several times larger). Default 4 MiB; a
-	// partition gets at most a quarter of it per fetch.
+	// partition gets at most a quarter of it per fetch. Both are soft
+	// bounds: a record larger than them (a webhook up to INGEST_MAX_BODY)
+	// is still fetched, as Kafka returns the first batch of a response
+	// whole (kafka.NewClient), so they need not grow with it.
 	FetchMaxBytes int32
 	// IDCacheSize, WindowCacheSize and UserCacheSize bound the in-memory
 	// caches (two generations of this many entries each). Defaults 250 000

@@ -26,8 +26,10 @@ type dedupResult struct {
 //
 // State changes, in record order: a row is a retry when, for each of its
 // subjects, the change in force when it was received (the last kept change
-// before it in the log, by received-at) has the same state and was
-// received less than DedupWindow before it. "Before it in the log" makes
+// before it in the log, by received-at) has the same state, the same whole
+// content (a retry is the same body: a webhook that sets a property to the
+// value it has, beside another, is not one) and was received less than
+// DedupWindow before it. "Before it in the log" makes
 // the decision a function of the log alone: replaying the topic, a
 // restart or a crash decide the same, whatever was stored after the row
 // (a webhook that waited in ingest's spool is judged by what the log held
@@ -126,7 +128,7 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 				self = me
 				break
 			}
-			if prev == nil || r.ReceivedAtMs-prev.ms >= window || prev.state != r.DedupStates[j] {
+			if prev == nil || r.ReceivedAtMs-prev.ms >= window || prev.state != r.DedupStates[j] || prev.key != r.DedupKey {
 				retry = false
 			}
 		}
@@ -143,7 +145,7 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 			res.dupWin++
 		default:
 			for j, s := range r.DedupSubjects {
-				p.subjects.get(s).add(keptChange{ms: r.ReceivedAtMs, state: r.DedupStates[j],
+				p.subjects.get(s).add(keptChange{ms: r.ReceivedAtMs, state: r.DedupStates[j], key: r.DedupKey,
 					part: r.SrcPartition, off: r.SrcOffset, idx: r.SrcIndex})
 			}
 		}

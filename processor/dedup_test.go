@@ -168,3 +168,13 @@ func TestStateChangeDecisionsAreReplayable(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryIsTheSameBody: a webhook that re-asserts one property's value
+// beside another's (a different body) is not a retry, though no subject's
+// state changes; the same body again is.
+func TestRetryIsTheSameBody(t *testing.T) {
+	got := newMemProcessor().run(t, []step{{body: rating(1, "great")}, {body: rating(1, ""), at: 5}, {body: rating(1, ""), at: 15}})
+	if fmt.Sprint(got) != fmt.Sprint([]bool{true, true, false}) {
+		t.Fatalf("kept %v", got)
+	}
+}

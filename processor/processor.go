@@ -257,6 +257,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = kafka.EnsureTopics(ensureCtx, cl, p.kcfg, p.log, p.kcfg.RawTopic, p.kcfg.DLQTopic)
 	cancel()
+	var setting *kafka.SettingError
+	if errors.As(err, &setting) { // a wrong password or CA: retrying cannot help
+		cl.Close()
+		return fmt.Errorf("processor: %w", err)
+	}
 	if err != nil && ctx.Err() == nil {
 		p.log.Warn("could not ensure topics; continuing", "err", err)
 	}
@@ -513,9 +518,12 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 // own). An INSERT already completing names the lost partitions in its
 // query id, so the new owner waits for it (or kills it) before reading.
 func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	parts := lost[p.kcfg.RawTopic]
+	if len(parts) == 0 {
+		return // franz-go calls it with nothing of ours (e.g. while Kafka is away)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	parts := lost[p.kcfg.RawTopic]
 	p.tel.rebalanced("lost", parts)
 	for _, b := range append(p.pending, p.cur) {
 		for _, part := range parts {
@@ -550,7 +558,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 	workers := min(p.cfg.DecodeWorkers, (len(recs)+63)/64)
 	if workers <= 1 {
 		for i, r := range recs {
-			out[i].w, out[i].err = decodeRecord(r, p.cfg.Decode)
+			out[i].w, out[i].err = decodeSafely(r, p.cfg.Decode)
 		}
 		return out
 	}
@@ -560,7 +568,7 @@ func (p *Processor) decodeAll(recs []*kgo.Record) []decoded {
 		end := min(start+chunk, len(recs))
 		wg.Go(func() {
 			for i := start; i < end; i++ {
-				out[i].w, out[i].err = decodeRecord(recs[i], p.cfg.Decode)
+				out[i].w, out[i].err = decodeSafely(recs[i], p.cfg.Decode)
 			}
 		})
 	}
@@ -683,7 +691,7 @@ func (p *Processor) process(recs []*kgo.Record) {
 		} else {
 			src := sourceOf(r)
 			n := len(b.rows)
-			b.rows = appendTransform(b.rows, src, dec[i].w, p.users, p.dir)
+			b.rows = p.transformSafely(b, r, src, dec[i].w) // a panic dead-letters r (panic.go)
 			for j := n; j < len(b.rows); j++ {
 				b.bytes += b.rows[j].size()
 			}

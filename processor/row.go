@@ -2,6 +2,8 @@ package processor
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -101,179 +103,214 @@ func (r *Row) size() int64 {
 	return int64(len(r.Payload)+len(r.Properties)) + rowOverhead
 }
 
-// insertColumns is the column list of every insert into events, in the
-// order rowColumns fills them.
-const insertColumns = "event_id, organization_id, license_id, action, kind, dedup_key, occurred_at, occurred_at_ms, received_at, received_at_ms, " +
-	"chat_id, thread_id, event_ref, event_type, author_id, author_type, visibility, is_welcome, text_length, system_message_type, form_type, " +
-	"agent_id, agent_name, customer_id, group_ids, group_names, user_type, reason, requester_id, " +
-	"tag, tags, transfer_group_ids, transfer_agent_ids, queue_position, queue_wait_time, queued_at_ms, routing_status, rating_score, rating_has_score, rating_comment, thread_created_at_ms, thread_active, continuous, greeting_id, " +
-	"customer_country, customer_country_code, customer_city, start_url, referrer, " +
-	"postback_id, postback_toggled, button_type, button_value, properties, payload, " +
-	"src_topic, src_partition, src_offset, src_index, request_id, body_sha256, ingest_version, " +
-	"dedup_subjects, dedup_states, insert_id"
+// The events table's columns as the processor writes them, in one list:
+// the INSERT's column list, the columnar fill and the strings compact
+// copies all come from it (TestEventColumnsMatchSchema checks it against
+// the migrated table and the Row struct).
+var eventColumns = []eventColumn{
+	strCol("event_id", func(r *Row) *string { return &r.EventID }),
+	strCol("organization_id", func(r *Row) *string { return &r.OrganizationID }),
+	numCol("license_id", func(r *Row) uint64 { return r.LicenseID }),
+	strCol("action", func(r *Row) *string { return &r.Action }),
+	strCol("kind", func(r *Row) *string { return &r.Kind }),
+	strCol("dedup_key", func(r *Row) *string { return &r.DedupKey }),
+	timeCol("occurred_at", func(r *Row) uint64 { return r.OccurredAtMs }),
+	numCol("occurred_at_ms", func(r *Row) uint64 { return r.OccurredAtMs }),
+	timeCol("received_at", func(r *Row) uint64 { return r.ReceivedAtMs }),
+	numCol("received_at_ms", func(r *Row) uint64 { return r.ReceivedAtMs }),
+
+	strCol("chat_id", func(r *Row) *string { return &r.ChatID }),
+	strCol("thread_id", func(r *Row) *string { return &r.ThreadID }),
+	strCol("event_ref", func(r *Row) *string { return &r.EventRef }),
+	strCol("event_type", func(r *Row) *string { return &r.EventType }),
+	strCol("author_id", func(r *Row) *string { return &r.AuthorID }),
+	strCol("author_type", func(r *Row) *string { return &r.AuthorType }),
+	strCol("visibility", func(r *Row) *string { return &r.Visibility }),
+	numCol("is_welcome", func(r *Row) uint8 { return r.IsWelcome }),
+	numCol("text_length", func(r *Row) uint32 { return r.TextLength }),
+	strCol("system_message_type", func(r *Row) *string { return &r.SystemMessageType }),
+	strCol("form_type", func(r *Row) *string { return &r.FormType }),
+
+	strCol("agent_id", func(r *Row) *string { return &r.AgentID }),
+	strCol("agent_name", func(r *Row) *string { return &r.AgentName }),
+	strCol("customer_id", func(r *Row) *string { return &r.CustomerID }),
+	arrCol("group_ids", func(r *Row) *[]uint32 { return &r.GroupIDs }),
+	strsCol("group_names", func(r *Row) *[]string { return &r.GroupNames }),
+	strCol("user_type", func(r *Row) *string { return &r.UserType }),
+	strCol("reason", func(r *Row) *string { return &r.Reason }),
+	strCol("requester_id", func(r *Row) *string { return &r.RequesterID }),
+
+	strCol("tag", func(r *Row) *string { return &r.Tag }),
+	strsCol("tags", func(r *Row) *[]string { return &r.Tags }),
+	arrCol("transfer_group_ids", func(r *Row) *[]uint32 { return &r.TransferGroupIDs }),
+	strsCol("transfer_agent_ids", func(r *Row) *[]string { return &r.TransferAgentIDs }),
+	numCol("queue_position", func(r *Row) int32 { return r.QueuePosition }),
+	numCol("queue_wait_time", func(r *Row) int32 { return r.QueueWaitTime }),
+	numCol("queued_at_ms", func(r *Row) uint64 { return r.QueuedAtMs }),
+	strCol("routing_status", func(r *Row) *string { return &r.RoutingStatus }),
+	numCol("rating_score", func(r *Row) int8 { return r.RatingScore }),
+	numCol("rating_has_score", func(r *Row) uint8 { return r.RatingHasScore }),
+	strCol("rating_comment", func(r *Row) *string { return &r.RatingComment }),
+	numCol("thread_created_at_ms", func(r *Row) uint64 { return r.ThreadCreatedAtMs }),
+	numCol("thread_active", func(r *Row) uint8 { return r.ThreadActive }),
+	numCol("continuous", func(r *Row) uint8 { return r.Continuous }),
+	strCol("greeting_id", func(r *Row) *string { return &r.GreetingID }),
+
+	strCol("customer_country", func(r *Row) *string { return &r.CustomerCountry }),
+	strCol("customer_country_code", func(r *Row) *string { return &r.CustomerCountryCode }),
+	strCol("customer_city", func(r *Row) *string { return &r.CustomerCity }),
+	strCol("start_url", func(r *Row) *string { return &r.StartURL }),
+	strCol("referrer", func(r *Row) *string { return &r.Referrer }),
+
+	strCol("postback_id", func(r *Row) *string { return &r.PostbackID }),
+	numCol("postback_toggled", func(r *Row) uint8 { return r.PostbackToggled }),
+	strCol("button_type", func(r *Row) *string { return &r.ButtonType }),
+	strCol("button_value", func(r *Row) *string { return &r.ButtonValue }),
+	strCol("properties", func(r *Row) *string { return &r.Properties }),
+	strCol("payload", func(r *Row) *string { return &r.Payload }),
+
+	strCol("src_topic", func(r *Row) *string { return &r.SrcTopic }),
+	numCol("src_partition", func(r *Row) int32 { return r.SrcPartition }),
+	numCol("src_offset", func(r *Row) int64 { return r.SrcOffset }),
+	numCol("src_index", func(r *Row) uint16 { return r.SrcIndex }),
+	strCol("request_id", func(r *Row) *string { return &r.RequestID }),
+	strCol("body_sha256", func(r *Row) *string { return &r.BodySHA256 }),
+	strCol("ingest_version", func(r *Row) *string { return &r.IngestVersion }),
+	strsCol("dedup_subjects", func(r *Row) *[]string { return &r.DedupSubjects }),
+	strsCol("dedup_states", func(r *Row) *[]string { return &r.DedupStates }),
+	// The INSERT's id, the same for every row.
+	{name: "insert_id", fill: func(rows []Row, f *fill) any {
+		out := scratch[uint64](f, len(rows))
+		for i := range out {
+			out[i] = f.insertID
+		}
+		return out
+	}},
+}
+
+// insertColumns is the column list of every insert into events.
+var insertColumns = func() string {
+	names := make([]string, len(eventColumns))
+	for i, c := range eventColumns {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}()
+
+// eventColumn is one column of events: its name, how to build its values
+// for a block, and for String and Array(String) columns the field (compact
+// copies them).
+type eventColumn struct {
+	name string
+	fill func(rows []Row, f *fill) any
+	str  func(*Row) *string
+	strs func(*Row) *[]string
+}
+
+// fill is the state of one appendColumns call: one scratch slice per Go
+// type, reused from column to column (Append copies the values).
+type fill struct {
+	insertID uint64
+	bufs     map[reflect.Type]any
+}
+
+func scratch[T any](f *fill, n int) []T {
+	t := reflect.TypeFor[T]()
+	if b, ok := f.bufs[t].([]T); ok && len(b) == n {
+		return b
+	}
+	b := make([]T, n)
+	f.bufs[t] = b
+	return b
+}
+
+func strCol(name string, field func(*Row) *string) eventColumn {
+	return eventColumn{name: name, str: field, fill: func(rows []Row, f *fill) any {
+		out := scratch[string](f, len(rows))
+		for i := range rows {
+			out[i] = *field(&rows[i])
+		}
+		return out
+	}}
+}
+
+func numCol[T uint8 | uint16 | uint32 | uint64 | int8 | int32 | int64](name string, get func(*Row) T) eventColumn {
+	return eventColumn{name: name, fill: func(rows []Row, f *fill) any {
+		out := scratch[T](f, len(rows))
+		for i := range rows {
+			out[i] = get(&rows[i])
+		}
+		return out
+	}}
+}
+
+// timeCol is a DateTime column from epoch milliseconds.
+func timeCol(name string, ms func(*Row) uint64) eventColumn {
+	return eventColumn{name: name, fill: func(rows []Row, f *fill) any {
+		out := scratch[time.Time](f, len(rows))
+		for i := range rows {
+			out[i] = msTime(ms(&rows[i]))
+		}
+		return out
+	}}
+}
+
+// arrCol is an Array(UInt32) column; nil becomes an empty array.
+func arrCol(name string, field func(*Row) *[]uint32) eventColumn {
+	empty := []uint32{}
+	return eventColumn{name: name, fill: func(rows []Row, f *fill) any {
+		out := scratch[[]uint32](f, len(rows))
+		for i := range rows {
+			if v := *field(&rows[i]); v != nil {
+				out[i] = v
+			} else {
+				out[i] = empty
+			}
+		}
+		return out
+	}}
+}
+
+// strsCol is an Array(String) column; nil becomes an empty array.
+func strsCol(name string, field func(*Row) *[]string) eventColumn {
+	empty := []string{}
+	return eventColumn{name: name, strs: field, fill: func(rows []Row, f *fill) any {
+		out := scratch[[]string](f, len(rows))
+		for i := range rows {
+			if v := *field(&rows[i]); v != nil {
+				out[i] = v
+			} else {
+				out[i] = empty
+			}
+		}
+		return out
+	}}
+}
 
 func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 
 // appendColumns appends the rows to the batch column by column (the fast
-// path of clickhouse-go: one typed slice per column, no reflection per row).
-// The column slices are scratch space reused from column to column: Append
-// copies the values into the block. insertID is the INSERT's id, the same
-// for every row (insert_id).
+// path of clickhouse-go: one typed slice per column, no reflection per
+// row). insertID is the INSERT's id, the same for every row (insert_id).
 func appendColumns(b driver.Batch, rows []Row, insertID uint64) error {
-	n := len(rows)
-	var (
-		sbuf  = make([]string, n)
-		u8buf = make([]uint8, n)
-		u64b  = make([]uint64, n)
-		i32b  = make([]int32, n)
-		tbuf  = make([]time.Time, n)
-		u32ss = make([][]uint32, n)
-		strsb = make([][]string, n)
-	)
-	strs := func(f func(*Row) string) func() any { return fillColumn(rows, sbuf, f) }
-	u8 := func(f func(*Row) uint8) func() any { return fillColumn(rows, u8buf, f) }
-	u64 := func(f func(*Row) uint64) func() any { return fillColumn(rows, u64b, f) }
-	i32 := func(f func(*Row) int32) func() any { return fillColumn(rows, i32b, f) }
-	times := func(f func(*Row) uint64) func() any {
-		return fillColumn(rows, tbuf, func(r *Row) time.Time { return msTime(f(r)) })
-	}
-	// Array columns: nil becomes an empty array.
-	empty32, emptyStr := []uint32{}, []string{}
-	u32s := func(f func(*Row) []uint32) func() any {
-		return fillColumn(rows, u32ss, func(r *Row) []uint32 {
-			if v := f(r); v != nil {
-				return v
-			}
-			return empty32
-		})
-	}
-	strss := func(f func(*Row) []string) func() any {
-		return fillColumn(rows, strsb, func(r *Row) []string {
-			if v := f(r); v != nil {
-				return v
-			}
-			return emptyStr
-		})
-	}
-	// Each entry fills its scratch slice only when called, just before its
-	// column's Append.
-	cols := []func() any{
-		strs(func(r *Row) string { return r.EventID }),
-		strs(func(r *Row) string { return r.OrganizationID }),
-		u64(func(r *Row) uint64 { return r.LicenseID }),
-		strs(func(r *Row) string { return r.Action }),
-		strs(func(r *Row) string { return r.Kind }),
-		strs(func(r *Row) string { return r.DedupKey }),
-		times(func(r *Row) uint64 { return r.OccurredAtMs }),
-		u64(func(r *Row) uint64 { return r.OccurredAtMs }),
-		times(func(r *Row) uint64 { return r.ReceivedAtMs }),
-		u64(func(r *Row) uint64 { return r.ReceivedAtMs }),
-
-		strs(func(r *Row) string { return r.ChatID }),
-		strs(func(r *Row) string { return r.ThreadID }),
-		strs(func(r *Row) string { return r.EventRef }),
-		strs(func(r *Row) string { return r.EventType }),
-		strs(func(r *Row) string { return r.AuthorID }),
-		strs(func(r *Row) string { return r.AuthorType }),
-		strs(func(r *Row) string { return r.Visibility }),
-		u8(func(r *Row) uint8 { return r.IsWelcome }),
-		func() any {
-			out := make([]uint32, n)
-			for i := range rows {
-				out[i] = rows[i].TextLength
-			}
-			return out
-		},
-		strs(func(r *Row) string { return r.SystemMessageType }),
-		strs(func(r *Row) string { return r.FormType }),
-
-		strs(func(r *Row) string { return r.AgentID }),
-		strs(func(r *Row) string { return r.AgentName }),
-		strs(func(r *Row) string { return r.CustomerID }),
-		u32s(func(r *Row) []uint32 { return r.GroupIDs }),
-		strss(func(r *Row) []string { return r.GroupNames }),
-		strs(func(r *Row) string { return r.UserType }),
-		strs(func(r *Row) string { return r.Reason }),
-		strs(func(r *Row) string { return r.RequesterID }),
-
-		strs(func(r *Row) string { return r.Tag }),
-		strss(func(r *Row) []string { return r.Tags }),
-		u32s(func(r *Row) []uint32 { return r.TransferGroupIDs }),
-		strss(func(r *Row) []string { return r.TransferAgentIDs }),
-		i32(func(r *Row) int32 { return r.QueuePosition }),
-		i32(func(r *Row) int32 { return r.QueueWaitTime }),
-		u64(func(r *Row) uint64 { return r.QueuedAtMs }),
-		strs(func(r *Row) string { return r.RoutingStatus }),
-		func() any {
-			out := make([]int8, n)
-			for i := range rows {
-				out[i] = rows[i].RatingScore
-			}
-			return out
-		},
-		u8(func(r *Row) uint8 { return r.RatingHasScore }),
-		strs(func(r *Row) string { return r.RatingComment }),
-		u64(func(r *Row) uint64 { return r.ThreadCreatedAtMs }),
-		u8(func(r *Row) uint8 { return r.ThreadActive }),
-		u8(func(r *Row) uint8 { return r.Continuous }),
-		strs(func(r *Row) string { return r.GreetingID }),
-
-		strs(func(r *Row) string { return r.CustomerCountry }),
-		strs(func(r *Row) string { return r.CustomerCountryCode }),
-		strs(func(r *Row) string { return r.CustomerCity }),
-		strs(func(r *Row) string { return r.StartURL }),
-		strs(func(r *Row) string { return r.Referrer }),
-
-		strs(func(r *Row) string { return r.PostbackID }),
-		u8(func(r *Row) uint8 { return r.PostbackToggled }),
-		strs(func(r *Row) string { return r.ButtonType }),
-		strs(func(r *Row) string { return r.ButtonValue }),
-		strs(func(r *Row) string { return r.Properties }),
-		strs(func(r *Row) string { return r.Payload }),
-
-		strs(func(r *Row) string { return r.SrcTopic }),
-		i32(func(r *Row) int32 { return r.SrcPartition }),
-		func() any {
-			out := make([]int64, n)
-			for i := range rows {
-				out[i] = rows[i].SrcOffset
-			}
-			return out
-		},
-		func() any {
-			out := make([]uint16, n)
-			for i := range rows {
-				out[i] = rows[i].SrcIndex
-			}
-			return out
-		},
-		strs(func(r *Row) string { return r.RequestID }),
-		strs(func(r *Row) string { return r.BodySHA256 }),
-		strs(func(r *Row) string { return r.IngestVersion }),
-		strss(func(r *Row) []string { return r.DedupSubjects }),
-		strss(func(r *Row) []string { return r.DedupStates }),
-		u64(func(*Row) uint64 { return insertID }),
-	}
-	for i, c := range cols {
-		if err := b.Column(i).Append(c()); err != nil {
-			return fmt.Errorf("column %d: %w", i, err)
+	f := &fill{insertID: insertID, bufs: map[reflect.Type]any{}}
+	for i, c := range eventColumns {
+		if err := b.Column(i).Append(c.fill(rows, f)); err != nil {
+			return fmt.Errorf("column %s: %w", c.name, err)
 		}
 	}
 	return nil
 }
 
-// strFields lists the row's string fields, for compact.
-func (r *Row) strFields() [47]*string {
-	return [47]*string{
-		&r.EventID, &r.OrganizationID, &r.Action, &r.Kind, &r.DedupKey,
-		&r.ChatID, &r.ThreadID, &r.EventRef, &r.EventType, &r.AuthorID, &r.AuthorType, &r.Visibility,
-		&r.SystemMessageType, &r.FormType, &r.AgentID, &r.AgentName, &r.CustomerID, &r.UserType, &r.Reason,
-		&r.RequesterID, &r.Tag, &r.RoutingStatus, &r.RatingComment, &r.GreetingID,
-		&r.CustomerCountry, &r.CustomerCountryCode, &r.CustomerCity, &r.StartURL, &r.Referrer,
-		&r.PostbackID, &r.ButtonType, &r.ButtonValue, &r.Properties, &r.Payload,
-		&r.SrcTopic, &r.RequestID, &r.BodySHA256, &r.IngestVersion,
-		// spare slots keep the array size fixed; nil entries are skipped
-	}
+// InsertColumns is the column list the processor writes into events, for
+// tools that load Rows themselves: AppendRows fills a batch prepared as
+// "INSERT INTO db.events (" + InsertColumns() + ")".
+func InsertColumns() string { return insertColumns }
+
+// AppendRows appends rows to such a batch, with insertID as their
+// insert_id.
+func AppendRows(b driver.Batch, rows []Row, insertID uint64) error {
+	return appendColumns(b, rows, insertID)
 }
 
 // compact copies every string of the row, and of its string slices, into
@@ -281,16 +318,15 @@ func (r *Row) strFields() [47]*string {
 // whole record body; without this a row would keep that buffer alive, and
 // batches would hold several times their size.
 func (r *Row) compact() {
-	fields := r.strFields()
 	n := 0
-	for _, f := range fields {
-		if f != nil {
-			n += len(*f)
-		}
-	}
-	for _, ss := range [][]string{r.GroupNames, r.Tags, r.TransferAgentIDs} {
-		for _, s := range ss {
-			n += len(s)
+	for _, c := range eventColumns {
+		switch {
+		case c.str != nil:
+			n += len(*c.str(r))
+		case c.strs != nil:
+			for _, s := range *c.strs(r) {
+				n += len(s)
+			}
 		}
 	}
 	if n == 0 {
@@ -305,14 +341,16 @@ func (r *Row) compact() {
 		buf = append(buf, s...)
 		return unsafe.String(&buf[start], len(s))
 	}
-	for _, f := range fields {
-		if f != nil {
-			*f = put(*f)
+	for _, c := range eventColumns {
+		switch {
+		case c.str != nil:
+			p := c.str(r)
+			*p = put(*p)
+		case c.strs != nil:
+			p := c.strs(r)
+			*p = cloneStrings(*p, put)
 		}
 	}
-	r.GroupNames = cloneStrings(r.GroupNames, put)
-	r.Tags = cloneStrings(r.Tags, put)
-	r.TransferAgentIDs = cloneStrings(r.TransferAgentIDs, put)
 	r.GroupIDs = append([]uint32(nil), r.GroupIDs...)
 	r.TransferGroupIDs = append([]uint32(nil), r.TransferGroupIDs...)
 }
@@ -326,15 +364,4 @@ func cloneStrings(ss []string, put func(string) string) []string {
 		out[i] = put(s)
 	}
 	return out
-}
-
-// fillColumn returns a function that fills buf (one scratch slice per
-// column type, reused column after column) with f of every row.
-func fillColumn[T any](rows []Row, buf []T, f func(*Row) T) func() any {
-	return func() any {
-		for i := range rows {
-			buf[i] = f(&rows[i])
-		}
-		return buf
-	}
 }

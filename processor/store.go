@@ -146,7 +146,7 @@ func (s *store) keptChanges(ctx context.Context, topic string, l *stateLookup) (
 		args = append(args, l.occ.ownLo/1000, l.occ.ownHi/1000+1)
 	}
 	args = append(args, l.lo, l.hi, topic)
-	q := "SELECT subject, state, received_at_ms, src_partition, src_offset, src_index, insert_id FROM " + s.db + ".events" +
+	q := "SELECT subject, state, dedup_key, received_at_ms, src_partition, src_offset, src_index, insert_id, event_id FROM " + s.db + ".events" +
 		" ARRAY JOIN dedup_subjects AS subject, dedup_states AS state" +
 		" WHERE " + occ + " AND received_at_ms >= ? AND received_at_ms <= ? AND src_topic = ? AND subject IN _subjects"
 	rows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)), q, args...)
@@ -157,7 +157,7 @@ func (s *store) keptChanges(ctx context.Context, topic string, l *stateLookup) (
 	for rows.Next() {
 		var subj string
 		var k keptChange
-		if err := rows.Scan(&subj, &k.state, &k.ms, &k.part, &k.off, &k.idx, &k.insertID); err != nil {
+		if err := rows.Scan(&subj, &k.state, &k.key, &k.ms, &k.part, &k.off, &k.idx, &k.insertID, &k.eventID); err != nil {
 			return nil, fmt.Errorf("clickhouse: scan state change: %w", err)
 		}
 		out[subj] = append(out[subj], k)

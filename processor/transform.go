@@ -284,7 +284,7 @@ func (t *transformer) rows() {
 		r := t.base(KindSeen)
 		r.ChatID = p.ChatID
 		t.author(&r, p.ChatID, p.UserID)
-		if ms := p.SeenUpTo.UnixMilli(); ms > 0 {
+		if ms, ok := ownTime(p.SeenUpTo); ok {
 			r.OccurredAtMs, r.ownTime = ms, true
 			t.identified(r, "seen", p.ChatID, p.UserID, p.SeenUpTo.UTC().Format(time.RFC3339Nano))
 			return
@@ -296,7 +296,7 @@ func (t *transformer) rows() {
 		r := t.base(KindSummary)
 		r.ChatID, r.ThreadID = p.ChatID, p.ThreadID
 		r.TextLength = uint32(utf8.RuneCountInString(p.Summary.Text))
-		if ms := p.Summary.UpdatedAt.UnixMilli(); ms > 0 {
+		if ms, ok := ownTime(p.Summary.UpdatedAt); ok {
 			r.OccurredAtMs, r.ownTime = ms, true
 			t.identified(r, "summary", p.ChatID, p.ThreadID, p.Summary.UpdatedAt.UTC().Format(time.RFC3339Nano))
 			return
@@ -307,7 +307,7 @@ func (t *transformer) rows() {
 	case *livechat.IncomingCustomer:
 		r := t.base(KindCustomerCreated)
 		r.CustomerID, r.AuthorID, r.AuthorType = p.Customer.ID, p.Customer.ID, "customer"
-		if ms := p.Customer.CreatedAt.UnixMilli(); ms > 0 {
+		if ms, ok := ownTime(p.Customer.CreatedAt); ok {
 			r.OccurredAtMs, r.ownTime = ms, true
 		}
 		t.visit(&r, p.Customer.CurrentVisit())
@@ -384,7 +384,7 @@ func (t *transformer) incomingChat(p *livechat.IncomingChat) {
 	}
 	r := t.base(KindThreadStarted)
 	r.ChatID, r.ThreadID = c.ID, th.ID
-	if ms := th.CreatedAt.UnixMilli(); ms > 0 {
+	if ms, ok := ownTime(th.CreatedAt); ok {
 		r.OccurredAtMs, r.ThreadCreatedAtMs, r.ownTime = ms, ms, true
 	}
 	r.ThreadActive = b2u(th.Active)
@@ -440,7 +440,7 @@ func (t *transformer) eventRow(kind, chatID, threadID string, ev *livechat.Event
 	r := t.base(kind)
 	r.ChatID, r.ThreadID = chatID, threadID
 	r.EventRef, r.EventType = ev.ID, ev.Type
-	if ms := ev.CreatedAt.UnixMilli(); ms > 0 {
+	if ms, ok := ownTime(ev.CreatedAt); ok {
 		r.OccurredAtMs, r.ownTime = ms, true
 	}
 	r.Visibility = firstNonEmpty(ev.Visibility, ev.Recipients)
@@ -724,6 +724,22 @@ func isUUID(s string) bool {
 		return false
 	}
 	return isHex(s[0:8]+s[9:13]+s[14:18]+s[19:23]+s[24:], 32)
+}
+
+// maxDateTimeMs is the end of ClickHouse's DateTime (2106-02-07 06:28:15
+// UTC): a time past it would wrap around when stored.
+const maxDateTimeMs = uint64(1<<32-1) * 1000
+
+// ownTime is an event's own time (from the payload) in epoch ms, when it is
+// one ClickHouse can store (1970 to 2106). Anything else — absent, zero, or
+// nonsense like year 0001 or 9999 — is not the event's time: the row falls
+// back to its received-at and keeps the payload as sent.
+func ownTime(t livechat.Time) (uint64, bool) {
+	ms := t.UnixMilli()
+	if ms == 0 || ms >= maxDateTimeMs {
+		return 0, false
+	}
+	return ms, true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

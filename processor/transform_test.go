@@ -275,3 +275,21 @@ func TestLookupRanges(t *testing.T) {
 		t.Fatal("chat_deactivated has no time of its own")
 	}
 }
+
+// TestOwnTimeOutOfRange: a payload time ClickHouse's DateTime cannot hold
+// (year 2200, 1960) is not the event's time: the row keeps its received-at
+// instead of wrapping around when stored.
+func TestOwnTimeOutOfRange(t *testing.T) {
+	for _, at := range []string{"2200-01-01T00:00:00.000000Z", "1960-01-01T00:00:00.000000Z", "2025-03-14T09:00:00.000000Z"} {
+		body := `{"action":"incoming_event","organization_id":"o","payload":{"chat_id":"C","thread_id":"T","event":{"id":"E","type":"message","text":"x","author_id":"a@x","created_at":"` + at + `"}}}`
+		w, err := livechat.Decode([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Transform(goldenSource, w, nil, nil)[0]
+		inRange := strings.HasPrefix(at, "2025")
+		if got := r.OccurredAtMs != r.ReceivedAtMs; got != inRange {
+			t.Errorf("%s: occurred %d, received %d", at, r.OccurredAtMs, r.ReceivedAtMs)
+		}
+	}
+}

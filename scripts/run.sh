@@ -15,6 +15,16 @@ export LIVECHAT_WEBHOOK_SECRETS=${LIVECHAT_WEBHOOK_SECRETS:-local-dev-secret}
 export INGEST_ADDR=${INGEST_ADDR:-127.0.0.1:8080}
 export DASHBOARDS_ADDR=${DASHBOARDS_ADDR:-127.0.0.1:3000}
 export SPOOL_DIR=${SPOOL_DIR:-$RUN_DIR/spool}
+# The dashboards require a sign-in: a static token, generated once and kept
+# in .run (mode 600) unless DASHBOARDS_TOKEN is set; the URL printed below
+# signs the browser in.
+if [ -z "${DASHBOARDS_TOKEN:-}" ]; then
+  if [ ! -s "$RUN_DIR/dashboards.token" ]; then
+    (umask 077; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$RUN_DIR/dashboards.token")
+  fi
+  DASHBOARDS_TOKEN=$(cat "$RUN_DIR/dashboards.token")
+fi
+export DASHBOARDS_TOKEN
 # The freshness canary: ingest posts a synthetic webhook to itself this often
 # (pipeline-health dashboard, lcpipe_canary_* metrics); CANARY_INTERVAL=0 turns it off.
 export CANARY_INTERVAL=${CANARY_INTERVAL:-30s}
@@ -53,7 +63,7 @@ start ingest ingest
 start processor processor
 start dashboards dashboards
 wait_http "http://$INGEST_ADDR/readyz" 60
-wait_http "http://$DASHBOARDS_ADDR/" 60
+wait_http "http://$DASHBOARDS_ADDR/healthz" 60
 if [ "$SIMULATE" != "0" ]; then
   start simulate simulate --url "http://$INGEST_ADDR/webhooks/livechat" --secret "$LIVECHAT_WEBHOOK_SECRETS" --rate "$SIMULATE_RATE"
 fi
@@ -62,7 +72,8 @@ cat <<MSG
 
   lcpipe is running on local services
     webhooks    http://$INGEST_ADDR/webhooks/livechat   (secret: LIVECHAT_WEBHOOK_SECRETS)
-    dashboards  http://$DASHBOARDS_ADDR/
+    dashboards  http://$DASHBOARDS_ADDR/?token=$DASHBOARDS_TOKEN
+                (sign-in link; the token is DASHBOARDS_TOKEN, kept in $RUN_DIR/dashboards.token)
     health      http://$INGEST_ADDR/readyz
     admin       ingest http://127.0.0.1:9480  processor http://127.0.0.1:9481  dashboards http://127.0.0.1:9482
                 (/healthz /readyz /metrics; ADMIN_PPROF=true adds /debug/pprof/)

@@ -17,6 +17,19 @@
 #   CH_TCP_PORT        ClickHouse native port (default 9000)
 #   CH_HTTP_PORT       ClickHouse HTTP port (default 8123)
 #   KAFKA_HEAP         JVM heap flags (default "-Xms256m -Xmx768m")
+# TLS (off unless set; `make services-up` stays plaintext, the integration
+# tests of TLS and SASL start private instances with these):
+#   KAFKA_SSL_PORT     port of an extra SASL_SSL listener (SASL PLAIN,
+#                      SCRAM-SHA-256 and SCRAM-SHA-512 over TLS)
+#   KAFKA_SSL_KEYSTORE PEM file: the broker's unencrypted PKCS#8 private key
+#                      and its certificate chain
+#   KAFKA_SSL_CLIENT_CA  PEM CA file: when set, SASL_SSL clients present a
+#                      certificate it signed, KAFKA_SSL_CLIENT_AUTH=required
+#                      (default) or only when they have one (requested)
+#   KAFKA_SASL_USERS   user:password,... accepted on the SASL_SSL listener
+#                      (PLAIN and both SCRAM mechanisms)
+#   CH_TCP_SECURE_PORT ClickHouse native port over TLS
+#   CH_SSL_CERT / CH_SSL_KEY  PEM certificate (chain) and key for it
 # Several instances can run side by side with other ports and RUN_DIR
 # (the integration tests that kill a service use a private instance).
 set -euo pipefail
@@ -88,15 +101,24 @@ kafka_up() {
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KAFKA_BROKERS to use it or KAFKA_PORT to move"
   install_kafka
   mkdir -p "$dir/data"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"
+  local advertised="PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+  local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [ -n "${KAFKA_SSL_PORT:-}" ]; then
+    [ -f "${KAFKA_SSL_KEYSTORE:-}" ] || die "KAFKA_SSL_PORT needs KAFKA_SSL_KEYSTORE (PEM key and certificate chain)"
+    listeners="$listeners,SASL_SSL://127.0.0.1:$KAFKA_SSL_PORT"
+    advertised="$advertised,SASL_SSL://127.0.0.1:$KAFKA_SSL_PORT"
+    protocols="$protocols,SASL_SSL:SASL_SSL"
+  fi
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/data
 num.partitions=6
 auto.create.topics.enable=false
@@ -109,12 +131,13 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.retention.hours=-1
 log.retention.bytes=-1
-message.max.bytes=10485760
 PROPS
+  local scram=()
+  [ -n "${KAFKA_SSL_PORT:-}" ] && kafka_sasl_ssl_props "$dir/server.properties" scram
   if [ ! -f "$dir/data/meta.properties" ]; then
     log "formatting KRaft storage in $dir/data"
     kafka_java kafka.tools.StorageTool format -t "$(cat /proc/sys/kernel/random/uuid | tr -d - | head -c 22)" \
-      -c "$dir/server.properties" --ignore-formatted >>"$logf" 2>&1 || fail_with_log "$logf" "formatting Kafka storage failed"
+      -c "$dir/server.properties" --ignore-formatted ${scram[@]+"${scram[@]}"} >>"$logf" 2>&1 || fail_with_log "$logf" "formatting Kafka storage failed"
   fi
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (log $logf)"
   nohup java $KAFKA_HEAP -XX:+UseG1GC -Djava.awt.headless=true \
@@ -122,6 +145,37 @@ PROPS
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" >>"$logf" 2>&1 &
   echo $! > "$pidf"
   wait_kafka "$pidf" "$logf"
+}
+
+# kafka_sasl_ssl_props appends the SASL_SSL listener's settings to the
+# properties file and fills the named array with the StorageTool arguments
+# that create the SCRAM credentials: in KRaft they live in the metadata log,
+# written when the storage is formatted (no broker round trip needed).
+kafka_sasl_ssl_props() { # properties-file array-name
+  local props=$1 pl="listener.name.sasl_ssl" jaas="" u name pass
+  local -n args=$2
+  # PLAIN users are listed in the JAAS config; SCRAM users are credentials.
+  IFS=, read -ra users <<<"${KAFKA_SASL_USERS:-}"
+  for u in ${users[@]+"${users[@]}"}; do
+    name=${u%%:*}; pass=${u#*:}
+    jaas="$jaas user_$name=\"$pass\""
+    args+=(--add-scram "SCRAM-SHA-256=[name=$name,password=$pass]" --add-scram "SCRAM-SHA-512=[name=$name,password=$pass]")
+  done
+  cat >> "$props" <<PROPS
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+$pl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$jaas;
+$pl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+$pl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+$pl.ssl.keystore.type=PEM
+$pl.ssl.keystore.location=$KAFKA_SSL_KEYSTORE
+PROPS
+  if [ -n "${KAFKA_SSL_CLIENT_CA:-}" ]; then
+    cat >> "$props" <<PROPS
+$pl.ssl.truststore.type=PEM
+$pl.ssl.truststore.location=$KAFKA_SSL_CLIENT_CA
+$pl.ssl.client.auth=${KAFKA_SSL_CLIENT_AUTH:-required}
+PROPS
+  fi
 }
 
 wait_kafka() {
@@ -155,13 +209,38 @@ clickhouse_up() {
   sed -e "s#@DIR@#$dir#g" -e "s#@TCP@#$CH_TCP_PORT#g" -e "s#@HTTP@#$CH_HTTP_PORT#g" -e "s#@LOG@#$logf#g" \
     "$ROOT/scripts/clickhouse/config.xml" > "$dir/config.xml"
   cp "$ROOT/scripts/clickhouse/users.xml" "$dir/users.xml"
+  # The secure native port: the server merges config.d/*.xml beside its
+  # config file (18.16 and current alike).
+  rm -rf "$dir/config.d"
+  if [ -n "${CH_TCP_SECURE_PORT:-}" ]; then
+    [ -f "${CH_SSL_CERT:-}" ] && [ -f "${CH_SSL_KEY:-}" ] || die "CH_TCP_SECURE_PORT needs CH_SSL_CERT and CH_SSL_KEY (PEM files)"
+    mkdir -p "$dir/config.d"
+    cat > "$dir/config.d/tls.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <tcp_port_secure>$CH_TCP_SECURE_PORT</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$CH_SSL_CERT</certificateFile>
+            <privateKeyFile>$CH_SSL_KEY</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+</yandex>
+XML
+  fi
   log "starting ClickHouse $(clickhouse-server --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1) on 127.0.0.1:$CH_TCP_PORT (log $logf)"
   nohup clickhouse-server --config-file="$dir/config.xml" >>"$logf.stdout" 2>&1 &
   echo $! > "$pidf"
   local i
   for i in $(seq 1 120); do
     pid_alive "$pidf" || { cat "$logf.stdout" >> "$logf" 2>/dev/null; fail_with_log "$logf" "ClickHouse exited during start"; }
-    if clickhouse-client --host 127.0.0.1 --port "$CH_TCP_PORT" -q 'SELECT 1' >/dev/null 2>&1; then
+    if clickhouse-client --host 127.0.0.1 --port "$CH_TCP_PORT" -q 'SELECT 1' >/dev/null 2>&1 &&
+      { [ -z "${CH_TCP_SECURE_PORT:-}" ] || port_open "$CH_TCP_SECURE_PORT"; }; then
       log "ClickHouse answers SELECT 1 on 127.0.0.1:$CH_TCP_PORT"; return 0
     fi
     sleep 0.5

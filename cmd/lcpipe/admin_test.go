@@ -76,6 +76,7 @@ func TestRunDashboardsAdmin(t *testing.T) {
 		"CLICKHOUSE_ADDR":     strings.Join(chcfg.Addr, ","),
 		"CLICKHOUSE_DATABASE": chcfg.Database,
 		"DASHBOARDS_ADDR":     viewer,
+		"DASHBOARDS_TOKEN":    "admin-test-token-0123456789",
 		"ADMIN_ADDR":          adminAddr,
 	}
 	inv := newInvocation("dashboards", "test", nil, io.Discard, slog.New(slog.DiscardHandler))
@@ -89,11 +90,18 @@ func TestRunDashboardsAdmin(t *testing.T) {
 			t.Fatalf("dashboards stopped: %v", err)
 		default:
 		}
-		code, _, err := adminGet(viewer, "/")
-		if err == nil && code != 200 {
-			err = fmt.Errorf("viewer / = %d", code)
+		// Signed in with the static token (the dashboards refuse the anonymous).
+		req, _ := http.NewRequest(http.MethodGet, "http://"+viewer+"/", nil)
+		req.Header.Set("Authorization", "Bearer admin-test-token-0123456789")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return err
 		}
-		return err
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("viewer / = %d", resp.StatusCode)
+		}
+		return nil
 	})
 	checkAdmin(t, adminAddr, false, `lcpipe_dashboards_requests_total{code="200",route="page"}`, "lcpipe_dashboards_request_duration_seconds_bucket")
 	cancel()

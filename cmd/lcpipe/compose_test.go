@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,18 +21,44 @@ import (
 )
 
 // loadCompose parses docker-compose.yml with the compose-spec reference
-// parser (the one docker compose uses), with interpolation and validation.
+// parser (the one docker compose uses), with interpolation and validation,
+// and the variables `make compose-env` writes to .env (generated afresh
+// into a temporary file: the file is valid only if the generator provides
+// every variable it requires).
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
+	return loadComposeFile(t, "docker-compose.yml", composeEnv(t), true)
+}
+
+// composeEnv runs scripts/compose-env.sh into a temporary .env and returns
+// its path.
+func composeEnv(t *testing.T) string {
+	t.Helper()
 	root, _ := filepath.Abs("../..")
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
-		cli.WithWorkingDirectory(root), cli.WithName("lcpipe"), cli.WithEnv([]string{}))
+	env := filepath.Join(t.TempDir(), ".env")
+	if out, err := exec.Command("bash", filepath.Join(root, "scripts", "compose-env.sh"), env).CombinedOutput(); err != nil {
+		t.Fatalf("compose-env.sh: %v\n%s", err, out)
+	}
+	return env
+}
+
+// loadComposeFile loads a compose file of the repository (or an absolute
+// path) with the variables of envFile, interpolated or not.
+func loadComposeFile(t *testing.T, file, envFile string, interpolate bool) *types.Project {
+	t.Helper()
+	root, _ := filepath.Abs("../..")
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(root, file)
+	}
+	opts, err := cli.NewProjectOptions([]string{file},
+		cli.WithWorkingDirectory(root), cli.WithName("lcpipe"), cli.WithEnv([]string{}),
+		cli.WithEnvFiles(envFile), cli.WithDotEnv, cli.WithInterpolation(interpolate))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := cli.ProjectFromOptions(context.Background(), opts)
 	if err != nil {
-		t.Fatalf("docker-compose.yml does not load: %v", err)
+		t.Fatalf("%s does not load: %v", file, err)
 	}
 	return p
 }

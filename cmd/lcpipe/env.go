@@ -12,9 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/telemetry"
+	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
 
 // errHelp is returned by parse when --help was asked for and printed.
@@ -36,6 +39,7 @@ type invocation struct {
 	fs            *flag.FlagSet
 	vars          []envVar
 	errs          []error
+	maxBody       *int64 // INGEST_MAX_BODY once read (MaxBody)
 	// telOpts are exporters injected instead of the configured ones
 	// (tests: an in-memory span exporter).
 	telOpts telemetry.Options
@@ -211,15 +215,45 @@ func parseBytes(s string) (int64, error) {
 func (inv *invocation) Kafka() kafka.Config {
 	c := kafka.DefaultConfig()
 	c.Brokers = inv.List("KAFKA_BROKERS", strings.Join(c.Brokers, ","), "Kafka bootstrap brokers, comma-separated")
-	c.RawTopic = inv.String("KAFKA_RAW_TOPIC", c.RawTopic, "topic of raw webhook bodies")
-	c.DLQTopic = inv.String("KAFKA_DLQ_TOPIC", c.DLQTopic, "dead-letter topic for records that cannot be processed")
+	inv.kafkaTopics(&c)
 	c.Partitions = int32(inv.Int("KAFKA_TOPIC_PARTITIONS", int(c.Partitions), "partitions of topics created at start"))
 	c.ReplicationFactor = int16(inv.Int("KAFKA_TOPIC_REPLICATION", int(c.ReplicationFactor), "replication factor of topics created at start"))
+	c.MinInsyncReplicas = int16(inv.Int("KAFKA_TOPIC_MIN_INSYNC_REPLICAS", int(max(1, min(2, c.ReplicationFactor))),
+		"min.insync.replicas of topics created at start: replicas that must have a webhook before it is acknowledged (default min(2, KAFKA_TOPIC_REPLICATION))"))
+	// Every command that touches the topics sizes them and its clients from
+	// the largest body ingest accepts, whichever command creates them first.
+	c.MaxMessageBytes = int32(min(inv.MaxBody()+kafka.RecordOverheadBytes, 1<<31-1))
 	c.ClientID = inv.String("KAFKA_CLIENT_ID", "lcpipe-"+inv.name, "client id shown in broker logs")
+	c.TLS = inv.TLS("KAFKA_TLS", "broker", " to the brokers (managed Kafka services require it)")
+	c.SASL.Mechanism = inv.String("KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL; PLAIN sends the password as is: use it with KAFKA_TLS)")
+	c.SASL.Username = inv.String("KAFKA_SASL_USERNAME", "", "SASL user (Confluent Cloud: the API key)")
+	c.SASL.Password = secret.Secret(inv.String("KAFKA_SASL_PASSWORD", "", "SASL password (Confluent Cloud: the API secret)"))
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)
 	}
 	return c
+}
+
+// kafkaTopics reads the topic names and their retention (erase reads only
+// these: to say how long Kafka keeps what it removed).
+func (inv *invocation) kafkaTopics(c *kafka.Config) {
+	c.RawTopic = inv.String("KAFKA_RAW_TOPIC", c.RawTopic, "topic of raw webhook bodies")
+	c.DLQTopic = inv.String("KAFKA_DLQ_TOPIC", c.DLQTopic, "dead-letter topic for records that cannot be processed")
+	c.RawRetention = inv.Duration("KAFKA_RAW_RETENTION", c.RawRetention,
+		"retention.ms of the raw topic when lcpipe creates it (336h = 14 days): webhook bodies, customers' personal data included, stay in Kafka (and replayable) this long, erased ones too; negative keeps them forever. Existing topics are not altered (a warning says so)")
+	c.DLQRetention = inv.Duration("KAFKA_DLQ_RETENTION", c.DLQRetention,
+		"retention.ms of the dead-letter topic when lcpipe creates it (720h = 30 days); negative keeps them forever")
+}
+
+// MaxBody reads INGEST_MAX_BODY (once: Kafka and ingest both use it). Set
+// it alike for ingest and processor: topics created at start get
+// max.message.bytes from it, and clients are built to carry such records.
+func (inv *invocation) MaxBody() int64 {
+	if inv.maxBody == nil {
+		n := inv.Bytes("INGEST_MAX_BODY", int64(ingest.DefaultConfig().MaxBodyBytes), "largest webhook body accepted (413 above); topics created at start get max.message.bytes of this plus 64KiB (headers) and Kafka clients carry such records: set it alike for ingest and processor")
+		inv.maxBody = &n
+	}
+	return *inv.maxBody
 }
 
 // ClickHouse reads the shared ClickHouse variables.
@@ -228,10 +262,25 @@ func (inv *invocation) ClickHouse() chconn.Config {
 	c.Addr = inv.List("CLICKHOUSE_ADDR", strings.Join(c.Addr, ","), "ClickHouse native-protocol address(es), host:port")
 	c.Database = inv.String("CLICKHOUSE_DATABASE", c.Database, "database of the pipeline's tables")
 	c.User = inv.String("CLICKHOUSE_USER", c.User, "ClickHouse user")
-	c.Password = chconn.Secret(inv.String("CLICKHOUSE_PASSWORD", "", "ClickHouse password"))
+	c.Password = secret.Secret(inv.String("CLICKHOUSE_PASSWORD", "", "ClickHouse password"))
 	c.Cluster = inv.String("CLICKHOUSE_CLUSTER", "", "cluster name: migrations use ON CLUSTER and Replicated engines")
+	c.TLS = inv.TLS("CLICKHOUSE_TLS", "server", ": CLICKHOUSE_ADDR is then the secure native port, usually 9440 (ClickHouse Cloud requires it)")
 	if err := c.Validate(); err != nil {
 		inv.errs = append(inv.errs, err)
 	}
 	return c
+}
+
+// TLS reads the TLS variables of one connection: prefix (on/off),
+// prefix_CA_FILE, prefix_CERT_FILE, prefix_KEY_FILE and
+// prefix_SERVER_NAME. peer is "broker" or "server"; note is added to the
+// on/off help. The package that dials validates them.
+func (inv *invocation) TLS(prefix, peer, note string) tlsconf.Config {
+	return tlsconf.Config{
+		Enabled:    inv.Bool(prefix, false, "connect with TLS"+note),
+		CAFile:     inv.String(prefix+"_CA_FILE", "", "PEM file of the CA(s) trusted to sign the "+peer+" certificate (default: the system's roots)"),
+		CertFile:   inv.String(prefix+"_CERT_FILE", "", "PEM client certificate, when the "+peer+" requires one (with "+prefix+"_KEY_FILE)"),
+		KeyFile:    inv.String(prefix+"_KEY_FILE", "", "unencrypted PEM private key of "+prefix+"_CERT_FILE"),
+		ServerName: inv.String(prefix+"_SERVER_NAME", "", "name the "+peer+" certificate must carry (default: the host dialled)"),
+	}
 }

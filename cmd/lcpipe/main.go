@@ -41,6 +41,9 @@ func commands() []command {
 		{"group", groupSummary, runGroup},
 		{"replay", replaySummary, runReplay},
 		{"audit", auditSummary, runAudit},
+		{"analysts", analystsSummary, runAnalysts},
+		{"retention", retentionSummary, runRetention},
+		{"erase", eraseSummary, runErase},
 		{"healthcheck", "GET a URL and exit 0 on HTTP 200 (container healthchecks)", runHealthcheck},
 	}
 }

@@ -38,6 +38,7 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	telCfg := telemetryEnv(inv)
 	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
 	settle := settleOptions(inv)
+	keep := retentionOptions(inv)
 	// The LiveChat app (OAuth), when configured, names agents and groups.
 	app, appErr := setupApp(ctx, inv)
 	if err := inv.parse(); err != nil {
@@ -116,14 +117,24 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	running.Store(p)
 	// The dashboards' day rollups are kept next to the writes; stopped when
 	// the processor stops.
+	// So is data retention (RETENTION_DAYS); the settler leaves the days
+	// it drops alone.
+	withHorizon(settle, *keep)
 	sctx, stopSettler := context.WithCancel(ctx)
 	waitSettler, err := startSettler(sctx, inv, chcfg, *settle)
 	if err != nil {
 		stopSettler()
 		return err
 	}
+	waitRetention, err := startRetention(sctx, inv, chcfg, *keep)
+	if err != nil {
+		stopSettler()
+		waitSettler()
+		return err
+	}
 	err = p.Run(ctx)
 	stopSettler()
 	waitSettler()
+	waitRetention()
 	return err
 }

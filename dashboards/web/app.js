@@ -258,6 +258,8 @@ const DRAW = { stat: drawStat, table: drawTable, bar: drawBar, timeseries: drawT
 
 async function getJSON(url) {
   const r = await fetch(url, { cache: 'no-store' });
+  // Signed out (session expired, server restarted): back to the sign-in page.
+  if (r.status === 401) { location.href = '/signin'; throw new Error('signed out'); }
   const body = await r.json().catch(() => ({ error: 'bad response (' + r.status + ')' }));
   if (!r.ok) throw new Error((body.error || r.statusText) + (body.request_id ? ' [request ' + body.request_id + ']' : ''));
   return body;
@@ -266,7 +268,10 @@ async function getJSON(url) {
 async function loadFilters(s) {
   try {
     const f = await getJSON('/api/filters?org=' + encodeURIComponent(s.org));
-    fill($('org'), [['', 'All']].concat(f.orgs.map((o) => [o, o])), s.org);
+    // A viewer of one organization sees only it (the server enforces it).
+    const own = state.viewer && state.viewer.organization;
+    if (own) fill($('org'), [[own, own]], own); else fill($('org'), [['', 'All']].concat(f.orgs.map((o) => [o, o])), s.org);
+    $('org').disabled = !!own;
     fill($('group'), [['-1', 'All']].concat(f.groups.map((g) => [String(g), 'group ' + g])), s.group);
     fill($('agent'), [['', 'All']].concat(f.agents.map((a) => [a, a])), s.agent);
   } catch (e) {
@@ -342,7 +347,10 @@ function toLocalInput(ms) { return new Date(ms).toISOString().slice(0, 16); }
 async function main() {
   const meta = await getJSON('/api/dashboards');
   state.dashboards = meta.dashboards;
+  state.viewer = meta.viewer || {};
+  $('who').textContent = state.viewer.organization ? 'organization ' + state.viewer.organization : 'all organizations (token)';
   const s = readURL();
+  if (state.viewer.organization) s.org = state.viewer.organization;
   if (!s.refresh) s.refresh = String(meta.refresh_seconds);
   $('range').value = s.range;
   $('refresh').value = [...$('refresh').options].some((o) => o.value === s.refresh) ? s.refresh : '30';

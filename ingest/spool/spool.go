@@ -14,10 +14,20 @@
 // takes every append waiting at that moment, writes them with one write and
 // shares one fsync, so the cost of fsync is paid per batch, not per request.
 //
-// Crash safety: a kill -9 during a write can leave a torn frame at the end of
-// the segment that was being written. It was never acknowledged (fsync had
-// not returned), so Open detects it (short frame or CRC mismatch), truncates
-// the file at the last good frame and carries on; it never refuses to start.
+// Every record in a segment was acknowledged, so nothing the spool reads
+// back is ever thrown away, with one exception: a kill -9 or power loss
+// during a write can leave a torn frame at the end of the segment that was
+// being written (the newest one). That frame was never acknowledged (fsync
+// had not returned), so Open cuts it: a frame that runs past the end of the
+// file, a last frame whose checksum fails, or a zero-filled tail. Anything
+// else that does not read back — a damaged frame in the middle of a segment
+// or in an older segment, a disk I/O error — is a Fault: the file is kept
+// whole, the drain delivers what comes before the damage and then stops
+// there, the fault is logged and shown in Stats (ingest's /readyz fails with
+// it), and the drain retries the read with back-off, so it carries on by
+// itself once the disk reads again (or an operator put a repaired copy in
+// place; moving the segment out of the folder and restarting also clears
+// it, the file then holds the records for a manual replay).
 //
 // Drain reads sealed segments oldest first and deletes a segment only after
 // every record in it was delivered, so a crash during the drain repeats some
@@ -25,15 +35,11 @@
 package spool
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,12 +61,11 @@ var (
 	ErrTooLarge = errors.New("spool: record too large")
 )
 
-const (
-	frameHeader = 8
-	segSuffix   = ".seg"
-)
+const segSuffix = ".seg"
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// TornDir is the folder (under Config.Dir) where Open keeps the bytes it
+// cut from a torn tail, so even a misjudged tail is never destroyed.
+const TornDir = "torn"
 
 // Config of a spool.
 type Config struct {
@@ -71,22 +76,33 @@ type Config struct {
 	// SegmentBytes is the size after which the writer starts a new segment.
 	// Default 16 MiB.
 	SegmentBytes int64
-	// MaxRecordBytes bounds one record; a frame claiming more is treated as
-	// corruption by Open. Default 64 MiB.
+	// MaxRecordBytes bounds one record; a frame claiming more is damage.
+	// Default 64 MiB.
 	MaxRecordBytes int
 	// DrainBatchRecords and DrainBatchBytes bound one delivery. Defaults 1000
 	// and 4 MiB.
 	DrainBatchRecords int
 	DrainBatchBytes   int
 	// RetryMin and RetryMax bound the jittered exponential back-off between
-	// failed deliveries. Defaults 100 ms and 5 s.
+	// failed deliveries, and between reads of a segment that does not read
+	// back (a Fault). Defaults 100 ms and 5 s.
 	RetryMin, RetryMax time.Duration
-	// Log receives warnings (truncated tails, failed deliveries). Default: discard.
+	// Log receives warnings (cut tails, faults, failed deliveries).
+	// Default: discard.
 	Log *slog.Logger
 	// ExtraBytes, when set, is bytes held elsewhere on the same disk that
 	// count toward MaxBytes (ingest's quarantine of webhooks Kafka
 	// refused). It is called on every Append: keep it cheap (cached).
 	ExtraBytes func() int64
+	// Recovered, when set, is called by Open with every record found in
+	// the spool (oldest first), before Open returns: the caller can learn
+	// what a previous run left (ingest: the keys of spooled records).
+	// Records past a Fault are not seen.
+	Recovered func(rec []byte)
+
+	// openRead opens a segment for reading (tests inject read errors).
+	// Default: os.Open.
+	openRead func(path string) (io.ReadCloser, error)
 }
 
 // DefaultConfig returns the defaults documented on Config for dir.
@@ -129,6 +145,9 @@ func (c *Config) fill() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.openRead == nil {
+		c.openRead = func(path string) (io.ReadCloser, error) { return os.Open(path) }
+	}
 }
 
 // Validate reports every problem of the configuration at once.
@@ -149,9 +168,27 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Fault describes spooled records that cannot be read back now: a disk
+// read error, or a damaged frame that a crash cannot explain. The file is
+// kept; the drain stops in front of it and tries again with back-off.
+type Fault struct {
+	// Segment is the file name, Offset where the unreadable frame starts.
+	Segment string `json:"segment"`
+	Offset  int64  `json:"offset"`
+	// Error says what is wrong.
+	Error string `json:"error"`
+	// Since is when it was first seen.
+	Since time.Time `json:"since"`
+}
+
+func (f *Fault) String() string {
+	return fmt.Sprintf("segment %s unreadable at offset %d since %s: %s", f.Segment, f.Offset, f.Since.UTC().Format(time.RFC3339), f.Error)
+}
+
 // Stats is a snapshot of the spool's depth.
 type Stats struct {
-	// Records appended and not yet delivered.
+	// Records appended and not yet delivered (records past a Fault are
+	// not known, hence not counted).
 	Records int64 `json:"records"`
 	// Bytes on disk, frames included.
 	Bytes int64 `json:"bytes"`
@@ -159,13 +196,28 @@ type Stats struct {
 	Segments int `json:"segments"`
 	// MaxBytes is the configured cap.
 	MaxBytes int64 `json:"max_bytes"`
+	// Fault is set while records cannot be read back (the drain is stopped
+	// in front of them); nil when everything reads.
+	Fault *Fault `json:"fault,omitempty"`
+	// Faults counts the faults seen since Open (a gauge of trouble even
+	// when the current one cleared).
+	Faults int64 `json:"faults"`
+	// TornTails counts tails cut by Open (kept under TornDir).
+	TornTails int64 `json:"torn_tails"`
 }
 
 type segment struct {
-	seq     uint64
-	path    string
-	size    int64
+	seq  uint64
+	path string
+	// size is the bytes of the file that belong to the spool (all of it,
+	// once Open cut a torn tail), counted in Spool.bytes.
+	size int64
+	// records is how many records of it are counted in Spool.records and
+	// not yet delivered.
 	records int64
+	// fault is set when Open could not read all of it: the drain then
+	// reads past records as far as the file lets it.
+	fault *Fault
 }
 
 type appendReq struct {
@@ -190,13 +242,19 @@ type Spool struct {
 	activeSg segment
 	nextSeq  uint64
 	closed   bool
+	fault    *Fault // the drain's current fault
 
 	records atomic.Int64
 	bytes   atomic.Int64
+	faults  atomic.Int64
+	torn    atomic.Int64
 }
 
 // Open opens (or creates) the spool in cfg.Dir, validating existing
-// segments and truncating a torn tail, and starts the writer goroutine.
+// segments (a torn tail of the newest one is cut, see the package doc;
+// damage elsewhere becomes a Fault, never an error: the spool opens and
+// keeps every file), and starts the writer goroutine. It fails only when
+// the folder itself cannot be used.
 func Open(cfg Config) (*Spool, error) {
 	cfg.fill()
 	if err := cfg.Validate(); err != nil {
@@ -230,18 +288,23 @@ func Open(cfg Config) (*Spool, error) {
 		segs = append(segs, segment{seq: seq, path: filepath.Join(cfg.Dir, name)})
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].seq < segs[j].seq })
-	for _, sg := range segs {
+	for i, sg := range segs {
 		if sg.seq >= s.nextSeq {
 			s.nextSeq = sg.seq + 1
 		}
-		if err := s.recover(&sg); err != nil {
+		if err := s.scan(&sg, i == len(segs)-1); err != nil {
 			return nil, err
 		}
-		if sg.records == 0 {
+		if sg.size == 0 && sg.fault == nil {
 			if err := os.Remove(sg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("spool: remove empty segment: %w", err)
 			}
 			continue
+		}
+		if sg.fault != nil {
+			s.faults.Add(1)
+			cfg.Log.Error("spool: segment does not read back; kept whole, the drain will stop in front of the damage and retry",
+				"segment", sg.fault.Segment, "offset", sg.fault.Offset, "readable_records", sg.records, "error", sg.fault.Error)
 		}
 		s.sealed = append(s.sealed, sg)
 		s.records.Add(sg.records)
@@ -250,98 +313,142 @@ func Open(cfg Config) (*Spool, error) {
 	if err := syncDir(cfg.Dir); err != nil {
 		return nil, err
 	}
-	if n := s.records.Load(); n > 0 {
-		cfg.Log.Info("spool holds records from a previous run", "records", n, "bytes", s.bytes.Load(), "segments", len(s.sealed))
+	if len(s.sealed) > 0 {
+		cfg.Log.Info("spool holds records from a previous run", "records", s.records.Load(), "bytes", s.bytes.Load(), "segments", len(s.sealed))
 		s.signal()
 	}
 	go s.writer()
 	return s, nil
 }
 
-// recover scans a segment, counts its good frames and truncates whatever
-// follows the last good one.
-func (s *Spool) recover(sg *segment) error {
-	f, err := os.OpenFile(sg.path, os.O_RDWR, 0)
+// scan reads a segment at Open: it counts its records (handing each to
+// Config.Recovered) and decides what a frame that does not read back is.
+// Only in the newest segment, and only when it is a torn tail, are bytes
+// cut (and kept under TornDir); otherwise sg.fault is set and the file is
+// left as it is. The error is for what leaves the spool unusable (the torn
+// tail cannot be cut or kept).
+func (s *Spool) scan(sg *segment, newest bool) error {
+	base := filepath.Base(sg.path)
+	fi, err := os.Stat(sg.path)
 	if err != nil {
-		return fmt.Errorf("spool: open %s: %w", sg.path, err)
+		sg.fault = &Fault{Segment: base, Error: "stat: " + err.Error(), Since: time.Now()}
+		return nil
+	}
+	sg.size = fi.Size()
+	f, err := s.cfg.openRead(sg.path)
+	if err != nil {
+		sg.fault = &Fault{Segment: base, Error: "open: " + err.Error(), Since: time.Now()}
+		return nil
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("spool: stat %s: %w", sg.path, err)
-	}
-	r := newFrameReader(f, s.cfg.MaxRecordBytes)
-	var good int64
-	var n int64
+	r := newFrameReader(f, sg.size, s.cfg.MaxRecordBytes)
 	for {
-		_, err := r.next()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				s.cfg.Log.Warn("spool: torn or corrupt tail truncated", "segment", filepath.Base(sg.path),
-					"kept_records", n, "kept_bytes", good, "dropped_bytes", fi.Size()-good, "reason", err.Error())
+		p, err := r.next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var fe *frameError
+		if err != nil && errors.As(err, &fe) {
+			if newest && fe.IO == nil && s.tornTail(sg, fe) {
+				return s.cutTail(sg, r.off, fe)
 			}
-			break
+			sg.fault = &Fault{Segment: base, Offset: fe.Off, Error: fe.Error(), Since: time.Now()}
+			return nil
 		}
-		n++
-		good = r.off
-	}
-	if good < fi.Size() {
-		if err := f.Truncate(good); err != nil {
-			return fmt.Errorf("spool: truncate %s: %w", sg.path, err)
-		}
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("spool: sync %s: %w", sg.path, err)
+		sg.records++
+		if s.cfg.Recovered != nil {
+			s.cfg.Recovered(p)
 		}
 	}
-	sg.size, sg.records = good, n
+}
+
+// tornTail reports whether a frame that failed at Open in the newest
+// segment is what a crash during a write leaves: it runs past the end of
+// the file, it is the last frame and fails its checksum, or the rest of
+// the file is zeros (extended but never written).
+func (s *Spool) tornTail(sg *segment, fe *frameError) bool {
+	if fe.Torn || fe.End == sg.size {
+		return true
+	}
+	f, err := s.cfg.openRead(sg.path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := io.CopyN(io.Discard, f, fe.Off); err != nil {
+		return false
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.Read(buf)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// cutTail moves the bytes after the last good frame to TornDir (fsynced)
+// and truncates the segment there.
+func (s *Spool) cutTail(sg *segment, good int64, fe *frameError) error {
+	b, err := os.ReadFile(sg.path)
+	if err != nil || int64(len(b)) != sg.size {
+		// Could not keep a copy: keep the file whole instead.
+		sg.fault = &Fault{Segment: filepath.Base(sg.path), Offset: fe.Off, Error: fmt.Sprintf("%v (tail not cut: cannot copy it: %v)", fe, err), Since: time.Now()}
+		return nil
+	}
+	dir := filepath.Join(s.cfg.Dir, TornDir)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("spool: keep torn tail: %w", err)
+	}
+	keep := filepath.Join(dir, fmt.Sprintf("%s.%d.tail", strings.TrimSuffix(filepath.Base(sg.path), segSuffix), good))
+	if err := writeFileSync(keep, b[good:]); err != nil {
+		return fmt.Errorf("spool: keep torn tail: %w", err)
+	}
+	if err := os.Truncate(sg.path, good); err != nil {
+		return fmt.Errorf("spool: truncate %s: %w", sg.path, err)
+	}
+	f, err := os.OpenFile(sg.path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("spool: sync %s: %w", sg.path, err)
+	}
+	serr := f.Sync()
+	f.Close()
+	if serr != nil {
+		return fmt.Errorf("spool: sync %s: %w", sg.path, serr)
+	}
+	s.torn.Add(1)
+	s.cfg.Log.Warn("spool: torn tail of the newest segment cut (a crash during a write; never acknowledged)",
+		"segment", filepath.Base(sg.path), "kept_records", sg.records, "kept_bytes", good,
+		"cut_bytes", sg.size-good, "copy", keep, "reason", fe.Error())
+	sg.size = good
 	return nil
 }
 
-var errCorrupt = errors.New("corrupt frame")
-
-type frameReader struct {
-	br  *bufio.Reader
-	off int64
-	max int
-	hdr [frameHeader]byte
-}
-
-func newFrameReader(r io.Reader, max int) *frameReader {
-	return &frameReader{br: bufio.NewReaderSize(r, 256<<10), max: max}
-}
-
-// next returns the next payload; io.EOF at a clean end, otherwise an error
-// describing the torn or corrupt frame.
-func (fr *frameReader) next() ([]byte, error) {
-	if _, err := io.ReadFull(fr.br, fr.hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
-		}
-		return nil, fmt.Errorf("%w: short header at %d", errCorrupt, fr.off)
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
 	}
-	n := binary.BigEndian.Uint32(fr.hdr[0:4])
-	sum := binary.BigEndian.Uint32(fr.hdr[4:8])
-	// Records are never empty, so a zero length is a zero-filled tail
-	// (a file extended but not written before a crash), not a record.
-	if n == 0 || int64(n) > int64(fr.max) {
-		return nil, fmt.Errorf("%w: length %d at %d", errCorrupt, n, fr.off)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
 	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(fr.br, p); err != nil {
-		return nil, fmt.Errorf("%w: short payload at %d", errCorrupt, fr.off)
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
 	}
-	if crc32.Checksum(p, castagnoli) != sum {
-		return nil, fmt.Errorf("%w: checksum mismatch at %d", errCorrupt, fr.off)
+	if err := f.Close(); err != nil {
+		return err
 	}
-	fr.off += frameHeader + int64(n)
-	return p, nil
-}
-
-func appendFrame(dst, p []byte) []byte {
-	var h [frameHeader]byte
-	binary.BigEndian.PutUint32(h[0:4], uint32(len(p)))
-	binary.BigEndian.PutUint32(h[4:8], crc32.Checksum(p, castagnoli))
-	return append(append(dst, h[:]...), p...)
+	return syncDir(filepath.Dir(path))
 }
 
 // Append makes rec durable: it returns nil only after the record was written
@@ -386,18 +493,56 @@ func (s *Spool) Append(ctx context.Context, rec []byte) error {
 	}
 }
 
-// Pending is the number of records appended and not yet delivered.
+// Pending is the number of records appended and not yet delivered (records
+// past a Fault are not known, hence not counted: use Empty to know whether
+// the spool holds anything).
 func (s *Spool) Pending() int64 { return s.records.Load() }
 
-// Stats returns the current depth.
+// Empty reports whether the spool holds nothing to deliver: no record and
+// no segment kept for a fault.
+func (s *Spool) Empty() bool {
+	if s.records.Load() > 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sealed) == 0 && s.activeSg.records == 0
+}
+
+// Stats returns the current depth and fault.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	n := len(s.sealed)
 	if s.active != nil {
 		n++
 	}
+	fault := s.currentFaultLocked()
 	s.mu.Unlock()
-	return Stats{Records: s.records.Load(), Bytes: s.bytes.Load(), Segments: n, MaxBytes: s.cfg.MaxBytes}
+	return Stats{Records: s.records.Load(), Bytes: s.bytes.Load(), Segments: n, MaxBytes: s.cfg.MaxBytes,
+		Fault: fault, Faults: s.faults.Load(), TornTails: s.torn.Load()}
+}
+
+// Fault returns the current fault, nil when every spooled record reads.
+func (s *Spool) Fault() *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.currentFaultLocked()
+}
+
+// currentFaultLocked is the drain's fault, else the first segment Open
+// could not read whole.
+func (s *Spool) currentFaultLocked() *Fault {
+	if s.fault != nil {
+		f := *s.fault
+		return &f
+	}
+	for _, sg := range s.sealed {
+		if sg.fault != nil {
+			f := *sg.fault
+			return &f
+		}
+	}
+	return nil
 }
 
 // Writable reports whether the spool accepts a record of n bytes now (not
@@ -522,14 +667,11 @@ func (s *Spool) write(p []byte, n int64) error {
 		s.active, s.activeSg = f, segment{seq: seq, path: path}
 	}
 	if _, err := s.active.Write(p); err != nil {
-		// A partial write leaves a torn frame; seal the segment where it
-		// is so nothing is appended after the tear, and let Open's
-		// truncation deal with it on the next start.
-		s.abandonActiveLocked()
+		s.abandonActiveLocked(err)
 		return fmt.Errorf("spool: write: %w", err)
 	}
 	if err := s.active.Sync(); err != nil {
-		s.abandonActiveLocked()
+		s.abandonActiveLocked(err)
 		return fmt.Errorf("spool: fsync: %w", err)
 	}
 	s.activeSg.size += int64(len(p))
@@ -542,10 +684,21 @@ func (s *Spool) write(p []byte, n int64) error {
 	return nil
 }
 
-// abandonActiveLocked closes a segment after a failed write. Its good
-// records stay counted (they were acknowledged); the file is recovered
-// like a torn tail when it is drained.
-func (s *Spool) abandonActiveLocked() {
+// abandonActiveLocked closes a segment after a failed write or fsync. The
+// records of that batch were not acknowledged; cutting them off here (the
+// file stays at its last good size) keeps a later Open from mistaking the
+// partial write for damage once a newer segment exists. If even that
+// fails, the drain reads only the good size and a later Open reports the
+// rest as a Fault: the good records are never dropped.
+func (s *Spool) abandonActiveLocked(cause error) {
+	if s.active != nil {
+		if err := s.active.Truncate(s.activeSg.size); err != nil {
+			s.cfg.Log.Error("spool: cannot cut a failed write off its segment", "segment", filepath.Base(s.activeSg.path),
+				"good_bytes", s.activeSg.size, "write_error", cause, "error", err)
+		} else {
+			_ = s.active.Sync()
+		}
+	}
 	s.sealActiveLocked()
 }
 
@@ -596,149 +749,6 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Deliver hands a batch of records, in spool order, to their destination.
-// It returns nil only when every record of the batch is durable there.
-type Deliver func(ctx context.Context, records [][]byte) error
-
-// Drain delivers spooled records in order until ctx is cancelled, then
-// returns ctx's error. A failed delivery is retried (the same batch, from
-// its first record) with jittered exponential back-off; a segment file is
-// deleted only after all its records were delivered.
-func (s *Spool) Drain(ctx context.Context, deliver Deliver) error {
-	for {
-		sg, ok := s.oldestSealed(ctx)
-		if !ok {
-			return ctx.Err()
-		}
-		if err := s.drainSegment(ctx, sg, deliver); err != nil {
-			return err
-		}
-	}
-}
-
-// oldestSealed waits until a sealed segment exists (sealing the active one
-// when it holds the only records) and returns it.
-func (s *Spool) oldestSealed(ctx context.Context) (segment, bool) {
-	for {
-		s.mu.Lock()
-		if len(s.sealed) > 0 {
-			sg := s.sealed[0]
-			s.mu.Unlock()
-			return sg, true
-		}
-		hasActive := s.active != nil && s.activeSg.records > 0
-		closed := s.closed
-		s.mu.Unlock()
-		if hasActive && !closed {
-			req := &appendReq{seal: true, done: make(chan error, 1)}
-			select {
-			case s.reqs <- req:
-				select {
-				case <-req.done:
-				case <-ctx.Done():
-					return segment{}, false
-				}
-				continue
-			case <-ctx.Done():
-				return segment{}, false
-			case <-s.stop:
-			}
-		}
-		select {
-		case <-s.wake:
-		case <-ctx.Done():
-			return segment{}, false
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (s *Spool) drainSegment(ctx context.Context, sg segment, deliver Deliver) error {
-	f, err := os.Open(sg.path)
-	if err != nil {
-		return fmt.Errorf("spool: open %s for drain: %w", sg.path, err)
-	}
-	defer f.Close()
-	r := newFrameReader(io.LimitReader(f, sg.size), s.cfg.MaxRecordBytes)
-	var delivered int64
-	var batch [][]byte
-	var batchBytes int
-	eof := false
-	for !eof {
-		batch, batchBytes = batch[:0], 0
-		for len(batch) < s.cfg.DrainBatchRecords && batchBytes < s.cfg.DrainBatchBytes {
-			p, err := r.next()
-			if errors.Is(err, io.EOF) {
-				eof = true
-				break
-			}
-			if err != nil {
-				// Only possible if the disk changed under us: what
-				// was validated at write time no longer reads back.
-				s.cfg.Log.Error("spool: unreadable frame while draining; rest of segment skipped",
-					"segment", filepath.Base(sg.path), "error", err)
-				eof = true
-				break
-			}
-			batch = append(batch, p)
-			batchBytes += len(p)
-		}
-		if len(batch) == 0 {
-			break
-		}
-		if err := s.deliverWithRetry(ctx, batch, deliver); err != nil {
-			return err
-		}
-		delivered += int64(len(batch))
-		s.records.Add(-int64(len(batch)))
-	}
-	if err := os.Remove(sg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool: remove drained segment: %w", err)
-	}
-	if err := syncDir(s.cfg.Dir); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	if len(s.sealed) > 0 && s.sealed[0].seq == sg.seq {
-		s.sealed = s.sealed[1:]
-	}
-	s.mu.Unlock()
-	s.bytes.Add(-sg.size)
-	if rest := sg.records - delivered; rest > 0 {
-		s.records.Add(-rest) // skipped unreadable frames
-	}
-	return nil
-}
-
-func (s *Spool) deliverWithRetry(ctx context.Context, batch [][]byte, deliver Deliver) error {
-	wait := s.cfg.RetryMin
-	for attempt := 1; ; attempt++ {
-		err := deliver(ctx, batch)
-		if err == nil {
-			if attempt > 1 {
-				s.cfg.Log.Info("spool: delivery recovered", "attempts", attempt, "records", len(batch))
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if attempt == 1 || attempt%10 == 0 {
-			s.cfg.Log.Warn("spool: delivery failed, will retry", "attempt", attempt, "records", len(batch), "error", err)
-		}
-		// Full jitter in [wait/2, wait].
-		d := wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
-		wait = min(wait*2, s.cfg.RetryMax)
-	}
-}
-
 // Oldest returns the first record of the oldest segment on disk (nil when
 // the spool is empty), for the age of the oldest spooled webhook. A segment
 // is deleted only once fully delivered, so while one is being drained this
@@ -765,7 +775,11 @@ func (s *Spool) Oldest() ([]byte, error) {
 		return nil, fmt.Errorf("spool: open %s: %w", sg.path, err)
 	}
 	defer f.Close()
-	p, err := newFrameReader(f, s.cfg.MaxRecordBytes).next()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("spool: stat %s: %w", sg.path, err)
+	}
+	p, err := newFrameReader(f, fi.Size(), s.cfg.MaxRecordBytes).next()
 	if errors.Is(err, io.EOF) {
 		return nil, nil
 	}

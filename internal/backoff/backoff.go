@@ -101,7 +101,9 @@ func Permanent(err error) error {
 
 // Retryable reports whether repeating the operation may succeed: anything
 // but an error marked Permanent, a cancelled or expired context, or a
-// record refused for its content (Refused). Unknown errors are retryable:
+// record refused for its content (Refused), or an error whose type says it
+// is not (a Retryable() bool method, like an API's own errors). Unknown
+// errors are retryable:
 // for a pipeline that must not lose data, stalling (visibly) beats
 // dropping.
 func Retryable(err error) bool {
@@ -115,7 +117,15 @@ func Retryable(err error) bool {
 	// Everything else is the infrastructure's (a broker or server away,
 	// restarting, overloaded, misconfigured): it heals or an operator
 	// heals it, and the data waits.
-	return !Refused(err)
+	if Refused(err) {
+		return false
+	}
+	// An error that knows (an API's own error type) says so itself.
+	var self interface{ Retryable() bool }
+	if errors.As(err, &self) {
+		return self.Retryable()
+	}
+	return true
 }
 
 // Refused reports whether a service refused a record for its content, so

@@ -83,3 +83,14 @@ func TestRetry(t *testing.T) {
 		t.Fatalf("cancelled retry: %v", err)
 	}
 }
+
+type apiErr struct{ retry bool }
+
+func (e apiErr) Error() string   { return "api" }
+func (e apiErr) Retryable() bool { return e.retry }
+
+func TestErrorsSayTheirOwnRetryability(t *testing.T) {
+	if !Retryable(fmt.Errorf("call: %w", apiErr{true})) || Retryable(fmt.Errorf("call: %w", apiErr{false})) {
+		t.Fatal("an error's own Retryable must decide")
+	}
+}

@@ -7,11 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/internal/tlsconf"
 )
 
 // Config is the ClickHouse part of a component's configuration.
@@ -22,7 +26,7 @@ type Config struct {
 	Database string
 	// User and Password; default user "default" with no password.
 	User     string
-	Password Secret
+	Password secret.Secret
 	// Cluster, when set, makes migrations use ON CLUSTER and Replicated engines.
 	Cluster string
 	// DialTimeout and ReadTimeout bound each connection attempt and query.
@@ -30,21 +34,13 @@ type Config struct {
 	ReadTimeout time.Duration
 	// MaxOpenConns bounds the pool. Default 8.
 	MaxOpenConns int
+	// TLS, off by default, connects to the secure native port (9440 on
+	// ClickHouse Cloud and most servers) instead of the plaintext one.
+	TLS tlsconf.Config
 }
 
-// Secret is a string that does not print, so a logged config leaks nothing.
-type Secret string
-
-// String hides the value.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// LogValue hides the value from log/slog too.
-func (s Secret) LogValue() string { return s.String() }
+// tlsNames are the variables the TLS settings come from, for errors.
+var tlsNames = tlsconf.NamesFor("CLICKHOUSE_TLS", "server")
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
@@ -70,6 +66,9 @@ func (c Config) Validate() error {
 	if c.Cluster != "" && !ValidIdent(c.Cluster) {
 		errs = append(errs, fmt.Errorf("clickhouse: cluster name %q must match [A-Za-z_][A-Za-z0-9_]*", c.Cluster))
 	}
+	if err := c.TLS.Validate(tlsNames); err != nil {
+		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -88,27 +87,43 @@ func ValidIdent(s string) bool {
 }
 
 // Open connects without selecting a database (migrations create it) and
-// checks the server answers.
+// checks the server answers. With TLS on, a failed handshake is a
+// *tlsconf.SettingError naming the setting to fix (CLICKHOUSE_TLS_CA_FILE
+// when the CA does not trust the server's certificate).
 func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
-	conn, err := ch.Open(&ch.Options{
+	opts := &ch.Options{
 		Protocol: ch.Native,
 		Addr:     cfg.Addr,
 		Auth: ch.Auth{
 			Database: "default",
 			Username: cfg.User,
-			Password: string(cfg.Password),
+			Password: cfg.Password.Reveal(),
 		},
 		DialTimeout:     cfg.DialTimeout,
 		ReadTimeout:     cfg.ReadTimeout,
 		MaxOpenConns:    cfg.MaxOpenConns,
 		MaxIdleConns:    cfg.MaxOpenConns,
 		ConnMaxLifetime: time.Hour,
-	})
+	}
+	tc, err := cfg.TLS.Load(tlsNames)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	if tc != nil {
+		// Our own dialer rather than Options.TLS: it honours ctx and
+		// reports handshake failures by setting (tlsconf.Explain).
+		dial := tlsconf.Dialer(&net.Dialer{Timeout: cfg.DialTimeout}, tc, cfg.TLS, tlsNames)
+		opts.DialContext = func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }
+	}
+	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: open %s: %w", strings.Join(cfg.Addr, ","), err)
 	}
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
+		if cfg.TLS.Enabled {
+			err = tlsconf.Refused(err, tlsNames)
+		}
 		return nil, fmt.Errorf("clickhouse: ping %s: %w", strings.Join(cfg.Addr, ","), err)
 	}
 	return conn, nil

@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 )
 
 func TestSecretDoesNotPrint(t *testing.T) {
-	s := chconn.Secret("hunter2")
+	s := secret.Secret("hunter2")
 	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s", s, s), fmt.Sprintf("%+v", chconn.Config{Password: s})} {
 		if strings.Contains(out, "hunter2") {
 			t.Fatalf("secret printed: %s", out)

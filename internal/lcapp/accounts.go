@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // tokenInfo is GET /v2/info (oauth.md §3.7).
@@ -22,7 +24,7 @@ type tokenInfo struct {
 // errTokenInvalid: the accounts service does not know the token (revoked/expired).
 var errTokenInvalid = errors.New("access token is not valid at LiveChat accounts")
 
-func (a *App) accounts(ctx context.Context, method, path string, token Secret) (*http.Response, []byte, error) {
+func (a *App) accounts(ctx context.Context, method, path string, token secret.Secret) (*http.Response, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HTTPTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(a.cfg.AccountsURL, "/")+path, nil)
@@ -40,7 +42,7 @@ func (a *App) accounts(ctx context.Context, method, path string, token Secret) (
 }
 
 // info validates an access token (and that it belongs to our Client ID).
-func (a *App) info(ctx context.Context, token Secret) (*tokenInfo, error) {
+func (a *App) info(ctx context.Context, token secret.Secret) (*tokenInfo, error) {
 	resp, body, err := a.accounts(ctx, http.MethodGet, "/v2/info", token)
 	if err != nil {
 		return nil, err
@@ -60,7 +62,7 @@ func (a *App) info(ctx context.Context, token Secret) (*tokenInfo, error) {
 
 // revoke revokes an access token and its paired refresh token (§3.6);
 // an unknown token (404) counts as revoked.
-func (a *App) revoke(ctx context.Context, token Secret) error {
+func (a *App) revoke(ctx context.Context, token secret.Secret) error {
 	if token == "" {
 		return nil
 	}

@@ -18,7 +18,7 @@
 // are refused even if they carry the right secret.
 //
 // Everything that leaves the process through logs or HTTP bodies goes
-// through Secret, which does not print.
+// through secret.Secret, which does not print.
 package lcapp
 
 import (
@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // DefaultActions are every v3.6 webhook action: the processor decodes and
@@ -69,7 +71,7 @@ const (
 type Config struct {
 	// ClientID and ClientSecret of the server-side app (Developer Console).
 	ClientID     string
-	ClientSecret Secret
+	ClientSecret secret.Secret
 	// PublicBaseURL is where LiveChat and browsers reach the ingest service,
 	// e.g. https://lcpipe.example.com. Webhooks are registered at
 	// PublicBaseURL+WebhookPath, the OAuth redirect is PublicBaseURL+CallbackPath.
@@ -79,7 +81,7 @@ type Config struct {
 	// APIURL is the versioned API base. Default https://api.livechatinc.com/v3.6.
 	APIURL string
 	// EncryptionKey (32 bytes) seals the store (AES-256-GCM).
-	EncryptionKey Secret
+	EncryptionKey secret.Secret
 	// StorePath is the bbolt file. Default .run/lcapp.db.
 	StorePath string
 	// Actions to register. Default DefaultActions.
@@ -168,6 +170,13 @@ type App struct {
 
 	done chan struct{}
 	stop context.CancelFunc
+
+	// regMu serializes, in the process, what the registrations file lock
+	// serializes across processes (lockRegistrations).
+	regMu sync.Mutex
+	// lockWaited, when set (tests), is called when the registrations lock
+	// is held by someone else and this App has to wait for it.
+	lockWaited func()
 }
 
 type lastWebhook struct {
@@ -214,7 +223,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 			// No Scopes: the app is granted the scopes configured in the
 			// Developer Console; scope= is only documented for the JS SDK.
 		},
-		sessions: newSessions(cfg.SessionTTL, cfg.Now),
+		sessions: newSessions(cfg.SessionTTL, cfg.Now, urlPath(base)+SettingsPath),
 		dir:      newDirectory(),
 		last:     map[string]lastWebhook{},
 		done:     make(chan struct{}),
@@ -335,7 +344,7 @@ func (a *App) WebhookSecrets(ctx context.Context, organizationID string) ([]stri
 	if !snap.orgs[organizationID] || snap.secret == "" {
 		return nil, nil
 	}
-	return []string{snap.secret}, nil
+	return snap.accepted(a.cfg.Now()), nil
 }
 
 // LicenseSecrets answers WebhookSecrets for a LiveChat v3.3 webhook, which
@@ -354,13 +363,17 @@ func (a *App) LicenseSecrets(ctx context.Context, licenseID int64) (string, []st
 	if org == "" || !snap.orgs[org] || snap.secret == "" {
 		return "", nil, nil
 	}
-	return org, []string{snap.secret}, nil
+	return org, snap.accepted(a.cfg.Now()), nil
 }
 
 func (a *App) secretSnapshot(ctx context.Context) (*secretSnapshot, error) {
 	return a.secrets.get(ctx, a.cfg.Now(), a.cfg.SecretCacheTTL, func() (*secretSnapshot, error) {
-		orgs, licenses, secret, err := a.store.snapshot(a.cfg.ClientID)
-		return &secretSnapshot{orgs: orgs, licenses: licenses, secret: secret}, err
+		orgs, licenses, reg, err := a.store.snapshot(a.cfg.ClientID)
+		snap := &secretSnapshot{orgs: orgs, licenses: licenses}
+		if reg != nil {
+			snap.secret, snap.previous, snap.previousUntil = reg.Secret, reg.Previous, reg.PreviousUntil
+		}
+		return snap, err
 	}, a.log)
 }
 
@@ -368,6 +381,20 @@ type secretSnapshot struct {
 	orgs     map[string]bool
 	licenses map[int64]string // license -> installed organization holding it
 	secret   string
+	// previous is the secret before the last rotation, accepted until
+	// previousUntil: deliveries signed with it may still arrive (retries,
+	// registrations not yet removed).
+	previous      string
+	previousUntil time.Time
+}
+
+// accepted is the registration secret, then the previous one while it is
+// still accepted.
+func (s *secretSnapshot) accepted(now time.Time) []string {
+	if s.previous != "" && s.previous != s.secret && now.Before(s.previousUntil) {
+		return []string{s.secret, s.previous}
+	}
+	return []string{s.secret}
 }
 
 // secretCache is the in-memory snapshot behind WebhookSecrets.

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // BenchmarkWebhookSecrets measures the ingest hot path: the secret lookup
@@ -14,7 +16,7 @@ import (
 func BenchmarkWebhookSecrets(b *testing.B) {
 	cfg := DefaultConfig()
 	cfg.ClientID, cfg.ClientSecret, cfg.PublicBaseURL = testClientID, "cs", "https://lcpipe.example.com"
-	cfg.EncryptionKey = Secret(randomKey())
+	cfg.EncryptionKey = secret.Secret(randomKey())
 	cfg.StorePath = filepath.Join(b.TempDir(), "lcapp.db")
 	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -38,7 +40,7 @@ func BenchmarkWebhookSecrets(b *testing.B) {
 	b.Run("store-per-webhook", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if orgs, _, s, err := a.store.snapshot(testClientID); err != nil || !orgs[testOrg] || s == "" {
+			if orgs, _, reg, err := a.store.snapshot(testClientID); err != nil || !orgs[testOrg] || reg == nil {
 				b.Fatal(err)
 			}
 		}

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/lcpipe/lcpipe/internal/backoff"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // APIError is an error body of the Configuration API
@@ -57,7 +58,7 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 		if region == "" {
 			region = rec.Region
 		}
-		err = a.post(ctx, method, Secret(rec.AccessToken), region, body, out)
+		err = a.post(ctx, method, secret.Secret(rec.AccessToken), region, body, out)
 		var ae *APIError
 		switch {
 		case err == nil:
@@ -69,11 +70,11 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 			region, moved = ae.Region, true
 			_ = a.store.modifyInstallation(org, func(r *installationRecord) { r.Region = region })
 			continue
-		case retryable(err) && transient < maxTransientRetries:
-			transient++
-			if werr := backoff(ctx, transient); werr != nil {
+		case backoff.Retryable(err) && transient < maxTransientRetries:
+			if werr := callBackoff.Wait(ctx, transient); werr != nil {
 				return fmt.Errorf("%w (gave up waiting to retry: %w)", err, werr)
 			}
+			transient++
 			continue
 		}
 		return err
@@ -82,33 +83,19 @@ func (a *App) call(ctx context.Context, org, method string, in, out any) error {
 
 const maxTransientRetries = 3
 
-// retryable decides, in one place, which failures are worth repeating:
-// rate limiting, LiveChat's internal errors and 5xx, and network errors.
-// Everything else (validation, authorization, not_found, ...) is permanent.
-func retryable(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Type == "too_many_requests" || ae.Type == "internal" || ae.Status >= 500
-	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
+// callBackoff spaces the retries of transient failures: 200 ms, 400 ms,
+// 800 ms, with jitter.
+var callBackoff = backoff.Policy{Min: 200 * time.Millisecond, Max: 2 * time.Second}
+
+// Retryable says which API failures are worth repeating (backoff.Retryable
+// asks it): rate limiting, LiveChat's internal errors and 5xx. Everything
+// else (validation, authorization, not_found, ...) is permanent. Network
+// errors are not APIErrors: backoff.Retryable repeats them.
+func (e *APIError) Retryable() bool {
+	return e.Type == "too_many_requests" || e.Type == "internal" || e.Status >= 500
 }
 
-// backoff waits 200 ms·2^(n-1) ± 50 %, or until ctx ends.
-func backoff(ctx context.Context, n int) error {
-	d := 200 * time.Millisecond << (n - 1)
-	d = d/2 + time.Duration(rand.Int64N(int64(d)))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (a *App) post(ctx context.Context, method string, token Secret, region string, body []byte, out any) error {
+func (a *App) post(ctx context.Context, method string, token secret.Secret, region string, body []byte, out any) error {
 	u := strings.TrimRight(a.cfg.APIURL, "/") + "/configuration/action/" + method
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.HTTPTimeout)
 	defer cancel()
@@ -176,12 +163,12 @@ func (a *App) listWebhooks(ctx context.Context, org string) ([]RegisteredWebhook
 	return out, err
 }
 
-func (a *App) registerWebhook(ctx context.Context, org, action string, secret Secret) (string, error) {
+func (a *App) registerWebhook(ctx context.Context, org, action string, key secret.Secret) (string, error) {
 	var out struct {
 		ID string `json:"id"`
 	}
 	err := a.call(ctx, org, "register_webhook", map[string]any{
-		"action": action, "secret_key": secret.Reveal(), "url": a.WebhookURL(),
+		"action": action, "secret_key": key.Reveal(), "url": a.WebhookURL(),
 		"owner_client_id": a.cfg.ClientID, "type": "license", "description": "lcpipe analytics",
 	}, &out)
 	if err == nil && out.ID == "" {

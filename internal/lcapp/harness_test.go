@@ -19,6 +19,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/lcpipe/lcpipe/internal/lcfake"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // logSink collects every log line the tests produce; TestMain greps it for
@@ -121,13 +122,13 @@ func buildHarness(t *testing.T, serve func(*harness, net.Listener), opts ...harn
 	key := randomKey()
 	cfg := DefaultConfig()
 	cfg.ClientID, cfg.PublicBaseURL = testClientID, base
-	cfg.EncryptionKey = Secret(key)
+	cfg.EncryptionKey = secret.Secret(key)
 	cfg.StorePath = filepath.Join(t.TempDir(), "lcapp.db")
 	cfg.SecretCacheTTL = time.Millisecond
 	for _, o := range opts {
 		o(&fcfg, &cfg)
 	}
-	cfg.ClientSecret = Secret(fcfg.ClientSecret)
+	cfg.ClientSecret = secret.Secret(fcfg.ClientSecret)
 	fake := lcfake.New(fcfg)
 	t.Cleanup(fake.Close)
 	fakesMu.Lock()
@@ -163,6 +164,20 @@ func (h *harness) newApp() *App {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	// A background reload of the secret cache may still be opening the
+	// store when the test ends: wait for it before the temporary folder goes.
+	h.t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			a.secrets.mu.Lock()
+			busy := a.secrets.reloading
+			a.secrets.mu.Unlock()
+			if !busy || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
 	return a
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/ingest"
 	"github.com/lcpipe/lcpipe/ingest/spool"
+	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/testenv"
 	"github.com/lcpipe/lcpipe/processor"
 	"github.com/lcpipe/lcpipe/schema"
@@ -90,7 +91,7 @@ func TestLicenseWebhooksEndToEnd(t *testing.T) {
 		cfg := ingest.DefaultConfig()
 		cfg.Kafka = kcfg
 		cfg.Spool = spool.DefaultConfig(filepath.Join(t.TempDir(), "spool"))
-		cfg.Secrets = []ingest.Secret{static}
+		cfg.Secrets = []secret.Secret{static}
 		cfg.Installations = h.app
 		cfg.Routes = h.app.Routes
 		cfg.OnAccepted = h.app.OnAccepted

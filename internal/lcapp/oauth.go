@@ -1,6 +1,7 @@
 package lcapp
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/oauth2"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 const (
@@ -30,6 +33,7 @@ type session struct {
 	seen    time.Time
 	pending *pending
 	org     string // organization this browser signed in to
+	account string // LiveChat account that signed in (an administrator of org then)
 	csrf    string // token of the uninstall form
 	flash   string
 }
@@ -44,10 +48,14 @@ type sessions struct {
 	m   map[string]*session
 	ttl time.Duration
 	now func() time.Time
+	// path of the cookie: the settings path under PUBLIC_BASE_URL's own
+	// path, which a reverse proxy strips before ingest sees the request
+	// (a browser sends a cookie back only below the path it was set for).
+	path string
 }
 
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[string]*session{}, ttl: ttl, now: now}
+func newSessions(ttl time.Duration, now func() time.Time, path string) *sessions {
+	return &sessions{m: map[string]*session{}, ttl: ttl, now: now, path: path}
 }
 
 func randomToken() string {
@@ -87,7 +95,7 @@ func (s *sessions) create(c *fiber.Ctx, secure bool) *session {
 	}
 	s.m[id] = ss
 	s.mu.Unlock()
-	ck := &fiber.Cookie{Name: sessionCookie, Value: id, Path: SettingsPath, HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode}
+	ck := &fiber.Cookie{Name: sessionCookie, Value: id, Path: s.path, HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode}
 	if secure {
 		// The settings page is framed by the Agent App: a cross-site iframe
 		// sends the cookie only with SameSite=None, which requires Secure.
@@ -147,7 +155,8 @@ func (e *callbackError) Error() string { return e.msg }
 // state must match it (CSRF), the code is exchanged with the session's PKCE
 // verifier and the client secret, and the token must belong to our Client ID.
 func (a *App) callback(c *fiber.Ctx) error {
-	org, err := a.finishSignIn(c)
+	who, err := a.finishSignIn(c)
+	org := who.org
 	if err != nil {
 		var ce *callbackError
 		if !errors.As(err, &ce) {
@@ -169,31 +178,31 @@ func (a *App) callback(c *fiber.Ctx) error {
 	a.refreshDirectory(c.UserContext(), org)
 	if ss != nil {
 		ss = a.sessions.rotate(c, a.secureCookies(), ss)
-		a.sessions.update(func() { ss.org, ss.flash = org, msg })
+		a.sessions.update(func() { ss.org, ss.account, ss.flash = org, who.account, msg })
 	}
 	return c.Redirect(a.basePath()+SettingsPath, http.StatusSeeOther)
 }
 
-func (a *App) finishSignIn(c *fiber.Ctx) (string, error) {
+func (a *App) finishSignIn(c *fiber.Ctx) (signedIn, error) {
 	ss := a.sessions.lookup(c)
 	if ss == nil {
-		return "", &callbackError{http.StatusBadRequest, "no sign-in was started from this browser (session cookie missing or expired): open the settings page and click Sign in with LiveChat again; nothing was stored"}
+		return signedIn{}, &callbackError{http.StatusBadRequest, "no sign-in was started from this browser (session cookie missing or expired): open the settings page and click Sign in with LiveChat again; nothing was stored"}
 	}
 	var p *pending
 	a.sessions.update(func() { p, ss.pending = ss.pending, nil }) // single use
 	if p == nil || a.cfg.Now().Sub(p.at) > pendingTTL {
-		return "", &callbackError{http.StatusBadRequest, "no sign-in is in progress for this browser (already completed or expired): start again; nothing was stored"}
+		return signedIn{}, &callbackError{http.StatusBadRequest, "no sign-in is in progress for this browser (already completed or expired): start again; nothing was stored"}
 	}
 	if e := c.Query("error"); e != "" {
-		return "", &callbackError{http.StatusBadRequest, "LiveChat refused the authorization: " + strings.Clone(e) + "; nothing was stored"}
+		return signedIn{}, &callbackError{http.StatusBadRequest, "LiveChat refused the authorization: " + strings.Clone(e) + "; nothing was stored"}
 	}
 	state := c.Query("state")
 	if subtle.ConstantTimeCompare([]byte(state), []byte(p.state)) != 1 {
-		return "", &callbackError{http.StatusBadRequest, "the state parameter does not match the sign-in started from this browser (possible cross-site request forgery); nothing was stored"}
+		return signedIn{}, &callbackError{http.StatusBadRequest, "the state parameter does not match the sign-in started from this browser (possible cross-site request forgery); nothing was stored"}
 	}
 	code := strings.Clone(c.Query("code"))
 	if code == "" {
-		return "", &callbackError{http.StatusBadRequest, "the callback carries no authorization code; nothing was stored"}
+		return signedIn{}, &callbackError{http.StatusBadRequest, "the callback carries no authorization code; nothing was stored"}
 	}
 	ctx := a.ctx(c.UserContext())
 	tok, err := a.oauth.Exchange(ctx, code, oauth2.VerifierOption(p.verifier))
@@ -203,20 +212,35 @@ func (a *App) finishSignIn(c *fiber.Ctx) (string, error) {
 		if errors.As(err, &re) && re.ErrorCode != "" {
 			status = http.StatusBadRequest
 		}
-		return "", &callbackError{status, "LiveChat did not accept the authorization code (" + describeOAuthError(err) + "); nothing was stored"}
+		return signedIn{}, &callbackError{status, "LiveChat did not accept the authorization code (" + describeOAuthError(err) + "); nothing was stored"}
 	}
 	org, _ := tok.Extra("organization_id").(string)
 	if org == "" {
-		return "", &callbackError{http.StatusBadGateway, "the token response has no organization_id; nothing was stored"}
+		return signedIn{}, &callbackError{http.StatusBadGateway, "the token response has no organization_id; nothing was stored"}
 	}
-	ti, err := a.info(ctx, Secret(tok.AccessToken))
+	ti, err := a.info(ctx, secret.Secret(tok.AccessToken))
 	if err != nil {
-		return "", &callbackError{http.StatusBadGateway, "could not validate the new token at LiveChat accounts: " + err.Error() + "; nothing was stored"}
-	}
-	if ti.ClientID != a.cfg.ClientID || ti.OrganizationID != org {
-		return "", &callbackError{http.StatusBadRequest, "the token was issued to another app or organization; nothing was stored"}
+		return signedIn{}, &callbackError{http.StatusBadGateway, "could not validate the new token at LiveChat accounts: " + err.Error() + "; nothing was stored"}
 	}
 	account, _ := tok.Extra("account_id").(string)
+	if ti.ClientID != a.cfg.ClientID || ti.OrganizationID != org || ti.AccountID != account {
+		return signedIn{}, &callbackError{http.StatusBadRequest, "the token was issued to another app, organization or account; nothing was stored"}
+	}
+	// Only an administrator may connect (or re-connect) the organization:
+	// the token stored is the one every later call uses.
+	role, err := a.administratorByToken(ctx, secret.Secret(tok.AccessToken), account)
+	if err != nil {
+		a.revokeQuietly(ctx, secret.Secret(tok.AccessToken))
+		if errors.Is(err, ErrNotAdministrator) {
+			return signedIn{}, &callbackError{http.StatusForbidden, "your LiveChat account is " + err.Error() + " " + org +
+				": only its owner, vice owners and administrators may connect it; nothing was stored"}
+		}
+		status := http.StatusBadGateway
+		if IsAPIError(err, "authorization") {
+			status = http.StatusForbidden // the app's scopes lack agents--all:ro: fix the app, not a retry
+		}
+		return signedIn{}, &callbackError{status, err.Error() + "; nothing was stored"}
+	}
 	scope, _ := tok.Extra("scope").(string)
 	now := a.cfg.Now()
 	rec := &installationRecord{
@@ -228,11 +252,20 @@ func (a *App) finishSignIn(c *fiber.Ctx) (string, error) {
 		rec.LicenseID, rec.LastWebhookAt, rec.LastWebhookName = old.LicenseID, old.LastWebhookAt, old.LastWebhookName
 	}
 	if err := a.store.saveInstallation(rec); err != nil {
-		return "", err
+		return signedIn{}, err
 	}
 	a.secrets.invalidate()
-	a.log.Info("organization signed in; tokens stored encrypted", "organization_id", org, "account_id", account, "scopes", scope)
-	return org, nil
+	a.log.Info("organization signed in; tokens stored encrypted", "organization_id", org, "account_id", account, "role", role, "scopes", scope)
+	return signedIn{org: org, account: account}, nil
+}
+
+type signedIn struct{ org, account string }
+
+// revokeQuietly revokes a token the app will not keep (best effort).
+func (a *App) revokeQuietly(ctx context.Context, token secret.Secret) {
+	if err := a.revoke(ctx, token); err != nil {
+		a.log.Warn("could not revoke a token that is not kept", "err", err)
+	}
 }
 
 // uninstall is the settings page's explicit "Disconnect" action.
@@ -245,6 +278,20 @@ func (a *App) uninstall(c *fiber.Ctx) error {
 		return a.fail(c, http.StatusForbidden, "the form token does not match this browser's session")
 	}
 	org := ss.org
+	// The role is checked again: it may have changed since sign-in.
+	if _, err := a.administratorOf(c.UserContext(), org, ss.account); err != nil {
+		status, msg := http.StatusBadGateway, "Disconnect refused: "+err.Error()+"; try again"
+		switch {
+		case errors.Is(err, ErrNotAdministrator):
+			status, msg = http.StatusForbidden, "Disconnect refused: your LiveChat account is no longer an administrator of organization "+org
+		case errors.Is(err, ErrReauthorize):
+			status, msg = http.StatusForbidden, "Disconnect refused: LiveChat rejects the stored grant, so your role cannot be checked: sign in again, then disconnect"
+		case IsAPIError(err, "authorization"):
+			status = http.StatusForbidden
+		}
+		a.log.Warn("disconnect refused", "organization_id", org, "account_id", ss.account, "err", err)
+		return a.fail(c, status, msg)
+	}
 	err := a.Uninstall(c.UserContext(), org)
 	flash := "Disconnected organization " + org + "."
 	if err != nil && !errors.Is(err, ErrNotInstalled) {

@@ -2,6 +2,7 @@ package lcapp
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 //go:embed assets
@@ -40,8 +43,12 @@ func (a *App) Routes(r fiber.Router) {
 	})
 }
 
-func (a *App) basePath() string {
-	u, err := url.Parse(a.cfg.PublicBaseURL)
+// basePath is PUBLIC_BASE_URL's path ("" or e.g. "/lcpipe"): links and
+// redirects the browser follows carry it.
+func (a *App) basePath() string { return urlPath(a.cfg.PublicBaseURL) }
+
+func urlPath(base string) string {
+	u, err := url.Parse(base)
 	if err != nil {
 		return ""
 	}
@@ -186,9 +193,9 @@ type appWebhookBody struct {
 }
 
 // appWebhook handles application_installed / application_uninstalled. App
-// webhooks carry no secret, so an uninstall is acted on only when LiveChat
-// confirms it: the organization's stored token no longer validates. A
-// forged uninstall for a live installation is answered 200 and ignored.
+// webhooks carry no secret (webhooks.md §10), so anyone can send one: an
+// uninstall is acted on only when LiveChat confirms it (confirmUninstall),
+// otherwise it is answered 200 "ignored" and the installation stays.
 func (a *App) appWebhook(c *fiber.Ctx) error {
 	var b appWebhookBody
 	if err := json.Unmarshal(c.Body(), &b); err != nil {
@@ -200,6 +207,7 @@ func (a *App) appWebhook(c *fiber.Ctx) error {
 	if b.OrganizationID == "" {
 		return c.Status(http.StatusBadRequest).JSON(fiber.Map{"error": "organizationID is missing", "request_id": requestID(c)})
 	}
+	b.OrganizationID = strings.Clone(b.OrganizationID)
 	ctx := c.UserContext()
 	rec, err := a.store.loadInstallation(b.OrganizationID)
 	if err != nil {
@@ -216,18 +224,15 @@ func (a *App) appWebhook(c *fiber.Ctx) error {
 		}
 		return c.JSON(fiber.Map{"status": "recorded"})
 	case "application_uninstalled":
-		_, err := a.tokens.token(ctx, b.OrganizationID, "")
-		confirmed := errors.Is(err, ErrReauthorize)
-		if err == nil {
-			cur, _ := a.store.loadInstallation(b.OrganizationID)
-			if cur != nil {
-				_, ierr := a.info(ctx, Secret(cur.AccessToken))
-				confirmed = errors.Is(ierr, errTokenInvalid)
-			}
+		confirmed, why, err := a.confirmUninstall(ctx, b.OrganizationID)
+		if err != nil {
+			// Not knowing is not confirming: 503, so a genuine one may be retried.
+			a.log.Warn("application_uninstalled: could not ask LiveChat; ignored for now", "organization_id", b.OrganizationID, "err", err)
+			return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"error": "could not confirm the uninstall with LiveChat", "request_id": requestID(c)})
 		}
 		if !confirmed {
-			a.log.Warn("application_uninstalled not confirmed (the organization's token still validates); ignored", "organization_id", b.OrganizationID)
-			return c.JSON(fiber.Map{"status": "ignored", "reason": "token still valid"})
+			a.log.Warn("application_uninstalled not confirmed by LiveChat; ignored", "organization_id", b.OrganizationID, "reason", why)
+			return c.JSON(fiber.Map{"status": "ignored", "reason": why})
 		}
 		others := slices.ContainsFunc(mustOrgs(a), func(o string) bool { return o != b.OrganizationID })
 		if err := a.forget(b.OrganizationID); err != nil {
@@ -238,6 +243,46 @@ func (a *App) appWebhook(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "uninstalled"})
 	}
 	return c.JSON(fiber.Map{"status": "ignored", "reason": "event not handled"})
+}
+
+// confirmUninstall asks LiveChat whether the organization really removed
+// the app. An uninstall revokes the app's tokens, so the one answer that
+// confirms it is /v2/info rejecting a stored access token that has not
+// expired (a token we hold, obtained from LiveChat: a forger cannot revoke
+// it). Every other state is not a confirmation, whatever the local flags
+// say: a token that still validates means the event is forged; a grant
+// already rejected (the installation needs re-authorization) or rejected
+// at refresh now cannot tell an uninstall from a revoked or expired grant,
+// so the installation stays (an administrator signs in again or
+// disconnects; a stale one only keeps accepting the webhooks LiveChat no
+// longer sends). err is a failure to ask (network, 5xx).
+func (a *App) confirmUninstall(ctx context.Context, org string) (confirmed bool, why string, err error) {
+	rec, err := a.store.loadInstallation(org)
+	if err != nil || rec == nil {
+		return false, "organization not installed", err
+	}
+	if rec.NeedsReauth {
+		return false, "the stored grant was already rejected: LiveChat cannot confirm an uninstall", nil
+	}
+	if !a.tokens.valid(rec) {
+		// Expired (or about to): refresh first; only a live token can confirm.
+		rec, err = a.tokens.token(ctx, org, "")
+		switch {
+		case errors.Is(err, ErrReauthorize):
+			return false, "the refresh token is rejected: LiveChat cannot confirm an uninstall", nil
+		case errors.Is(err, ErrNotInstalled):
+			return false, "organization not installed", nil
+		case err != nil:
+			return false, "", err
+		}
+	}
+	if _, err := a.info(ctx, secret.Secret(rec.AccessToken)); err != nil {
+		if errors.Is(err, errTokenInvalid) {
+			return true, "", nil
+		}
+		return false, "", err
+	}
+	return false, "the organization's token still validates", nil
 }
 
 func mustOrgs(a *App) []string {

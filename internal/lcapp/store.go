@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,31 +17,6 @@ import (
 
 	"go.etcd.io/bbolt"
 )
-
-// Secret is a credential (token, client secret, webhook secret, key) that
-// does not print: fmt, %v, %#v, JSON and log/slog all show "[redacted]".
-// Reveal gives the value to the one place that sends it.
-type Secret string
-
-// String hides the value.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString hides the value from %#v.
-func (s Secret) GoString() string { return `"` + s.String() + `"` }
-
-// LogValue hides the value from log/slog.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalJSON hides the value from encoding/json.
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
-
-// Reveal returns the value.
-func (s Secret) Reveal() string { return string(s) }
 
 // ParseKey decodes APP_ENCRYPTION_KEY: 32 bytes as 64 hex digits or as
 // standard / URL-safe base64 (with or without padding).
@@ -240,6 +214,10 @@ type registrationRecord struct {
 	Secret    string            `json:"secret"`
 	IDs       map[string]string `json:"ids"` // action -> webhook id
 	UpdatedAt time.Time         `json:"updated_at"`
+	// Previous is the secret before the last rotation (a new public URL),
+	// still accepted until PreviousUntil.
+	Previous      string    `json:"previous,omitempty"`
+	PreviousUntil time.Time `json:"previous_until,omitzero"`
 }
 
 func (s *store) loadInstallation(org string) (*installationRecord, error) {
@@ -310,11 +288,12 @@ func (s *store) deleteRegistration(clientID string) error {
 }
 
 // snapshot reads, in one transaction, which organizations are installed,
-// which license each holds (when known) and the registration secret: what
+// which license each holds (when known) and the registration set (nil when
+// there is none) with its secrets: what
 // the webhook secret cache needs. A license claimed by two installations
 // maps to "" (a v3.3 webhook of it cannot be attributed). An installation
 // record that does not decrypt still counts as installed, without a license.
-func (s *store) snapshot(clientID string) (orgs map[string]bool, licenses map[int64]string, secret string, err error) {
+func (s *store) snapshot(clientID string) (orgs map[string]bool, licenses map[int64]string, reg *registrationRecord, err error) {
 	orgs, licenses = map[string]bool{}, map[int64]string{}
 	err = s.view(func(tx *bbolt.Tx) error {
 		if tx != nil && tx.Bucket(bucketInstallations) != nil {
@@ -336,15 +315,15 @@ func (s *store) snapshot(clientID string) (orgs map[string]bool, licenses map[in
 				return err
 			}
 		}
-		var reg registrationRecord
-		found, err := s.get(tx, bucketRegistrations, clientID, &reg)
+		var r registrationRecord
+		found, err := s.get(tx, bucketRegistrations, clientID, &r)
 		if err != nil {
 			return err
 		}
 		if found {
-			secret = reg.Secret
+			reg = &r
 		}
 		return nil
 	})
-	return orgs, licenses, secret, err
+	return orgs, licenses, reg, err
 }

@@ -74,7 +74,7 @@ func (t *tokens) token(ctx context.Context, org, stale string) (*installationRec
 	l := t.lock(org)
 	l.Lock()
 	defer l.Unlock()
-	unlock, err := lockFile(ctx, t.app.store.path+".refresh.lock")
+	unlock, err := lockFile(ctx, t.app.store.path+".refresh.lock", nil)
 	if err != nil {
 		return nil, fmt.Errorf("lcapp: refresh token for organization %s: %w", org, err)
 	}
@@ -143,14 +143,15 @@ func (t *tokens) token(ctx context.Context, org, stale string) (*installationRec
 }
 
 // lockFile takes an exclusive flock on path (created when missing), waiting
-// until it is free or ctx ends. Refreshes are rare and short, so polling is
-// cheap and keeps the wait cancellable.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
+// until it is free or ctx ends; waited, when not nil, is called once when it
+// has to wait. Refreshes and reconciles are rare, so polling is cheap and
+// keeps the wait cancellable.
+func lockFile(ctx context.Context, path string, waited func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open refresh lock: %w", err)
+		return nil, fmt.Errorf("open lock file: %w", err)
 	}
-	for {
+	for first := true; ; first = false {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			return func() {
@@ -160,12 +161,15 @@ func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("refresh lock %s: %w", path, err)
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if first && waited != nil {
+			waited()
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("waiting for refresh lock %s: %w", path, ctx.Err())
+			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -25,7 +25,10 @@
 //
 // There is no login screen: the test says which user is signed in at the
 // accounts service (SignIn) and the authorize endpoint answers as if that
-// user had consented.
+// user had consented. Every user is an agent of its organization in
+// list_agents, with its current role (SetRole); administrator-level scopes
+// need an owner, vice owner or administrator (invalid_scope otherwise)
+// unless Config.AnyRoleGetsAdminScopes says LiveChat does not enforce it.
 package lcfake
 
 import (
@@ -71,6 +74,11 @@ type Config struct {
 	AppWebhookURL string
 	// Region is the prefix of codes and access tokens. Default "dal".
 	Region string
+	// AnyRoleGetsAdminScopes grants administrator-level scopes to every
+	// role. The docs say a user who cannot grant a scope gets invalid_scope
+	// (oauth.md §2), which the fake enforces by default; this switch models
+	// a LiveChat that does not, so an app's own role check can be tested.
+	AnyRoleGetsAdminScopes bool
 	// RequiredRegion, when set, is the X-Region the API demands; other
 	// requests get the historic misdirected_request error with data.region
 	// (configuration-api.md §1).
@@ -156,6 +164,7 @@ type Fake struct {
 	installedOrg map[string]bool
 	gone         []string            // secrets of unregistered webhooks, for Issued
 	failures     map[string][]string // method -> error types to answer next
+	holds        map[string]*hold    // method -> a call to stop before it is served
 }
 
 // FailNext makes the next n calls of a Configuration API method answer the
@@ -165,6 +174,49 @@ func (f *Fake) FailNext(method string, n int, typ string) {
 	defer f.mu.Unlock()
 	for i := 0; i < n; i++ {
 		f.failures[method] = append(f.failures[method], typ)
+	}
+}
+
+// hold stops the n-th next call of a method until released.
+type hold struct {
+	n       int
+	reached chan struct{}
+	release chan struct{}
+}
+
+// Hold stops the n-th next call (n >= 1) of a Configuration API method
+// before it is served, until release is called: reached is closed when that
+// call arrives. Tests use it to interleave two clients at a known point.
+// The held request also ends when its client gives up.
+func (f *Fake) Hold(method string, n int) (reached <-chan struct{}, release func()) {
+	h := &hold{n: n, reached: make(chan struct{}), release: make(chan struct{})}
+	f.mu.Lock()
+	f.holds[method] = h
+	f.mu.Unlock()
+	var once sync.Once
+	return h.reached, func() { once.Do(func() { close(h.release) }) }
+}
+
+// waitHold blocks the call when it is the held one.
+func (f *Fake) waitHold(r *http.Request, method string) {
+	f.mu.Lock()
+	h := f.holds[method]
+	if h != nil {
+		h.n--
+		if h.n > 0 {
+			h = nil
+		} else {
+			delete(f.holds, method)
+		}
+	}
+	f.mu.Unlock()
+	if h == nil {
+		return
+	}
+	close(h.reached)
+	select {
+	case <-h.release:
+	case <-r.Context().Done():
 	}
 }
 
@@ -185,7 +237,7 @@ func New(cfg Config) *Fake {
 	f := &Fake{
 		cfg: cfg, users: map[string]User{}, codes: map[string]*code{}, access: map[string]*token{},
 		refresh: map[string]*token{}, disabled: map[string]bool{}, agents: map[string][]Agent{},
-		groups: map[string][]Group{}, calls: map[string]int{}, failures: map[string][]string{}, installedOrg: map[string]bool{}, redirectLog: map[string][]time.Time{},
+		groups: map[string][]Group{}, calls: map[string]int{}, failures: map[string][]string{}, holds: map[string]*hold{}, installedOrg: map[string]bool{}, redirectLog: map[string][]time.Time{},
 	}
 	acc := http.NewServeMux()
 	acc.HandleFunc("GET /{$}", f.authorize)
@@ -219,6 +271,17 @@ func (f *Fake) now() time.Time { return time.Now().Add(f.offset) }
 
 // AddUser registers an account; SignIn makes it the signed-in browser user.
 func (f *Fake) AddUser(u User) { f.mu.Lock(); f.users[u.AccountID] = u; f.mu.Unlock() }
+
+// SetRole changes a user's role (owner, viceowner, administrator, normal);
+// list_agents shows the new one at once, tokens already issued stay valid.
+func (f *Fake) SetRole(accountID, role string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u, ok := f.users[accountID]; ok {
+		u.Role = role
+		f.users[accountID] = u
+	}
+}
 
 // SignIn makes accountID the user the authorize endpoint acts for ("" = nobody).
 func (f *Fake) SignIn(accountID string) { f.mu.Lock(); f.signedIn = accountID; f.mu.Unlock() }
@@ -278,6 +341,21 @@ func (f *Fake) ExpireAccessTokens(org string) {
 	for _, t := range f.access {
 		if t.user.OrganizationID == org {
 			t.expires = f.now().Add(-time.Second)
+		}
+	}
+}
+
+// RevokeTokens revokes every access and refresh token of the organization
+// while the app stays installed, as when a user revokes the app's access
+// in their LiveChat account: API calls then fail with "authentication" and
+// refreshes with invalid_grant.
+func (f *Fake) RevokeTokens(org string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.access {
+		if t.user.OrganizationID == org {
+			t.revoked = true
+			delete(f.refresh, t.refresh)
 		}
 	}
 }
@@ -462,7 +540,7 @@ func (f *Fake) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, s := range f.cfg.Scopes {
-		if adminScope(s) && !adminRole(user.Role) {
+		if adminScope(s) && !adminRole(user.Role) && !f.cfg.AnyRoleGetsAdminScopes {
 			f.ooopsRedirect(w, r, "invalid_scope", "")
 			return
 		}
@@ -703,6 +781,7 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 		apiError(w, "validation", "request body is not a JSON object")
 		return
 	}
+	f.waitHold(r, method)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[method]++
@@ -863,11 +942,7 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 			okJSON(w, map[string]bool{"license_webhooks_enabled": f.installedOrg[org] && !f.disabled[org]})
 		}
 	case "list_agents":
-		out := slices.Clone(f.agents[org])
-		if out == nil {
-			out = []Agent{}
-		}
-		okJSON(w, out)
+		okJSON(w, f.listAgents(org))
 	case "list_groups":
 		out := slices.Clone(f.groups[org])
 		if out == nil {
@@ -875,6 +950,33 @@ func (f *Fake) action(w http.ResponseWriter, r *http.Request) {
 		}
 		okJSON(w, out)
 	}
+}
+
+// listAgents is the organization's agents: those set with SetAgents and
+// every user of the organization (a LiveChat user is an agent of its
+// license), with their current role.
+func (f *Fake) listAgents(org string) []Agent {
+	out := slices.Clone(f.agents[org])
+	if out == nil {
+		out = []Agent{}
+	}
+	ids := make([]string, 0, len(f.users))
+	for id := range f.users {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		u := f.users[id]
+		if u.OrganizationID != org || slices.ContainsFunc(out, func(a Agent) bool { return a.AccountID == u.AccountID }) {
+			continue
+		}
+		name := u.Name
+		if name == "" {
+			name = u.Email
+		}
+		out = append(out, Agent{ID: u.Email, AccountID: u.AccountID, Name: name, Role: u.Role, LoginStatus: "accepting chats"})
+	}
+	return out
 }
 
 var (

@@ -446,3 +446,48 @@ func TestRevokeAndInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Users are agents of their organization in list_agents, with their current
+// role; RevokeTokens kills access and refresh tokens; a normal agent gets
+// invalid_scope for the default (administrator) scopes unless the fake is
+// told every role may have them.
+func TestRolesAndRevokedGrant(t *testing.T) {
+	f := newFake(t)
+	at := issue(t, f)
+	var agents []Agent
+	r := call(t, f, at["access_token"].(string), "list_agents", map[string]any{})
+	if err := json.Unmarshal([]byte(r.raw), &agents); err != nil || len(agents) != 2 {
+		t.Fatalf("list_agents: %+v %v", r, err)
+	}
+	roles := map[string]string{}
+	for _, a := range agents {
+		roles[a.AccountID] = a.Role
+	}
+	if roles["acc-1"] != "owner" || roles["acc-2"] != "normal" {
+		t.Fatalf("roles: %v", roles)
+	}
+	f.SetRole("acc-2", "administrator")
+	r = call(t, f, at["access_token"].(string), "list_agents", map[string]any{})
+	if !strings.Contains(r.raw, `"account_id":"acc-2","name":"","avatar_path":"","role":"administrator"`) {
+		t.Fatalf("SetRole not shown: %s", r.raw)
+	}
+
+	f.SignIn("acc-2")
+	f.SetRole("acc-2", "normal")
+	if u := authorize(t, f, authQuery()); u.Query().Get("oauth_exception") != "invalid_scope" {
+		t.Fatalf("normal agent authorized for admin scopes: %s", u)
+	}
+	g := newFake(t, func(c *Config) { c.AnyRoleGetsAdminScopes = true })
+	g.SignIn("acc-2")
+	if u := authorize(t, g, authQuery()); u.Query().Get("code") == "" {
+		t.Fatalf("AnyRoleGetsAdminScopes: %s", u)
+	}
+
+	f.RevokeTokens(org)
+	if r := call(t, f, at["access_token"].(string), "list_agents", map[string]any{}); errType(r) != "authentication" {
+		t.Fatalf("revoked access token: %+v", r)
+	}
+	if r := postToken(t, f, refreshForm(at["refresh_token"].(string))); r.status != 403 || r.body["error"] != "invalid_grant" {
+		t.Fatalf("revoked refresh token: %+v", r)
+	}
+}

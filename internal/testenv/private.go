@@ -22,6 +22,9 @@ type Instance struct {
 	runDir  string
 	// Addr is host:port of the broker or the native ClickHouse port.
 	Addr string
+	// SecureAddr is host:port of the SASL_SSL listener or the native port
+	// over TLS (PrivateSecureKafka, PrivateSecureClickHouse only).
+	SecureAddr string
 }
 
 func freePort(t testing.TB, n int) int {
@@ -104,6 +107,9 @@ func (in *Instance) Kill() {
 		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
+	// services.sh checks liveness with kill -0, which a killed but unreaped
+	// process still passes: without its PID file a Start starts it again.
+	defer os.Remove(filepath.Join(in.runDir, in.service+".pid"))
 	// The process is not our child (services.sh detached it): wait until it
 	// is gone or a zombie, so its ports are free for a restart.
 	deadline := time.Now().Add(10 * time.Second)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
+	"github.com/lcpipe/lcpipe/internal/secret"
 )
 
 // RepoRoot is the folder holding go.mod.
@@ -132,7 +133,7 @@ func ClickHouseConfig(t testing.TB) chconn.Config {
 	cfg := chconn.DefaultConfig()
 	cfg.Addr = strings.Split(env("CLICKHOUSE_ADDR", "127.0.0.1:9000"), ",")
 	cfg.User = env("CLICKHOUSE_USER", "default")
-	cfg.Password = chconn.Secret(os.Getenv("CLICKHOUSE_PASSWORD"))
+	cfg.Password = secret.Secret(os.Getenv("CLICKHOUSE_PASSWORD"))
 	cfg.Database = Name(t, "test")
 	if err := reachable(cfg.Addr[0]); err != nil {
 		t.Fatalf("testenv: ClickHouse is not reachable at %s (%v): run `make services-up` (CI=%q)", cfg.Addr[0], err, os.Getenv("CI"))

@@ -1,0 +1,4 @@
+package kafka
+
+// WaitForLeaders exposes waitForLeaders to the external tests.
+var WaitForLeaders = waitForLeaders

@@ -12,8 +12,8 @@ import (
 	"github.com/lcpipe/lcpipe/internal/livechat"
 )
 
-// fixtures returns the shared LiveChat fixtures (testdata/livechat, a copy
-// of ../shared/livechat/fixtures) by file name.
+// fixtures returns the LiveChat webhook fixtures kept in testdata/livechat
+// (sample bodies from LiveChat's webhook documentation) by file name.
 func fixtures(t testing.TB) map[string][]byte {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join("testdata", "livechat", "*.json"))

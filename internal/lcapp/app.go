@@ -7,7 +7,7 @@
 // organization, uninstall, and the agent/group directory used to put names
 // on ids.
 //
-// Why it is shaped like this: the LiveChat docs (shared/livechat) register
+// Why it is shaped like this: LiveChat's Configuration API registers
 // webhooks per Client ID, not per license — one registration per action
 // serves every organization that installed the app, at most 3 per action.
 // So the app keeps one registration set with one random secret (created at

@@ -4,7 +4,7 @@
 // Configuration API v3.6 (webhook methods, license webhook state,
 // list_agents, list_groups). LiveChat cannot be reached from here, so the
 // install flow is tested against this fake, which follows the documented
-// contracts in shared/livechat/oauth.md and configuration-api.md: the same
+// contracts of LiveChat's OAuth 2.1 and Configuration API docs: the same
 // paths, parameters, response bodies and error bodies, scopes enforced per
 // method, 401 for expired tokens.
 //

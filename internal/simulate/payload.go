@@ -6,7 +6,7 @@ import (
 )
 
 // The types below are the shapes of LiveChat v3.6 webhook bodies that the
-// simulator sends (see ../shared/livechat/fixtures). Only the fields the
+// simulator sends (as in the fixtures under internal/livechat/testdata). Only the fields the
 // pipeline reads, plus enough realism to exercise its decoders, are filled.
 
 type envelope struct {

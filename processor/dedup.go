@@ -121,17 +121,7 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 		if len(r.DedupSubjects) == 0 {
 			continue
 		}
-		retry, self := true, (*keptChange)(nil)
-		for j, s := range r.DedupSubjects {
-			prev, me := p.subjects.get(s).last(r)
-			if me != nil {
-				self = me
-				break
-			}
-			if prev == nil || r.ReceivedAtMs-prev.ms >= window || prev.state != r.DedupStates[j] || prev.key != r.DedupKey {
-				retry = false
-			}
-		}
+		self, repeats := decide(r, window, p.subjects.get)
 		switch {
 		case self != nil:
 			// This record's change was stored before (read again).
@@ -140,7 +130,7 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 			if self.insertID != 0 {
 				res.stored[self.insertID] = struct{}{}
 			}
-		case retry:
+		case repeats != nil:
 			drop[i] = true
 			res.dupWin++
 		default:
@@ -161,6 +151,38 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 	clear(rows[len(keep):])
 	res.keep = keep
 	return res, nil
+}
+
+// decide applies the rule for state changes to r, given its subjects'
+// entries (entry may return nil: nothing known). self is r's own change
+// when it was kept before (read again); otherwise repeats is the kept change
+// of r's first subject that r repeats, nil when r is not a retry: for some
+// subject the change in force when r was received differs in state or
+// whole content, is DedupWindow ms or more older, or is unknown.
+func decide(r *Row, window uint64, entry func(subject string) *subjectEntry) (self, repeats *keptChange) {
+	retry := true
+	for j, s := range r.DedupSubjects {
+		e := entry(s)
+		if e == nil {
+			retry = false
+			continue
+		}
+		prev, me := e.last(r)
+		if me != nil {
+			return me, nil
+		}
+		if prev == nil || r.ReceivedAtMs-prev.ms >= window || prev.state != r.DedupStates[j] || prev.key != r.DedupKey {
+			retry = false
+			continue
+		}
+		if j == 0 {
+			repeats = prev
+		}
+	}
+	if !retry {
+		return nil, nil
+	}
+	return nil, repeats
 }
 
 // stateLookup is what the state-change lookup of a batch must cover: the

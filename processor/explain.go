@@ -50,27 +50,13 @@ func ExplainRetries(ctx context.Context, conn driver.Conn, db, topic string, win
 		if len(r.DedupSubjects) == 0 {
 			continue
 		}
-		var retryOf *RetryOf
-		for j, s := range r.DedupSubjects {
-			e := entries[s]
-			if e == nil {
-				retryOf = nil
-				break
-			}
-			prev, self := e.last(r)
-			if self != nil { // stored itself
-				retryOf = &RetryOf{EventID: self.eventID, Partition: self.part, Offset: self.off, Index: self.idx}
-				break
-			}
-			if prev == nil || r.ReceivedAtMs-prev.ms >= w || prev.state != r.DedupStates[j] || prev.key != r.DedupKey {
-				retryOf = nil
-				break
-			}
-			if j == 0 {
-				retryOf = &RetryOf{EventID: prev.eventID, Partition: prev.part, Offset: prev.off, Index: prev.idx}
-			}
+		k, repeats := decide(r, w, func(s string) *subjectEntry { return entries[s] })
+		if k == nil { // else stored itself
+			k = repeats
 		}
-		out[i] = retryOf
+		if k != nil {
+			out[i] = &RetryOf{EventID: k.eventID, Partition: k.part, Offset: k.off, Index: k.idx}
+		}
 	}
 	return out, nil
 }

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lcpipe/lcpipe/internal/lcapp"
 	"github.com/lcpipe/lcpipe/internal/lcfake"
 	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/simulate"
+	"github.com/lcpipe/lcpipe/lcapp"
 )
 
 func browser(t *testing.T) *http.Client {

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 
-	"github.com/lcpipe/lcpipe/internal/lcapp"
 	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/lcapp"
 )
 
 // appEnv reads the LiveChat app variables (recording them for --help).

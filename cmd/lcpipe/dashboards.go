@@ -12,8 +12,8 @@ import (
 
 	"github.com/lcpipe/lcpipe/dashboards"
 	"github.com/lcpipe/lcpipe/internal/chconn"
-	"github.com/lcpipe/lcpipe/internal/lcapp"
 	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/lcapp"
 )
 
 // runDashboards serves the built-in dashboards viewer on its own address

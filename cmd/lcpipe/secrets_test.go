@@ -14,8 +14,8 @@ import (
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/chconn"
 	"github.com/lcpipe/lcpipe/internal/kafka"
-	"github.com/lcpipe/lcpipe/internal/lcapp"
 	"github.com/lcpipe/lcpipe/internal/secret"
+	"github.com/lcpipe/lcpipe/lcapp"
 	"github.com/lcpipe/lcpipe/processor"
 )
 

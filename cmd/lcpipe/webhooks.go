@@ -7,7 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/lcpipe/lcpipe/internal/lcapp"
+	"github.com/lcpipe/lcpipe/lcapp"
 )
 
 // webhooksSummary is the command's one-line help (for commands()).

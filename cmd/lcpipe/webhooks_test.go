@@ -17,8 +17,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/lcpipe/lcpipe/internal/lcapp"
 	"github.com/lcpipe/lcpipe/internal/lcfake"
+	"github.com/lcpipe/lcpipe/lcapp"
 )
 
 const (

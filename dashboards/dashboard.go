@@ -26,6 +26,7 @@
 package dashboards
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -224,15 +225,9 @@ func Bucket(fromMS, toMS int64) int64 {
 
 // withDefaults fills the layout defaults.
 func (p Panel) withDefaults() Panel {
-	if p.Width == 0 {
-		p.Width = 8
-	}
-	if p.Height == 0 {
-		p.Height = 8
-	}
-	if p.Unit == "" {
-		p.Unit = UnitNone
-	}
+	p.Width = cmp.Or(p.Width, 8)
+	p.Height = cmp.Or(p.Height, 8)
+	p.Unit = cmp.Or(p.Unit, UnitNone)
 	return p
 }
 

@@ -1,6 +1,7 @@
 package dashboards
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -36,25 +37,41 @@ type Settler struct {
 type SettlerConfig struct {
 	Database string
 	// Interval between passes (each pass compares fingerprints and rebuilds
-	// the days whose sources changed).
+	// the days whose sources changed). Default 1m.
 	Interval time.Duration
 	// After: threads that started before the hour that began After ago are
 	// settled (their day is rebuilt up to that hour), the rest are merged
-	// live. With 1h the live part is 1 to 2 hours whatever the range.
+	// live. With 1h (the default) the live part is 1 to 2 hours whatever
+	// the range.
 	After time.Duration
 	// Now is the clock (tests and benchmarks settle "as of" a time).
+	// Default time.Now.
 	Now func() time.Time
 	// Horizon, when set, is the start of the data retention keeps
 	// (retention.Horizon): days before it are neither settled nor
 	// rebuilt, so a pass never writes back a day retention dropped.
 	Horizon func(now time.Time) time.Time
-	Logger  *slog.Logger
+	// Log receives the passes' outcomes. Default: discard.
+	Log *slog.Logger
 }
 
 // DefaultSettlerConfig settles threads an hour or two after they started
 // and checks every minute.
 func DefaultSettlerConfig() SettlerConfig {
 	return SettlerConfig{Interval: time.Minute, After: time.Hour}
+}
+
+// withDefaults fills the zero fields with the defaults documented on
+// SettlerConfig.
+func (c SettlerConfig) withDefaults() SettlerConfig {
+	d := DefaultSettlerConfig()
+	c.Interval = cmp.Or(c.Interval, d.Interval)
+	c.After = cmp.Or(c.After, d.After)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Log = cmp.Or(c.Log, slog.New(slog.DiscardHandler))
+	return c
 }
 
 // rollup is one day-partitioned table the Settler maintains.
@@ -115,15 +132,7 @@ GROUP BY hour, organization_id, action`, db, stage, db, from.Unix(), to.Unix())
 
 // NewSettler returns a settler for the database of cfg (migrated to 0107).
 func NewSettler(conn driver.Conn, cfg SettlerConfig) *Settler {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Minute
-	}
+	cfg = cfg.withDefaults()
 	// Staging tables are per settler (two settlers must not fill one
 	// stage), named with their creation time so stale ones can be dropped.
 	var rnd [3]byte
@@ -136,7 +145,7 @@ func NewSettler(conn driver.Conn, cfg SettlerConfig) *Settler {
 // A failed pass (ClickHouse away) is logged and tried again next time: the
 // panels stay right meanwhile, they only merge more live.
 func (s *Settler) Run(ctx context.Context) error {
-	log := s.cfg.Logger
+	log := s.cfg.Log
 	if err := s.dropStaleStages(ctx); err != nil {
 		log.Warn("settler: dropping stale staging tables", "err", err)
 	}

@@ -1,6 +1,7 @@
 package dashboards
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"embed"
@@ -53,12 +54,22 @@ func DefaultViewerConfig() ViewerConfig {
 		SessionTTL: 12 * time.Hour}
 }
 
-// Validate reports every problem at once.
+// withDefaults fills the zero fields with the defaults documented on
+// ViewerConfig.
+func (c ViewerConfig) withDefaults() ViewerConfig {
+	d := DefaultViewerConfig()
+	c.Addr = cmp.Or(c.Addr, d.Addr)
+	c.Database = cmp.Or(c.Database, d.Database)
+	c.Refresh = cmp.Or(c.Refresh, d.Refresh)
+	c.QueryTimeout = cmp.Or(c.QueryTimeout, d.QueryTimeout)
+	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
+	return c
+}
+
+// Validate reports every problem at once (after defaults are applied).
 func (c ViewerConfig) Validate() error {
+	c = c.withDefaults()
 	var errs []error
-	if c.Addr == "" {
-		errs = append(errs, errors.New("dashboards: empty listen address (DASHBOARDS_ADDR)"))
-	}
 	if !chconn.ValidIdent(c.Database) {
 		errs = append(errs, fmt.Errorf("dashboards: bad database name %q", c.Database))
 	}
@@ -94,17 +105,17 @@ type Viewer struct {
 	perOrg map[string]bool
 }
 
-// NewViewer checks the configuration.
+// NewViewer checks the configuration (zero fields take their defaults). A
+// nil log discards.
 func NewViewer(cfg ViewerConfig, conn driver.Conn, log *slog.Logger) (*Viewer, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if conn == nil {
 		return nil, errors.New("dashboards: no ClickHouse connection")
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
 	v := &Viewer{cfg: cfg, conn: conn, log: log, auth: newAuth(cfg), perOrg: map[string]bool{}}
 	for _, d := range All() {
 		for _, p := range d.Panels {

@@ -35,6 +35,7 @@
 package retention
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,15 +61,29 @@ type Config struct {
 	// DryRun: Pass reports what it would drop and drops nothing.
 	DryRun bool
 	// Now is the clock (tests run "as of" a time). Default time.Now.
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now func() time.Time
+	// Log receives the passes' outcomes. Default: discard.
+	Log *slog.Logger
 }
 
 // DefaultConfig has retention off and hourly passes.
 func DefaultConfig() Config { return Config{Interval: time.Hour} }
 
-// Validate reports every problem of the configuration at once.
+// withDefaults fills the zero fields with the defaults documented on Config.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	c.Interval = cmp.Or(c.Interval, d.Interval)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Log = cmp.Or(c.Log, slog.New(slog.DiscardHandler))
+	return c
+}
+
+// Validate reports every problem of the configuration at once (after
+// defaults are applied).
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	if c.Days < 0 {
 		errs = append(errs, fmt.Errorf("retention: days must be 0 (off) or more, got %d (RETENTION_DAYS)", c.Days))
@@ -94,16 +109,7 @@ type Job struct {
 
 // New returns a job for cfg's database.
 func New(conn driver.Conn, cfg Config) *Job {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Hour
-	}
-	return &Job{conn: conn, cfg: cfg}
+	return &Job{conn: conn, cfg: cfg.withDefaults()}
 }
 
 // Dropped is one partition dropped (or, in a dry run, to drop).
@@ -141,7 +147,7 @@ func (s Stats) Rows() uint64 {
 // and tried again next time (what it did not drop is still older than the
 // horizon then).
 func (j *Job) Run(ctx context.Context) error {
-	log := j.cfg.Logger
+	log := j.cfg.Log
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -191,7 +197,7 @@ func (j *Job) Pass(ctx context.Context) (Stats, error) {
 			}
 		case !byRow[t.name]:
 			st.Skipped = append(st.Skipped, t.name)
-			j.cfg.Logger.Warn("retention: table has no time partition and no rule: its rows are kept", "table", t.name, "partition_key", t.key)
+			j.cfg.Log.Warn("retention: table has no time partition and no rule: its rows are kept", "table", t.name, "partition_key", t.key)
 		}
 	}
 	// After the partitions: chat_threads keeps the rows that chat ratings

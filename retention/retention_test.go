@@ -3,6 +3,7 @@ package retention
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"testing"
@@ -65,12 +66,32 @@ func TestValidate(t *testing.T) {
 		{DefaultConfig(), ""},
 		{Config{Days: 30, Interval: time.Hour}, ""},
 		{Config{Days: -1, Interval: time.Hour}, "RETENTION_DAYS"},
-		{Config{Days: 30}, "RETENTION_INTERVAL"},
+		{Config{Days: 30}, ""}, // the default interval
+		{Config{Days: 30, Interval: -time.Hour}, "RETENTION_INTERVAL"},
 	}
 	for _, tt := range tests {
 		err := tt.c.Validate()
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("Validate(%+v) = %v, want %q", tt.c, err, tt.want)
+		}
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	tests := []struct {
+		name         string
+		in           Config
+		wantInterval time.Duration
+		wantLog      *slog.Logger
+	}{
+		{"zero", Config{}, time.Hour, nil},
+		{"set", Config{Interval: time.Minute, Log: log}, time.Minute, log},
+	}
+	for _, tt := range tests {
+		got := tt.in.withDefaults()
+		if got.Interval != tt.wantInterval || got.Now == nil || got.Log == nil || tt.wantLog != nil && got.Log != tt.wantLog {
+			t.Errorf("%s: withDefaults() = interval %s, now set %v, log %p; want %s, true, %p", tt.name, got.Interval, got.Now != nil, got.Log, tt.wantInterval, tt.wantLog)
 		}
 	}
 }

@@ -37,8 +37,8 @@ func runProcessor(ctx context.Context, inv *invocation) error {
 	adminCfg := adminEnv(inv)
 	telCfg := telemetryEnv(inv)
 	memLimit := inv.Bytes("GOMEMLIMIT", 256<<20, "soft memory limit of the Go runtime; batches and caches are sized to stay below the default")
-	settle := settleOptions(inv)
-	keep := retentionOptions(inv)
+	settle := settleEnv(inv)
+	keep := retentionEnv(inv)
 	// The LiveChat app (OAuth), when configured, names agents and groups.
 	app, appErr := setupApp(ctx, inv)
 	if err := inv.parse(); err != nil {

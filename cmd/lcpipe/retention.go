@@ -16,10 +16,10 @@ import (
 
 const retentionSummary = "drop ClickHouse data older than RETENTION_DAYS now (the processor does it every RETENTION_INTERVAL): retention [--dry-run] [--json]"
 
-// retentionOptions declares the data retention settings (package
+// retentionEnv reads the data retention settings (package
 // retention), read by the processor, which runs the job, and by `lcpipe
 // retention`. Declared before inv.parse.
-func retentionOptions(inv *invocation) *retention.Config {
+func retentionEnv(inv *invocation) *retention.Config {
 	d := retention.DefaultConfig()
 	c := d
 	c.Days = inv.Int("RETENTION_DAYS", d.Days,
@@ -53,7 +53,7 @@ func startRetention(ctx context.Context, inv *invocation, chcfg chconn.Config, c
 		return nil, err
 	}
 	cfg.Database = chcfg.Database
-	cfg.Logger = inv.log
+	cfg.Log = inv.log
 	inv.log.Info("retention on: data older than the horizon is dropped", "days", cfg.Days,
 		"horizon", retention.Horizon(time.Now(), cfg.Days).Format(time.DateOnly), "interval", cfg.Interval)
 	job := retention.New(conn, cfg)
@@ -70,7 +70,7 @@ func startRetention(ctx context.Context, inv *invocation, chcfg chconn.Config, c
 // runRetention makes one retention pass now (or shows what it would drop).
 func runRetention(ctx context.Context, inv *invocation) error {
 	chcfg := inv.ClickHouse()
-	cfg := retentionOptions(inv)
+	cfg := retentionEnv(inv)
 	dry := inv.fs.Bool("dry-run", false, "list what would be dropped and drop nothing")
 	asJSON := inv.fs.Bool("json", false, "print the result as JSON")
 	if err := inv.parse(); err != nil {
@@ -85,7 +85,7 @@ func runRetention(ctx context.Context, inv *invocation) error {
 	}
 	defer conn.Close()
 	c := *cfg
-	c.Database, c.DryRun, c.Logger = chcfg.Database, *dry, inv.log
+	c.Database, c.DryRun, c.Log = chcfg.Database, *dry, inv.log
 	st, err := retention.New(conn, c).Pass(ctx)
 	if *asJSON {
 		if jerr := writeJSON(inv.stdout, st); jerr != nil {

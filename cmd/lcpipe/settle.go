@@ -8,11 +8,11 @@ import (
 	"github.com/lcpipe/lcpipe/internal/chconn"
 )
 
-// settleOptions declares the settings of the dashboards' day rollups
+// settleEnv reads the settings of the dashboards' day rollups
 // (dashboards.Settler), which every processor runs next to consuming:
 // wherever events are written, the rollups that keep long dashboard ranges
 // fast are kept up to date. Declared before inv.parse.
-func settleOptions(inv *invocation) *dashboards.SettlerConfig {
+func settleEnv(inv *invocation) *dashboards.SettlerConfig {
 	d := dashboards.DefaultSettlerConfig()
 	c := d
 	c.Interval = inv.Duration("SETTLE_INTERVAL", d.Interval,
@@ -38,7 +38,7 @@ func startSettler(ctx context.Context, inv *invocation, chcfg chconn.Config, cfg
 		return nil, err
 	}
 	cfg.Database = chcfg.Database
-	cfg.Logger = inv.log
+	cfg.Log = inv.log
 	s := dashboards.NewSettler(conn, cfg)
 	var wg sync.WaitGroup
 	wg.Add(1)

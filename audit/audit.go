@@ -15,6 +15,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -44,7 +45,8 @@ type Options struct {
 	Organization string
 	ClickHouse   driver.Conn
 	Database     string
-	// DedupWindow must be the processors' (DEDUP_WINDOW).
+	// DedupWindow must be the processors' (DEDUP_WINDOW). Default the
+	// processor's default.
 	DedupWindow time.Duration
 	// Progress draws a bar there when not nil.
 	Progress io.Writer
@@ -53,6 +55,15 @@ type Options struct {
 	// MaxListed bounds the gaps, retries and duplicates listed (counts are
 	// always complete). Default 1000.
 	MaxListed int
+}
+
+// withDefaults fills the zero fields with the defaults documented on
+// Options.
+func (o Options) withDefaults() Options {
+	o.Chunk = cmp.Or(o.Chunk, 20_000)
+	o.MaxListed = cmp.Or(o.MaxListed, 1000)
+	o.DedupWindow = cmp.Or(o.DedupWindow, processor.DefaultConfig().DedupWindow)
+	return o
 }
 
 // Counts are one webhook action's figures: Records count raw records,
@@ -158,15 +169,7 @@ type pending struct {
 // Run audits the range.
 func Run(ctx context.Context, cl *kgo.Client, o Options) (*Report, error) {
 	began := time.Now()
-	if o.Chunk <= 0 {
-		o.Chunk = 20000
-	}
-	if o.MaxListed <= 0 {
-		o.MaxListed = 1000
-	}
-	if o.DedupWindow <= 0 {
-		o.DedupWindow = processor.DefaultConfig().DedupWindow
-	}
+	o = o.withDefaults()
 	adm := kadm.NewClient(cl)
 	logStart, err := ops.StartOffsets(ctx, adm, o.RawTopic)
 	if err != nil {

@@ -48,6 +48,7 @@
 package erase
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -104,7 +105,16 @@ type Options struct {
 	DryRun bool
 	// Rounds bounds the rounds of deletion (see the package doc). Default 3.
 	Rounds int
-	Logger *slog.Logger
+	// Log receives progress. Default: discard.
+	Log *slog.Logger
+}
+
+// withDefaults fills the zero fields with the defaults documented on
+// Options.
+func (o Options) withDefaults() Options {
+	o.Rounds = cmp.Or(o.Rounds, 3)
+	o.Log = cmp.Or(o.Log, slog.New(slog.DiscardHandler))
+	return o
 }
 
 // Table is what happened in one table.
@@ -199,12 +209,7 @@ func Run(ctx context.Context, conn driver.Conn, o Options, target Target) (*Repo
 	if err := target.Validate(); err != nil {
 		return nil, err
 	}
-	if o.Rounds <= 0 {
-		o.Rounds = 3
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o = o.withDefaults()
 	rep := &Report{Target: target, Database: o.Database, DryRun: o.DryRun}
 	tables, err := listTables(ctx, conn, o.Database)
 	if err != nil {
@@ -216,7 +221,7 @@ func Run(ctx context.Context, conn driver.Conn, o Options, target Target) (*Repo
 			return nil, err
 		}
 		rep.Chats, rep.Threads = len(ids.chats), len(ids.threads)
-		o.Logger.Info("erase: resolved", "scope", target.Scope(), "chats", rep.Chats, "threads", rep.Threads)
+		o.Log.Info("erase: resolved", "scope", target.Scope(), "chats", rep.Chats, "threads", rep.Threads)
 	}
 	type plan struct {
 		t     table
@@ -259,7 +264,7 @@ func Run(ctx context.Context, conn driver.Conn, o Options, target Target) (*Repo
 			if len(p.terms) > 0 {
 				wheres = mutation.Pack(p.base, p.terms, 0)
 			}
-			o.Logger.Info("erase: deleting", "table", p.t.name, "rows", tr.Remaining, "mutations", len(wheres), "round", round)
+			o.Log.Info("erase: deleting", "table", p.t.name, "rows", tr.Remaining, "mutations", len(wheres), "round", round)
 			if err := mutation.Delete(ctx, conn, mutation.Options{Database: o.Database}, p.t.name, wheres); err != nil {
 				if gone(err) {
 					tr.Remaining = 0

@@ -19,6 +19,7 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -58,8 +59,8 @@ type Options struct {
 	Database, LiveDatabase, Group string
 	// From and To bound the range: "earliest", "latest", a time
 	// (ops.ParseTime: resolved with Kafka's offsets-by-time), or
-	// "P:O,P:O,..." per partition. From defaults to earliest, To to latest
-	// (the log end when the replay first starts).
+	// "P:O,P:O,..." per partition. Defaults earliest and latest (the log
+	// end when the replay first starts).
 	From, To string
 	DryRun   bool
 	// Rate caps records per second (0: none).
@@ -72,9 +73,19 @@ type Options struct {
 	// DeadLetters produces undecodable records to the dead-letter topic
 	// (default: only counted; the live processor dead-lettered them).
 	DeadLetters bool
-	Log         *slog.Logger
+	// Log receives progress. Default: discard.
+	Log *slog.Logger
 	// Progress draws a bar (stderr) when not nil.
 	Progress io.Writer
+}
+
+// withDefaults fills the zero fields with the defaults documented on
+// Options.
+func (o Options) withDefaults() Options {
+	o.From = cmp.Or(o.From, "earliest")
+	o.To = cmp.Or(o.To, "latest")
+	o.Log = cmp.Or(o.Log, slog.New(slog.DiscardHandler))
+	return o
 }
 
 // Counts are one action's (or the total's) figures. Records and
@@ -129,15 +140,7 @@ type state struct {
 // progress saved.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	began := time.Now()
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.From == "" {
-		o.From = "earliest"
-	}
-	if o.To == "" {
-		o.To = "latest"
-	}
+	o = o.withDefaults()
 	if !o.DryRun && o.StateDir == "" {
 		return nil, errors.New("replay: no state directory")
 	}

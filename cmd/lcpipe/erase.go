@@ -54,7 +54,7 @@ func runErase(ctx context.Context, inv *invocation) error {
 		return err
 	}
 	defer conn.Close()
-	rep, err := erase.Run(ctx, conn, erase.Options{Database: chcfg.Database, DryRun: *dry, Logger: inv.log}, t)
+	rep, err := erase.Run(ctx, conn, erase.Options{Database: chcfg.Database, DryRun: *dry, Log: inv.log}, t)
 	if rep == nil {
 		return err
 	}

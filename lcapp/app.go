@@ -22,6 +22,7 @@
 package lcapp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,7 +68,8 @@ const (
 )
 
 // Config of the app. ClientID, ClientSecret, PublicBaseURL and
-// EncryptionKey are required.
+// EncryptionKey are required; zero values of the others take the defaults
+// documented on them.
 type Config struct {
 	// ClientID and ClientSecret of the server-side app (Developer Console).
 	ClientID     string
@@ -118,8 +120,29 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem at once.
+// withDefaults fills the zero fields with the defaults documented on Config.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	c.AccountsURL = cmp.Or(c.AccountsURL, d.AccountsURL)
+	c.APIURL = cmp.Or(c.APIURL, d.APIURL)
+	c.StorePath = cmp.Or(c.StorePath, d.StorePath)
+	if len(c.Actions) == 0 {
+		c.Actions = d.Actions
+	}
+	c.DirectoryRefresh = cmp.Or(c.DirectoryRefresh, d.DirectoryRefresh)
+	c.SecretCacheTTL = cmp.Or(c.SecretCacheTTL, d.SecretCacheTTL)
+	c.HTTPTimeout = cmp.Or(c.HTTPTimeout, d.HTTPTimeout)
+	c.StoreLockTimeout = cmp.Or(c.StoreLockTimeout, d.StoreLockTimeout)
+	c.SessionTTL = cmp.Or(c.SessionTTL, d.SessionTTL)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports every problem at once (after defaults are applied).
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	if c.ClientID == "" {
 		errs = append(errs, errors.New("lcapp: client id is empty (LIVECHAT_CLIENT_ID)"))
@@ -137,12 +160,6 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("lcapp: OAuth is configured but APP_ENCRYPTION_KEY is empty: refusing to store tokens unencrypted (generate one with: openssl rand -base64 32)"))
 	} else if _, err := ParseKey(c.EncryptionKey.Reveal()); err != nil {
 		errs = append(errs, fmt.Errorf("lcapp: APP_ENCRYPTION_KEY: %w", err))
-	}
-	if c.StorePath == "" {
-		errs = append(errs, errors.New("lcapp: store path is empty (APP_STORE_PATH)"))
-	}
-	if len(c.Actions) == 0 {
-		errs = append(errs, errors.New("lcapp: no webhook actions to register"))
 	}
 	for name, d := range map[string]time.Duration{"directory refresh": c.DirectoryRefresh, "secret cache ttl": c.SecretCacheTTL,
 		"http timeout": c.HTTPTimeout, "store lock timeout": c.StoreLockTimeout, "session ttl": c.SessionTTL} {
@@ -185,18 +202,18 @@ type lastWebhook struct {
 }
 
 // New builds the app. It touches no disk and no network: the store file is
-// opened per operation, Run starts the background refreshes.
+// opened per operation, Run starts the background refreshes. A nil log
+// discards.
 func New(cfg Config, log *slog.Logger) (*App, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
 	key, _ := ParseKey(cfg.EncryptionKey.Reveal())
 	st, err := newStore(cfg.StorePath, key, cfg.StoreLockTimeout)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {

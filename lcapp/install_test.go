@@ -658,7 +658,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no client id", func(c *Config) { c.ClientID = "" }, "LIVECHAT_CLIENT_ID"},
 		{"no secret", func(c *Config) { c.ClientSecret = "" }, "LIVECHAT_CLIENT_SECRET"},
 		{"relative url", func(c *Config) { c.PublicBaseURL = "lcpipe.example.com" }, "PUBLIC_BASE_URL"},
-		{"no actions", func(c *Config) { c.Actions = nil }, "no webhook actions"},
+		{"no actions: every action", func(c *Config) { c.Actions = nil }, ""},
+		{"negative ttl", func(c *Config) { c.SessionTTL = -time.Second }, "session ttl must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package lcapp
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -53,8 +54,10 @@ const signInCookie = "lcapp_signin"
 // HTTPTimeout, HTTPClient): no store, no encryption key. redirectURL is the
 // front's callback (absolute; it must be on the app's redirect whitelist in
 // the Developer Console); the pending sign-in cookie is scoped to its path
-// and Secure when it is https.
+// and Secure when it is https. Zero fields of cfg take their defaults; a nil
+// log discards.
 func NewSignInFlow(cfg Config, redirectURL string, log *slog.Logger) (*SignInFlow, error) {
+	cfg = cfg.withDefaults()
 	var errs []error
 	if cfg.ClientID == "" {
 		errs = append(errs, errors.New("lcapp: client id is empty (LIVECHAT_CLIENT_ID)"))
@@ -74,12 +77,7 @@ func NewSignInFlow(cfg Config, redirectURL string, log *slog.Logger) (*SignInFlo
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.HTTPTimeout}

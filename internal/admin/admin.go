@@ -8,6 +8,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,12 @@ type Config struct {
 	Log *slog.Logger
 }
 
+// withDefaults fills the zero fields with the defaults documented on Config.
+func (c Config) withDefaults() Config {
+	c.Log = cmp.Or(c.Log, slog.New(slog.DiscardHandler))
+	return c
+}
+
 // Server is an admin listener. Build with New, mount handlers with
 // Handle, then Serve or Run.
 type Server struct {
@@ -49,9 +56,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("admin: no address (ADMIN_ADDR)")
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

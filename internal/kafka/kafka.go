@@ -106,25 +106,29 @@ func (c Config) MinISR() int16 {
 	return max(1, min(2, c.ReplicationFactor))
 }
 
-// maxMessageBytes is MaxMessageBytes, or the default when unset (a Config
-// built by hand rather than from DefaultConfig).
-func (c Config) maxMessageBytes() int32 {
-	if c.MaxMessageBytes > 0 {
-		return c.MaxMessageBytes
-	}
-	return DefaultMaxMessageBytes
+// withDefaults fills the fields whose zero value means the default
+// (MaxMessageBytes, RawRetention, DLQRetention), so a Config built by hand
+// rather than from DefaultConfig creates the same topics. Brokers, topics,
+// partitions and the replication factor say where to write and how, so
+// they have no default here: Validate refuses them empty.
+func (c Config) withDefaults() Config {
+	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, DefaultMaxMessageBytes)
+	c.RawRetention = cmp.Or(c.RawRetention, DefaultRawRetention)
+	c.DLQRetention = cmp.Or(c.DLQRetention, DefaultDLQRetention)
+	return c
 }
 
 // RetentionMS is the retention.ms EnsureTopics gives topic: the raw or
 // dead-letter retention (-1 when negative: forever), or "" for any other
 // topic (the broker's default applies).
 func (c Config) RetentionMS(topic string) string {
+	c = c.withDefaults()
 	var d time.Duration
 	switch topic {
 	case c.RawTopic:
-		d = cmp.Or(c.RawRetention, DefaultRawRetention)
+		d = c.RawRetention
 	case c.DLQTopic:
-		d = cmp.Or(c.DLQRetention, DefaultDLQRetention)
+		d = c.DLQRetention
 	default:
 		return ""
 	}
@@ -217,7 +221,8 @@ func (c Config) Validate() error {
 //     handshake is reported by the setting to fix, whichever request first
 //     connects (Explain does the same for SASL errors).
 func NewClient(cfg Config, extra ...kgo.Opt) (*kgo.Client, error) {
-	maxMsg := cfg.maxMessageBytes()
+	cfg = cfg.withDefaults()
+	maxMsg := cfg.MaxMessageBytes
 	const dialTimeout = 3 * time.Second
 	security, err := cfg.securityOpts(dialTimeout)
 	if err != nil {
@@ -278,8 +283,8 @@ const readyTimeout = 30 * time.Second
 //
 // Existing topics are left as they are: a max.message.bytes or
 // min.insync.replicas below what the configuration asks for, or a
-// retention.ms other than it, is logged as a warning (when log is not
-// nil), never altered. Why not alter: Kafka keeps
+// retention.ms other than it, is logged as a warning (a nil log discards
+// it), never altered. Why not alter: Kafka keeps
 // no record of who created a topic (no owner or label; unknown settings are
 // refused), so a topic an older lcpipe created cannot be told from one an
 // operator created with kafka-topics on purpose, and changing a topic's
@@ -292,8 +297,10 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, log *slog.Log
 		ctx, cancel = context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
 	}
+	cfg = cfg.withDefaults()
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
 	adm := kadm.NewClient(cl)
-	maxMsg := strconv.Itoa(int(cfg.maxMessageBytes()))
+	maxMsg := strconv.Itoa(int(cfg.MaxMessageBytes))
 	minISR := strconv.Itoa(int(cfg.MinISR()))
 	// One request per distinct retention: a CreateTopics request carries
 	// one set of settings for all its topics.
@@ -328,10 +335,8 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, log *slog.Log
 		switch {
 		case r.Err == nil:
 			partitions[r.Topic] = cfg.Partitions
-			if log != nil {
-				log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions, "replication", cfg.ReplicationFactor,
-					settingMaxMessageBytes, maxMsg, settingMinISR, minISR, settingRetentionMS, cmp.Or(cfg.RetentionMS(r.Topic), "broker default"))
-			}
+			log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions, "replication", cfg.ReplicationFactor,
+				settingMaxMessageBytes, maxMsg, settingMinISR, minISR, settingRetentionMS, cmp.Or(cfg.RetentionMS(r.Topic), "broker default"))
 		case errors.Is(r.Err, kerr.TopicAlreadyExists):
 			existing = append(existing, r.Topic)
 		default:
@@ -341,7 +346,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, log *slog.Log
 	if err := waitForLeaders(ctx, cl, partitions, topics); err != nil {
 		return err
 	}
-	if len(existing) > 0 && log != nil {
+	if len(existing) > 0 {
 		checkSettings(ctx, adm, cfg, log, existing)
 	}
 	return nil
@@ -433,7 +438,7 @@ func checkSettings(ctx context.Context, adm *kadm.Client, cfg Config, log *slog.
 		return
 	}
 	want := map[string]int{
-		settingMaxMessageBytes: int(cfg.maxMessageBytes()),
+		settingMaxMessageBytes: int(cfg.MaxMessageBytes),
 		settingMinISR:          int(cfg.MinISR()),
 	}
 	why := map[string]string{

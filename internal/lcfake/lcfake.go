@@ -33,6 +33,7 @@ package lcfake
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -220,20 +221,20 @@ func (f *Fake) waitHold(r *http.Request, method string) {
 	}
 }
 
+// withDefaults fills the zero fields with the defaults documented on Config.
+func (c Config) withDefaults() Config {
+	if len(c.Scopes) == 0 {
+		c.Scopes = DefaultScopes
+	}
+	c.AccessTokenTTL = cmp.Or(c.AccessTokenTTL, 8*time.Hour)
+	c.CodeTTL = cmp.Or(c.CodeTTL, 5*time.Minute)
+	c.Region = cmp.Or(c.Region, "dal")
+	return c
+}
+
 // New starts the fake accounts service and Configuration API.
 func New(cfg Config) *Fake {
-	if len(cfg.Scopes) == 0 {
-		cfg.Scopes = DefaultScopes
-	}
-	if cfg.AccessTokenTTL == 0 {
-		cfg.AccessTokenTTL = 8 * time.Hour
-	}
-	if cfg.CodeTTL == 0 {
-		cfg.CodeTTL = 5 * time.Minute
-	}
-	if cfg.Region == "" {
-		cfg.Region = "dal"
-	}
+	cfg = cfg.withDefaults()
 	f := &Fake{
 		cfg: cfg, users: map[string]User{}, codes: map[string]*code{}, access: map[string]*token{},
 		refresh: map[string]*token{}, disabled: map[string]bool{}, agents: map[string][]Agent{},

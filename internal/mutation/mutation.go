@@ -17,6 +17,7 @@
 package mutation
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -116,6 +117,14 @@ type Options struct {
 	Poll backoff.Policy
 }
 
+// withDefaults fills the zero fields with the defaults documented on
+// Options.
+func (o Options) withDefaults() Options {
+	o.Poll.Min = cmp.Or(o.Poll.Min, 50*time.Millisecond)
+	o.Poll.Max = cmp.Or(o.Poll.Max, 2*time.Second)
+	return o
+}
+
 // Delete runs one ALTER TABLE ... DELETE WHERE per clause on table and
 // waits until each of them is done. It returns an error naming the table
 // when the server refuses a statement, reports a mutation failing (current
@@ -185,13 +194,8 @@ func Wait(ctx context.Context, conn driver.Conn, o Options, table string, ids []
 	if len(ids) == 0 {
 		return nil
 	}
+	o = o.withDefaults()
 	poll := o.Poll
-	if poll.Min <= 0 {
-		poll.Min = 50 * time.Millisecond
-	}
-	if poll.Max <= 0 {
-		poll.Max = 2 * time.Second
-	}
 	failReason, err := hasFailReason(ctx, conn)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -144,14 +145,12 @@ type Live struct {
 	ds    *Dataset
 }
 
-// NewLive checks the configuration.
+// NewLive checks the configuration. A nil log discards.
 func NewLive(cfg LiveConfig, g *Generator, post Poster, log *slog.Logger) (*Live, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
 	return &Live{cfg: cfg, g: g, post: post, log: log}, nil
 }
 

@@ -21,6 +21,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,6 +107,17 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{ServiceName: "lcpipe", Protocol: "http/protobuf", Sampler: "parentbased_always_on", MetricInterval: time.Minute}
+}
+
+// withDefaults fills the zero fields with the defaults documented on
+// Config. ServiceName is left alone: when empty, a service.name in
+// ResourceAttributes wins over the default (resource).
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	c.Protocol = cmp.Or(c.Protocol, d.Protocol)
+	c.Sampler = cmp.Or(c.Sampler, d.Sampler)
+	c.MetricInterval = cmp.Or(c.MetricInterval, d.MetricInterval)
+	return c
 }
 
 // endpointSet reports whether any OTLP endpoint is configured.
@@ -251,6 +263,7 @@ type Telemetry struct {
 // network unless an exporter is configured (then the OTLP exporters
 // connect lazily, on their first export).
 func New(ctx context.Context, cfg Config, o Options) (*Telemetry, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -278,12 +291,8 @@ func New(ctx context.Context, cfg Config, o Options) (*Telemetry, error) {
 		if err != nil {
 			return nil, err
 		}
-		interval := cfg.MetricInterval
-		if interval <= 0 {
-			interval = time.Minute
-		}
-		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(interval))))
-		t.exporting = append(t.exporting, "metrics:otlp/"+cfg.protocol())
+		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(cfg.MetricInterval))))
+		t.exporting = append(t.exporting, "metrics:otlp/"+cfg.Protocol)
 	}
 	mp := sdkmetric.NewMeterProvider(mopts...)
 	t.meterProvider = mp
@@ -305,7 +314,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Telemetry, error) {
 			_ = mp.Shutdown(ctx)
 			return nil, err
 		}
-		t.exporting = append(t.exporting, "traces:otlp/"+cfg.protocol())
+		t.exporting = append(t.exporting, "traces:otlp/"+cfg.Protocol)
 	case cfg.TracesExporterName() == ExporterConsole:
 		if spanExp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stdout)); err != nil {
 			_ = mp.Shutdown(ctx)
@@ -340,17 +349,10 @@ func Disabled() *Telemetry {
 	}
 }
 
-func (c Config) protocol() string {
-	if c.Protocol == "" {
-		return "http/protobuf"
-	}
-	return c.Protocol
-}
-
 func (c Config) spanExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
 	var exp sdktrace.SpanExporter
 	var err error
-	if c.protocol() == "grpc" {
+	if c.Protocol == "grpc" {
 		exp, err = otlptracegrpc.New(ctx)
 	} else {
 		exp, err = otlptracehttp.New(ctx)
@@ -364,7 +366,7 @@ func (c Config) spanExporter(ctx context.Context) (sdktrace.SpanExporter, error)
 func (c Config) metricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
 	var exp sdkmetric.Exporter
 	var err error
-	if c.protocol() == "grpc" {
+	if c.Protocol == "grpc" {
 		exp, err = otlpmetricgrpc.New(ctx)
 	} else {
 		exp, err = otlpmetrichttp.New(ctx)

@@ -150,6 +150,24 @@ func TestExporterDefaults(t *testing.T) {
 	}
 }
 
+// Zero fields take the documented defaults, except ServiceName (a
+// service.name in OTEL_RESOURCE_ATTRIBUTES may name the service); set
+// ones are kept.
+func TestWithDefaults(t *testing.T) {
+	set := Config{Protocol: "grpc", Sampler: "always_off", MetricInterval: time.Second}
+	for _, tc := range []struct {
+		name     string
+		in, want Config
+	}{
+		{"zero", Config{}, Config{Protocol: "http/protobuf", Sampler: "parentbased_always_on", MetricInterval: time.Minute}},
+		{"set", set, set},
+	} {
+		if got := tc.in.withDefaults(); got != tc.want {
+			t.Errorf("%s: withDefaults() = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -4,6 +4,7 @@
 package chconn
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ type Config struct {
 	// Cluster, when set, makes migrations use ON CLUSTER and Replicated engines.
 	Cluster string
 	// DialTimeout and ReadTimeout bound each connection attempt and query.
+	// Defaults 5s and 5m.
 	DialTimeout time.Duration
 	ReadTimeout time.Duration
 	// MaxOpenConns bounds the pool. Default 8.
@@ -52,6 +54,18 @@ func DefaultConfig() Config {
 		ReadTimeout:  5 * time.Minute,
 		MaxOpenConns: 8,
 	}
+}
+
+// withDefaults fills the zero fields of the connection's tuning with the
+// defaults documented on Config. Addr and Database say where to connect,
+// so they have no default here: Validate refuses them empty.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	c.User = cmp.Or(c.User, d.User)
+	c.DialTimeout = cmp.Or(c.DialTimeout, d.DialTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, d.ReadTimeout)
+	c.MaxOpenConns = cmp.Or(c.MaxOpenConns, d.MaxOpenConns)
+	return c
 }
 
 // Validate reports every problem of the configuration at once.
@@ -91,6 +105,7 @@ func ValidIdent(s string) bool {
 // *tlsconf.SettingError naming the setting to fix (CLICKHOUSE_TLS_CA_FILE
 // when the CA does not trust the server's certificate).
 func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
+	cfg = cfg.withDefaults()
 	opts := &ch.Options{
 		Protocol: ch.Native,
 		Addr:     cfg.Addr,

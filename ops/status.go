@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,14 @@ type StatusOptions struct {
 	MaxSpool    int64         // bytes spooled + quarantined, any ingest
 	HTTP        *http.Client  // default: 5s timeout
 	ReadTimeout time.Duration // reading the oldest unprocessed records; default 5s
+}
+
+// withDefaults fills the zero fields with the defaults documented on
+// StatusOptions.
+func (o StatusOptions) withDefaults() StatusOptions {
+	o.HTTP = cmp.Or(o.HTTP, &http.Client{Timeout: 5 * time.Second})
+	o.ReadTimeout = cmp.Or(o.ReadTimeout, 5*time.Second)
+	return o
 }
 
 // PartitionLag is one raw-topic partition as the group sees it.
@@ -107,9 +116,7 @@ func GetStatus(ctx context.Context, cl *kgo.Client, ch driver.Conn, o StatusOpti
 	adm := kadm.NewClient(cl)
 	st := &Status{At: time.Now().UTC(), Group: o.Group, Topic: o.RawTopic, Problems: []string{}}
 	st.DeadLetters.Topic = o.DLQTopic
-	if o.ReadTimeout == 0 {
-		o.ReadTimeout = 5 * time.Second
-	}
+	o = o.withDefaults()
 
 	start, err := StartOffsets(ctx, adm, o.RawTopic)
 	if err != nil {
@@ -263,9 +270,6 @@ func clickhouseStatus(ctx context.Context, ch driver.Conn, o StatusOptions, st *
 
 func ingestStatus(ctx context.Context, hc *http.Client, base string) IngestStatus {
 	out := IngestStatus{URL: base}
-	if hc == nil {
-		hc = &http.Client{Timeout: 5 * time.Second}
-	}
 	u := strings.TrimRight(base, "/")
 	if !strings.Contains(u, "://") {
 		u = "http://" + u

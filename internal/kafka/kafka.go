@@ -138,8 +138,10 @@ func (c Config) RetentionMS(topic string) string {
 	return strconv.FormatInt(d.Milliseconds(), 10)
 }
 
-// Validate reports every problem of the configuration at once.
+// Validate reports every problem of the configuration at once (after
+// defaults are applied).
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("kafka: no brokers (KAFKA_BROKERS)"))
@@ -171,7 +173,7 @@ func (c Config) Validate() error {
 	}
 	// franz-go accepts batch caps up to 1 GiB; below 64 KiB even small
 	// webhooks would not fit.
-	if c.MaxMessageBytes != 0 && (c.MaxMessageBytes < RecordOverheadBytes || c.MaxMessageBytes > 1<<30) {
+	if c.MaxMessageBytes < RecordOverheadBytes || c.MaxMessageBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("kafka: max message bytes must be between 64KiB and 1GiB, got %d (INGEST_MAX_BODY)", c.MaxMessageBytes))
 	}
 	if err := c.validateSecurity(); err != nil {

@@ -154,8 +154,9 @@ func (c Config) MetricsExporterName() string {
 	return ExporterPrometheus
 }
 
-// Validate reports every problem at once.
+// Validate reports every problem at once (after defaults are applied).
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	switch c.TracesExporter {
 	case ExporterAuto, ExporterOTLP, ExporterConsole, ExporterNone:

@@ -216,9 +216,9 @@ func (c Config) Validate() error {
 //     rotates which partition it asks for first after every fetch, so a
 //     large record is never stuck (TestCreatedTopicsCarryLargeRecords).
 //     Raising them to MaxMessageBytes would only make every backlog fetch
-//     larger: compressed batches decompress several-fold, and the
-//     processor's memory bound under a ClickHouse outage (TestClickHouseOutage)
-//     went from 139 to 169-220 MiB when we tried.
+//     larger: compressed batches decompress several-fold, which raises the
+//     processor's memory bound under a ClickHouse outage
+//     (TestClickHouseOutage) by a fifth or more.
 //   - TLS and SASL when configured (Config.TLS, Config.SASL): a failed TLS
 //     handshake is reported by the setting to fix, whichever request first
 //     connects (Explain does the same for SASL errors).

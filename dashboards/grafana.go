@@ -25,6 +25,10 @@ type GrafanaOptions struct {
 	// the trace store (the collector exports traces to it).
 	PrometheusUID, PrometheusURL string
 	JaegerUID, JaegerURL         string
+	// Organization, when set, fixes the dashboards to that organization:
+	// the org variable becomes a hidden constant (GrafanaOrgFiles). Empty:
+	// a variable listing every organization (the shared dashboards).
+	Organization string
 }
 
 // DefaultGrafanaOptions match docker-compose.yml: service clickhouse, the
@@ -152,6 +156,22 @@ func (o GrafanaOptions) variable(name, label, sql string) map[string]any {
 	}
 }
 
+// orgVariable is the org variable: a choice among every organization, or
+// a hidden constant when the dashboards belong to one. The constant is not
+// what keeps the others out (the datasource's ClickHouse user sees only
+// its organization's rows); it spares a one-organization viewer a
+// selector with a single entry.
+func (o GrafanaOptions) orgVariable() map[string]any {
+	if o.Organization == "" {
+		return o.variable("org", "Organization", "SELECT DISTINCT organization_id FROM "+o.Database+".thread_state ORDER BY organization_id")
+	}
+	return map[string]any{
+		"name": "org", "label": "Organization", "type": "constant", "query": o.Organization, "hide": 2,
+		"current": map[string]any{"selected": true, "text": o.Organization, "value": o.Organization},
+		"options": []any{map[string]any{"selected": true, "text": o.Organization, "value": o.Organization}},
+	}
+}
+
 // GrafanaDashboard renders one dashboard as Grafana dashboard JSON.
 func GrafanaDashboard(d Dashboard, o GrafanaOptions) ([]byte, error) {
 	var panels []any
@@ -206,7 +226,7 @@ func GrafanaDashboard(d Dashboard, o GrafanaOptions) ([]byte, error) {
 		"time":       map[string]any{"from": "now-24h", "to": "now"},
 		"timepicker": map[string]any{"refresh_intervals": []string{"10s", "30s", "1m", "5m", "15m"}},
 		"templating": map[string]any{"list": []any{
-			o.variable("org", "Organization", "SELECT DISTINCT organization_id FROM "+o.Database+".thread_state ORDER BY organization_id"),
+			o.orgVariable(),
 			o.variable("group", "Group", "SELECT arrayJoin(arraySort(arrayDistinct(groupArrayArrayMerge(group_ids)))) FROM "+o.Database+".thread_state WHERE hour >= now() - 31 * 86400"),
 			o.variable("agent", "Agent", "SELECT arrayJoin(arraySort(arrayDistinct(groupArrayArrayMerge(agent_ids)))) FROM "+o.Database+".thread_state WHERE hour >= now() - 31 * 86400 AND (${org:sqlstring} = '"+allValue+"' OR organization_id = ${org:sqlstring})"),
 		}},

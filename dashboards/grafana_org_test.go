@@ -66,7 +66,7 @@ type providerFile struct {
 // reads that datasource with the organization fixed.
 func TestGrafanaOrgFiles(t *testing.T) {
 	for _, tc := range []struct {
-		name, org string
+		name, org  string
 		grafanaOrg int
 		secure     bool
 	}{

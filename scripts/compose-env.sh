@@ -10,6 +10,15 @@
 # there), missing ones are added. The file is git-ignored and readable by
 # its owner only. There are no default passwords: docker-compose.yml
 # refuses to start without these values.
+#
+# It also prepares <repo>/.grafana, the folder the compose Grafana reads
+# its provisioning from (mounted read-only at /etc/lcpipe/grafana):
+# provisioning/ holds the shared files, copied afresh from
+# dashboards/grafana/provisioning on every run, beside the per-organization
+# ones `lcpipe analysts add --grafana-dir .grafana` writes (lcpipe-org-*,
+# never touched here); secrets/ (mode 700) holds their passwords, mode
+# 600. Grafana runs as GRAFANA_UID, the owner of those files, so it can
+# read them.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +34,7 @@ vars=(
   "GRAFANA_ADMIN_PASSWORD|random|Grafana user admin"
   "DASHBOARDS_TOKEN|random-optional|sign-in token of the built-in dashboards (open /?token=...; sees every organization); set it empty to use only Sign in with LiveChat"
   "LCPIPE_SUBNET|172.29.57.0/24|subnet of the compose network; change it if it clashes with a local network"
+  "GRAFANA_UID|uid|user Grafana runs as: the owner of .grafana/secrets (lcpipe analysts add --grafana-dir writes them mode 600)"
 )
 
 umask 077
@@ -36,7 +46,7 @@ for v in "${vars[@]}"; do
   # A password is written again when empty; an optional value left empty
   # on purpose stays empty.
   if grep -q "^$name=." "$FILE" || { [ "$how" = random-optional ] && grep -q "^$name=" "$FILE"; }; then continue; fi
-  case $how in random | random-optional) value=$(random) ;; *) value=$how ;; esac
+  case $how in random | random-optional) value=$(random) ;; uid) value=$(id -u) ;; *) value=$how ;; esac
   sed -i "/^$name=/d" "$FILE" # an empty line for it would shadow the new one
   printf '# %s\n%s=%s\n' "$help" "$name" "$value" >>"$FILE"
   added+=("$name")
@@ -46,3 +56,14 @@ if [ ${#added[@]} -gt 0 ]; then
 else
   echo "compose-env: $FILE is complete" >&2
 fi
+
+# The Grafana provisioning tree (see the top of this file).
+GRAFANA_DIR=$ROOT/.grafana
+umask 022
+mkdir -p "$GRAFANA_DIR/provisioning/datasources" "$GRAFANA_DIR/provisioning/dashboards" "$GRAFANA_DIR/dashboards"
+mkdir -p -m 700 "$GRAFANA_DIR/secrets"
+chmod 700 "$GRAFANA_DIR/secrets"
+for kind in datasources dashboards; do
+  find "$GRAFANA_DIR/provisioning/$kind" -maxdepth 1 -type f -name '*.yaml' ! -name 'lcpipe-org-*' -delete
+  cp "$ROOT/dashboards/grafana/provisioning/$kind/"*.yaml "$GRAFANA_DIR/provisioning/$kind/"
+done

@@ -183,15 +183,8 @@ func TestComposeMountsExist(t *testing.T) {
 		}
 	}
 	g := p.Services["grafana"]
-	var provisioning, dashboards string
-	for _, v := range g.Volumes {
-		switch v.Target {
-		case "/etc/grafana/provisioning":
-			provisioning = v.Source
-		case "/var/lib/grafana/dashboards":
-			dashboards = v.Source
-		}
-	}
+	provisioning, _ := hostPath(g, grafanaProvisioning(g))
+	dashboards, _ := hostPath(g, "/var/lib/grafana/dashboards")
 	if provisioning == "" || dashboards == "" {
 		t.Fatalf("grafana must mount provisioning and dashboards folders: %+v", g.Volumes)
 	}
@@ -201,7 +194,8 @@ func TestComposeMountsExist(t *testing.T) {
 			t.Errorf("grafana provisioning/%s is empty or missing: %v", sub, err)
 		}
 	}
-	provider, _ := os.ReadFile(firstFile(t, filepath.Join(provisioning, "dashboards")))
+	// The shared provider (per-organization ones sit beside it).
+	provider, _ := os.ReadFile(filepath.Join(provisioning, "dashboards", "lcpipe.yaml"))
 	if !strings.Contains(string(provider), "/var/lib/grafana/dashboards") {
 		t.Errorf("dashboard provider does not read /var/lib/grafana/dashboards:\n%s", provider)
 	}
@@ -211,12 +205,29 @@ func TestComposeMountsExist(t *testing.T) {
 	}
 }
 
-func firstFile(t *testing.T, dir string) string {
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) == 0 {
-		return dir
+// grafanaProvisioning is where the service's Grafana reads provisioning.
+func grafanaProvisioning(s types.ServiceConfig) string {
+	if v := s.Environment["GF_PATHS_PROVISIONING"]; v != nil {
+		return *v
 	}
-	return filepath.Join(dir, entries[0].Name())
+	return "/etc/grafana/provisioning"
+}
+
+// hostPath is the host path a bind mount of s shows at the container path
+// p (the mount with the longest target holding p).
+func hostPath(s types.ServiceConfig, p string) (string, bool) {
+	best, out := -1, ""
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind {
+			continue
+		}
+		rel, err := filepath.Rel(v.Target, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || len(v.Target) <= best {
+			continue
+		}
+		best, out = len(v.Target), filepath.Join(v.Source, rel)
+	}
+	return out, best >= 0
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }

@@ -19,7 +19,10 @@
 // with their definer's rights, past the policies); the materialized views'
 // target tables are the tables. Row policies only hold for users who cannot
 // write or change settings (ClickHouse's own caveat): readonly = 1 and
-// SELECT only.
+// SELECT only; on 22.9 and newer the one setting it may change is
+// max_execution_time, which Grafana's ClickHouse plugin sets on every
+// query (lcpipe analysts add --grafana-dir makes that user a Grafana
+// datasource).
 //
 // ClickHouse 18.16 (the local server) has none of this: no CREATE USER,
 // GRANT or ROW POLICY (SQL access control arrived in 20.x), and its
@@ -62,6 +65,22 @@ type Options struct {
 	Database string
 	// Cluster, when set, makes every statement ON CLUSTER.
 	Cluster string
+	// timeoutInReadonly: the server knows CHANGEABLE_IN_READONLY (22.9+);
+	// Add sets it from the server's version.
+	timeoutInReadonly bool
+}
+
+// userSettings are the scoped user's settings: read-only, and, where the
+// server allows it, free to set max_execution_time, which Grafana's
+// ClickHouse plugin sends with every query (a plain readonly = 1 user gets
+// "Cannot modify 'max_execution_time' setting in readonly mode" on every
+// panel). The compose analyst profile does the same. A timeout cannot
+// widen what the row policies show.
+func (o Options) userSettings() string {
+	if o.timeoutInReadonly {
+		return " SETTINGS readonly = 1, max_execution_time = 60 CHANGEABLE_IN_READONLY"
+	}
+	return " SETTINGS readonly = 1"
 }
 
 func (o Options) validate() error {
@@ -126,14 +145,15 @@ func ValidOrganization(org string) error {
 }
 
 // AddStatements are the statements Add runs, in order: the user (created,
-// then its password set, so adding again rotates it), the shared permissive
+// then its password and settings set, so adding again rotates it), the shared permissive
 // policies, the organization's restrictive policies, then the grants.
 func AddStatements(o Options, org string, password secret.Secret, tables []Table) []string {
 	user, db, on := UserName(org), o.Database, o.onCluster()
 	out := []string{
 		"CREATE USER IF NOT EXISTS " + user + on + " IDENTIFIED WITH sha256_password BY " + quote(password.Reveal()) +
-			" DEFAULT DATABASE " + db + " SETTINGS readonly = 1",
-		"ALTER USER " + user + on + " IDENTIFIED WITH sha256_password BY " + quote(password.Reveal()),
+			" DEFAULT DATABASE " + db + o.userSettings(),
+		// Adding again also brings an older user's settings up to date.
+		"ALTER USER " + user + on + " IDENTIFIED WITH sha256_password BY " + quote(password.Reveal()) + o.userSettings(),
 	}
 	var grants []string
 	for _, t := range tables {
@@ -193,24 +213,28 @@ func NewPassword() secret.Secret {
 }
 
 // checkServer refuses servers without SQL access control: ClickHouse
-// before 20.4 (18.16 locally).
-func checkServer(ctx context.Context, conn driver.Conn) error {
+// before 20.4 (18.16 locally). It returns the server's major and minor
+// version.
+func checkServer(ctx context.Context, conn driver.Conn) (major, minor int, err error) {
 	var v string
 	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&v); err != nil {
-		return fmt.Errorf("analysts: server version: %w", err)
+		return 0, 0, fmt.Errorf("analysts: server version: %w", err)
 	}
-	major, minor := 0, 0
 	parts := strings.SplitN(v, ".", 3)
 	if len(parts) >= 2 {
 		major, _ = strconv.Atoi(parts[0])
 		minor, _ = strconv.Atoi(parts[1])
 	}
-	if major < 20 || (major == 20 && minor < 4) {
-		return fmt.Errorf("%w: ClickHouse %s has no SQL access control (CREATE USER, GRANT and CREATE ROW POLICY arrived in 20.4) "+
+	if !atLeast(major, minor, 20, 4) {
+		return major, minor, fmt.Errorf("%w: ClickHouse %s has no SQL access control (CREATE USER, GRANT and CREATE ROW POLICY arrived in 20.4) "+
 			"and its users.xml filters whole databases (allow_databases), not rows; on it analysts use the read-only `analyst` user, "+
 			"which sees every organization; use ClickHouse 20.4 or newer (current servers, ClickHouse Cloud) for organization-scoped users", ErrUnsupported, v)
 	}
-	return nil
+	return major, minor, nil
+}
+
+func atLeast(major, minor, wantMajor, wantMinor int) bool {
+	return major > wantMajor || major == wantMajor && minor >= wantMinor
 }
 
 // scopedTables reads which relations a scoped user gets.
@@ -249,9 +273,11 @@ func Add(ctx context.Context, conn driver.Conn, o Options, org string, password 
 	if err := ValidOrganization(org); err != nil {
 		return User{}, err
 	}
-	if err := checkServer(ctx, conn); err != nil {
+	major, minor, err := checkServer(ctx, conn)
+	if err != nil {
 		return User{}, err
 	}
+	o.timeoutInReadonly = atLeast(major, minor, 22, 9)
 	tables, err := scopedTables(ctx, conn, o.Database)
 	if err != nil {
 		return User{}, err
@@ -280,7 +306,7 @@ func List(ctx context.Context, conn driver.Conn, o Options) ([]User, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	if err := checkServer(ctx, conn); err != nil {
+	if _, _, err := checkServer(ctx, conn); err != nil {
 		return nil, err
 	}
 	rows, err := conn.Query(ctx, "SELECT short_name, table, select_filter FROM system.row_policies WHERE database = "+quote(o.Database)+

@@ -71,6 +71,32 @@ func TestAddStatements(t *testing.T) {
 	}
 }
 
+// The user's settings: read-only everywhere; where the server knows
+// CHANGEABLE_IN_READONLY, max_execution_time stays settable (Grafana's
+// ClickHouse plugin sets it on every query), on the new user and, through
+// ALTER USER, on one made by an older lcpipe.
+func TestAddStatementsSettings(t *testing.T) {
+	tables := []Table{{Name: "events"}}
+	for _, tc := range []struct {
+		major, minor int
+		want         string
+	}{
+		{20, 4, " SETTINGS readonly = 1"},
+		{22, 8, " SETTINGS readonly = 1"},
+		{22, 9, " SETTINGS readonly = 1, max_execution_time = 60 CHANGEABLE_IN_READONLY"},
+		{24, 8, " SETTINGS readonly = 1, max_execution_time = 60 CHANGEABLE_IN_READONLY"},
+		{100, 0, " SETTINGS readonly = 1, max_execution_time = 60 CHANGEABLE_IN_READONLY"},
+	} {
+		o := Options{Database: "livechat", timeoutInReadonly: atLeast(tc.major, tc.minor, 22, 9)}
+		ss := AddStatements(o, org, "pw", tables)
+		for _, s := range ss[:2] {
+			if !strings.HasSuffix(s, tc.want) {
+				t.Errorf("%d.%d: %s\nwant it to end with %q", tc.major, tc.minor, s, tc.want)
+			}
+		}
+	}
+}
+
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		engine, create string
@@ -139,7 +165,7 @@ func TestStatementsOnCurrentClickHouse(t *testing.T) {
 			t.Errorf("a scoped user would get %s", never)
 		}
 	}
-	o := Options{Database: "lc"}
+	o := Options{Database: "lc", timeoutInReadonly: true}
 	check := append(AddStatements(o, "o'rg", NewPassword(), tables), RemoveStatements(o, "o'rg", names)...)
 	check = append(check, "SELECT short_name, table, select_filter FROM system.row_policies WHERE database = 'lc'")
 	stmts = stmts[:0:0]

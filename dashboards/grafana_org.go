@@ -143,6 +143,11 @@ func (o GrafanaOrgOptions) validate(org string, grafanaOrgID int) error {
 	if o.Password == "" {
 		return errors.New("dashboards: the organization's ClickHouse password is empty")
 	}
+	// Grafana expands environment variables in what $__file{} read, and
+	// trims it (analysts.NewPassword makes neither $ nor spaces).
+	if pw := o.Password.Reveal(); strings.Contains(pw, "$") || strings.TrimSpace(pw) != pw {
+		return errors.New("dashboards: the organization's ClickHouse password holds $ or surrounding spaces, which Grafana's $__file{} would change")
+	}
 	return nil
 }
 

@@ -238,6 +238,8 @@ func TestGrafanaOrgFilesRefuses(t *testing.T) {
 		{"mount breaking $__file", "o", 2, func(o *GrafanaOrgOptions) { o.Mount = "/etc/g}x" }, "mount"},
 		{"host breaking YAML", "o", 2, func(o *GrafanaOrgOptions) { o.Host = "h\n  evil: 1" }, "host"},
 		{"no password", "o", 2, func(o *GrafanaOrgOptions) { o.Password = "" }, "password"},
+		{"password Grafana would expand", "o", 2, func(o *GrafanaOrgOptions) { o.Password = "a$HOME" }, "$"},
+		{"password Grafana would trim", "o", 2, func(o *GrafanaOrgOptions) { o.Password = "pw\n" }, "spaces"},
 		{"bad port", "o", 2, func(o *GrafanaOrgOptions) { o.Port = 0 }, "port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

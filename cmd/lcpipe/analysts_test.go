@@ -106,7 +106,7 @@ func TestAnalystsGrafanaOptions(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("options %+v, want %+v", got, tc.want)
 			}
-			got.Password = "pw"
+			got.Password = analysts.NewPassword() // what add writes: nothing Grafana would expand
 			if err := dashboards.WriteGrafanaOrg(dir, "org-1", tc.g.orgID, got); err != nil {
 				t.Fatal(err)
 			}

@@ -48,13 +48,24 @@ func cpuSeconds(pid string) float64 {
 	return (u + k) / 100 // CLK_TCK
 }
 
-// kafkaPID is the shared broker's pid (scripts/services.sh writes it).
+// kafkaPID is the shared broker's pid: INGEST_BENCH_KAFKA_PID, else the
+// one scripts/services.sh wrote in this checkout, else the process running
+// Kafka's main class (the services of another worktree of the repository).
 func kafkaPID(b *testing.B) string {
-	p, err := os.ReadFile(filepath.Join(testenv.RepoRoot(b), ".run", "kafka.pid"))
-	if err != nil {
-		return ""
+	if p := os.Getenv("INGEST_BENCH_KAFKA_PID"); p != "" {
+		return p
 	}
-	return strings.TrimSpace(string(p))
+	if p, err := os.ReadFile(filepath.Join(testenv.RepoRoot(b), ".run", "kafka.pid")); err == nil {
+		return strings.TrimSpace(string(p))
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		if cmd, err := os.ReadFile(f); err == nil && bytes.Contains(cmd, []byte("kafka.Kafka")) {
+			return filepath.Base(filepath.Dir(f))
+		}
+	}
+	b.Log("Kafka's pid not found: the broker's CPU is not reported")
+	return ""
 }
 
 // perReq is CPU microseconds per measured request.
@@ -76,8 +87,9 @@ func (r loadResult) String() string {
 		r.perReq(r.cpuServer), r.perReq(r.cpuKafka), r.perReq(r.cpuLoad))
 }
 
-// benchBodies are the shared fixtures, each in many variants with another
-// chat id so records spread over keys and partitions as real traffic does.
+// benchBodies are the shared fixtures, each in benchChats variants with
+// another chat id so records spread over keys and partitions as real
+// traffic does.
 // The issue's target is for 1-2 KB bodies while most fixtures are smaller
 // (mean 827 B): a variant under 1 KiB gets an extra top-level text field
 // (stored raw like any unknown field) that brings it to a size spread
@@ -93,8 +105,14 @@ func benchBodies(b *testing.B) (bodies [][]byte, meanSize int) {
 	})
 	const filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt. "
 	total := 0
-	for v := range 64 {
-		for i, n := range names {
+	// Chat-minor order: the load generator posts bodies in this order, so
+	// consecutive requests belong to different chats, as when many chats
+	// are live at once. (Chat-major order would send each chat's 22
+	// webhooks back to back, and ingest, which stores a chat's webhooks
+	// one after the other to keep their order, would serve them one at a
+	// time.)
+	for i, n := range names {
+		for v := range benchChats {
 			body := bytes.ReplaceAll(fx[n], []byte("RW4T8ZQK2C"), []byte(fmt.Sprintf("BENCH%05d", v)))
 			if len(body) < 1024 {
 				want := 1024 + (v*len(names)+i)*389%1024
@@ -246,23 +264,81 @@ func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration
 	return loadResult{requests: int64(len(all)), errors: errs.Load(), elapsed: time.Since(start), lat: all}
 }
 
+// benchChats is how many chat-id variants of each fixture the load
+// generator posts: records are keyed by chat, and with few keys a few
+// partitions would take all the load.
+const benchChats = 256
+
+// envInts parses a comma-separated list of positive integers.
+func envInts(name string, def ...int) []int {
+	var out []int
+	for _, f := range strings.Split(os.Getenv(name), ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return def
+	}
+	return out
+}
+
+// Servers of BenchmarkIngestVsBareFiber, in the order of even rounds.
+var benchServers = []string{"bare", "floor", "ingest"}
+
+// benchRun is one server's closed-loop run at one concurrency in one round.
+type benchRun struct {
+	server string
+	conc   int
+	round  int
+	res    loadResult
+}
+
+// median of xs (xs is reordered).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
+
 // BenchmarkIngestVsBareFiber is `make bench-ingest`: the same closed-loop
-// load (INGEST_BENCH_CONCURRENCY connections, default 16, for
-// INGEST_BENCH_SECONDS, default 10, after INGEST_BENCH_WARMUP_SECONDS,
-// default 5, of warm-up) against a bare Fiber
-// app that answers 200 (the ceiling on this machine) and against real
-// ingest producing to the real Kafka on loopback, both in child processes.
-// Then, for latency when not saturated, INGEST_BENCH_RATE (default 1000)
-// req/s for 5 s open loop against each. Reports throughput, latency
-// percentiles, peak RSS, CPU per request and the ratio; checks
-// that the topic holds at least as many records as ingest acknowledged.
+// load against three servers, each in a child process:
 //
-// The ingest child records metrics as in production; INGEST_BENCH_TRACING=1
-// turns tracing on with every trace sampled (spans exported in batches to
-// an exporter that drops them); INGEST_BENCH_SAMPLE_RATIO (e.g. 0.01)
-// samples that share of the traces instead.
+//   - bare: a Fiber app that answers 200 (what HTTP alone costs here);
+//   - floor: Fiber + franz-go ProduceSync to the same broker and topic,
+//     acks=all, 200 after the ack, nothing else (the durable floor);
+//   - ingest: real ingest (secret check, blanking, envelope scan, record
+//     headers, produce, spool fallback).
+//
+// For each of INGEST_BENCH_ROUNDS rounds (default 2) every server runs at
+// every INGEST_BENCH_CONCURRENCY (comma-separated, default "16,64")
+// connections for INGEST_BENCH_SECONDS (default 10) after
+// INGEST_BENCH_WARMUP_SECONDS (default 5) of warm-up; odd rounds run the
+// servers in reverse order, so a change of the machine's load (two shared
+// cores) spreads over all of them. Each round ends with INGEST_BENCH_RATE
+// (default 1000) req/s for 5 s open loop against floor and ingest.
+//
+// Reported per run: throughput, latency percentiles, peak RSS, CPU µs per
+// request of the server, the broker and the load generator (from /proc).
+// The summary takes medians over the rounds of the per-round ratios
+// (ingest / floor throughput, ingest's CPU over the floor's), which the
+// machine's noise disturbs less than absolute figures. It checks that the
+// topic holds at least as many records as the servers acknowledged.
+//
+// INGEST_BENCH_CPUPROFILE=prefix writes a CPU profile of each floor and
+// ingest child (prefix-<server>-r<round>.pprof), INGEST_BENCH_MEMPROFILE
+// their allocations. The ingest child records metrics as in production;
+// INGEST_BENCH_TRACING=1 turns tracing on with every trace sampled (spans
+// exported in batches to an exporter that drops them);
+// INGEST_BENCH_SAMPLE_RATIO (e.g. 0.01) samples that share instead.
 func BenchmarkIngestVsBareFiber(b *testing.B) {
-	conc := envInt("INGEST_BENCH_CONCURRENCY", 16)
+	concs := envInts("INGEST_BENCH_CONCURRENCY", 16, 64)
+	rounds := envInt("INGEST_BENCH_ROUNDS", 2)
 	rate := envInt("INGEST_BENCH_RATE", 1000)
 	d := time.Duration(envInt("INGEST_BENCH_SECONDS", 10)) * time.Second
 	// The shared broker is restarted by other suites' failure tests, and
@@ -272,38 +348,69 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 	warm := time.Duration(envInt("INGEST_BENCH_WARMUP_SECONDS", 5)) * time.Second
 	bodies, mean := benchBodies(b)
 	kcfg := testenv.KafkaConfig(b)
+	kafkaEnv := []string{"CHILD_BROKERS=" + strings.Join(kcfg.Brokers, ","), "CHILD_RAW_TOPIC=" + kcfg.RawTopic,
+		"CHILD_DLQ_TOPIC=" + kcfg.DLQTopic, "CHILD_REPORT_PRODUCE=1"}
+	b.Logf("bodies: %d variants of the %d fixtures, mean %d bytes; concurrency %v, %s measured after %s warm-up, %d rounds",
+		len(bodies), len(fixtures(b)), mean, concs, d, warm, rounds)
 
 	for range b.N {
-		bareAddr := freeAddr(b)
-		bare := startChild(b, "bare", bareAddr)
-		rb := load(b, bareAddr, bare.cmd.Process.Pid, "", bodies, conc, warm, d)
-		pb := paced(b, bareAddr, bodies, rate, 5*time.Second)
-		bare.stop(b)
-
-		ingAddr := freeAddr(b)
-		ing := startChild(b, "ingest", ingAddr, "CHILD_BROKERS="+strings.Join(kcfg.Brokers, ","),
-			"CHILD_RAW_TOPIC="+kcfg.RawTopic, "CHILD_DLQ_TOPIC="+kcfg.DLQTopic, "CHILD_SPOOL_DIR="+b.TempDir(), "CHILD_REPORT_PRODUCE=1",
-			"CHILD_TRACING="+os.Getenv("INGEST_BENCH_TRACING"), "CHILD_SAMPLE_RATIO="+os.Getenv("INGEST_BENCH_SAMPLE_RATIO"))
-		ri := load(b, ingAddr, ing.cmd.Process.Pid, kafkaPID(b), bodies, conc, warm, d)
-		pi := paced(b, ingAddr, bodies, rate, 5*time.Second)
-		st, err := healthStats("http://" + ingAddr)
-		if err != nil {
-			b.Fatal(err)
+		var runs []benchRun
+		var acked int64
+		for round := range rounds {
+			order := slices.Clone(benchServers)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, server := range order {
+				addr := freeAddr(b)
+				env := slices.Clone(kafkaEnv)
+				switch server {
+				case "ingest":
+					env = append(env, "CHILD_SPOOL_DIR="+b.TempDir(),
+						"CHILD_TRACING="+os.Getenv("INGEST_BENCH_TRACING"), "CHILD_SAMPLE_RATIO="+os.Getenv("INGEST_BENCH_SAMPLE_RATIO"))
+				case "bare":
+					env = nil
+				}
+				if p := os.Getenv("INGEST_BENCH_CPUPROFILE"); p != "" && server != "bare" {
+					env = append(env, fmt.Sprintf("CHILD_CPUPROFILE=%s-%s-r%d.pprof", p, server, round))
+				}
+				if p := os.Getenv("INGEST_BENCH_MEMPROFILE"); p != "" && server != "bare" {
+					env = append(env, fmt.Sprintf("CHILD_MEMPROFILE=%s-%s-r%d.pprof", p, server, round))
+				}
+				ch := startChild(b, server, addr, env...)
+				kpid := kafkaPID(b)
+				if server == "bare" {
+					kpid = ""
+				}
+				for _, conc := range concs {
+					r := load(b, addr, ch.cmd.Process.Pid, kpid, bodies, conc, warm, d)
+					b.Logf("round %d, %-6s conc %2d: %s", round, server, conc, r)
+					runs = append(runs, benchRun{server, conc, round, r})
+					if r.errors > 0 {
+						b.Errorf("%s: %d non-200 answers", server, r.errors)
+					}
+				}
+				if server != "bare" {
+					p := paced(b, addr, bodies, rate, 5*time.Second)
+					b.Logf("round %d, %-6s open loop %d req/s for 5 s (latency from scheduled start): p50 %s p99 %s p99.9 %s, errors %d",
+						round, server, rate, p.pct(0.5), p.pct(0.99), p.pct(0.999), p.errors)
+					if p.errors > 0 {
+						b.Errorf("%s open loop: %d non-200 answers", server, p.errors)
+					}
+				}
+				if server == "ingest" {
+					st, err := healthStats("http://" + addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					acked += st.Counters.Accepted
+					b.Logf("round %d, ingest stats: accepted %d, spooled %d", round, st.Counters.Accepted, st.Counters.Spooled)
+				}
+				ch.stop(b)
+			}
 		}
-		ing.stop(b)
 
-		b.Logf("bodies: %d variants of the %d fixtures, mean %d bytes; concurrency %d, %s measured after %s warm-up",
-			len(bodies), len(fixtures(b)), mean, conc, d, warm)
-		b.Logf("bare Fiber: %s", rb)
-		b.Logf("ingest:     %s", ri)
-		b.Logf("fixed rate %d req/s for 5 s (open loop, latency from scheduled start): bare p50 %s p99 %s p99.9 %s; ingest p50 %s p99 %s p99.9 %s; errors %d/%d",
-			rate, pb.pct(0.5), pb.pct(0.99), pb.pct(0.999), pi.pct(0.5), pi.pct(0.99), pi.pct(0.999), pb.errors, pi.errors)
-		b.Logf("ingest/bare throughput: %.1f %%; ingest stats: accepted %d, spooled %d", 100*ri.rps()/rb.rps(), st.Counters.Accepted, st.Counters.Spooled)
-		if ri.errors > 0 || rb.errors > 0 || pi.errors > 0 || pb.errors > 0 {
-			b.Errorf("non-200 answers: ingest %d, bare %d", ri.errors, rb.errors)
-		}
-
-		// Every 200 is a record in the topic (warm-up requests included).
+		// Every 200 of ingest is a record in the topic (the floor's too).
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		ends, err := kadm.NewClient(testenv.KafkaClient(b, kcfg)).ListEndOffsets(ctx, kcfg.RawTopic)
 		cancel()
@@ -312,22 +419,49 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 		}
 		var stored int64
 		ends.Each(func(o kadm.ListedOffset) { stored += o.Offset })
-		if stored < st.Counters.Accepted {
-			b.Errorf("topic holds %d records, ingest acknowledged %d", stored, st.Counters.Accepted)
+		if stored < acked {
+			b.Errorf("topic holds %d records, ingest acknowledged %d", stored, acked)
 		}
 
-		b.ReportMetric(float64(pi.pct(0.99).Microseconds())/1000, "ingest_paced_p99_ms")
-		b.ReportMetric(rb.rps(), "bare_req/s")
-		b.ReportMetric(ri.rps(), "ingest_req/s")
-		b.ReportMetric(100*ri.rps()/rb.rps(), "ingest/bare_%")
-		b.ReportMetric(float64(ri.pct(0.50).Microseconds())/1000, "ingest_p50_ms")
-		b.ReportMetric(float64(ri.pct(0.99).Microseconds())/1000, "ingest_p99_ms")
-		b.ReportMetric(float64(ri.pct(0.999).Microseconds())/1000, "ingest_p99.9_ms")
-		b.ReportMetric(float64(rb.pct(0.99).Microseconds())/1000, "bare_p99_ms")
-		b.ReportMetric(float64(ri.peakRSSKB)/1024, "ingest_rss_MB")
-		b.ReportMetric(ri.perReq(ri.cpuServer), "ingest_cpu_µs/req")
-		b.ReportMetric(ri.perReq(ri.cpuKafka), "kafka_cpu_µs/req")
-		b.ReportMetric(rb.perReq(rb.cpuServer), "bare_cpu_µs/req")
+		for _, conc := range concs {
+			pick := func(server string, round int) (loadResult, bool) {
+				for _, r := range runs {
+					if r.server == server && r.conc == conc && r.round == round {
+						return r.res, true
+					}
+				}
+				return loadResult{}, false
+			}
+			var ofFloor, ofBare, over, ingCPU, floorCPU, kafkaIng, kafkaFloor, p99, rss []float64
+			for round := range rounds {
+				ri, ok1 := pick("ingest", round)
+				rf, ok2 := pick("floor", round)
+				rb, ok3 := pick("bare", round)
+				if !ok1 || !ok2 || !ok3 || ri.requests == 0 || rf.requests == 0 {
+					continue
+				}
+				ofFloor = append(ofFloor, 100*ri.rps()/rf.rps())
+				ofBare = append(ofBare, 100*ri.rps()/rb.rps())
+				ingCPU = append(ingCPU, ri.perReq(ri.cpuServer))
+				floorCPU = append(floorCPU, rf.perReq(rf.cpuServer))
+				over = append(over, ri.perReq(ri.cpuServer)-rf.perReq(rf.cpuServer))
+				kafkaIng = append(kafkaIng, ri.perReq(ri.cpuKafka))
+				kafkaFloor = append(kafkaFloor, rf.perReq(rf.cpuKafka))
+				p99 = append(p99, float64(ri.pct(0.99).Microseconds())/1000)
+				rss = append(rss, float64(ri.peakRSSKB)/1024)
+			}
+			b.Logf("conc %d, per round: ingest/floor %.1f %%, ingest CPU over floor %.1f µs/req", conc, ofFloor, over)
+			suffix := "_c" + strconv.Itoa(conc)
+			b.ReportMetric(median(ofFloor), "ingest/floor_%"+suffix)
+			b.ReportMetric(median(ofBare), "ingest/bare_%"+suffix)
+			b.ReportMetric(median(over), "ingest_over_floor_µs"+suffix)
+			b.ReportMetric(median(ingCPU), "ingest_cpu_µs"+suffix)
+			b.ReportMetric(median(floorCPU), "floor_cpu_µs"+suffix)
+			b.ReportMetric(median(kafkaIng), "kafka_cpu_µs_ingest"+suffix)
+			b.ReportMetric(median(kafkaFloor), "kafka_cpu_µs_floor"+suffix)
+			b.ReportMetric(median(p99), "ingest_p99_ms"+suffix)
+			b.ReportMetric(slices.Max(append(rss, 0)), "ingest_rss_MB"+suffix)
+		}
 	}
 }
 

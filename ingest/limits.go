@@ -96,7 +96,6 @@ func (s *Server) readBody(c *fiber.Ctx) error {
 	limit := int64(s.cfg.MaxBodyBytes)
 	if n > limit {
 		c.Context().SetConnectionClose()
-		s.counters.tooLarge.Add(1)
 		s.refuse(c, "too_large")
 		return s.fail(c, fiber.StatusRequestEntityTooLarge, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
 	}
@@ -107,8 +106,7 @@ func (s *Server) readBody(c *fiber.Ctx) error {
 	if want > smallBody {
 		if !s.budget.reserve(want) {
 			c.Context().SetConnectionClose()
-			s.counters.busy.Add(1)
-			s.refuse(c, "busy")
+			s.refuse(c, refusalBusy)
 			return s.fail(c, fiber.StatusServiceUnavailable, "too many large requests being read, retry later")
 		}
 		defer s.budget.release(want)
@@ -119,15 +117,12 @@ func (s *Server) readBody(c *fiber.Ctx) error {
 		var ne net.Error
 		switch {
 		case errors.Is(err, errBodyTooLarge):
-			s.counters.tooLarge.Add(1)
 			s.refuse(c, "too_large")
 			return s.fail(c, fiber.StatusRequestEntityTooLarge, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
 		case errors.As(err, &ne) && ne.Timeout():
-			s.counters.badRequest.Add(1)
 			s.refuse(c, "timeout")
 			return s.fail(c, fiber.StatusRequestTimeout, "body not received within "+s.cfg.BodyTimeout.String())
 		}
-		s.counters.badRequest.Add(1)
 		s.refuse(c, "read_error")
 		return s.fail(c, fiber.StatusBadRequest, "could not read the request body: "+err.Error())
 	}

@@ -1,9 +1,10 @@
 package ingest
 
 // Ingest's traces and metrics, as middleware and hooks around the handler
-// (STYLE.md rule 7). The handler calls setAction (the webhook's action
-// label) and acked (ack latency); newApp mounts the middleware; New adds
-// the Kafka client hooks; store and deliverSpooled open the spool spans.
+// (STYLE.md rule 7). observe (middleware.go) counts each answer and labels
+// its span from what the handler reported; newApp mounts otelfiber; New
+// adds the Kafka client hooks; store and deliverSpooled open the spool
+// spans.
 //
 // With tracing off (no exporter, or the sampler always_off) neither
 // otelfiber nor kotel is installed: a webhook then costs one counter add
@@ -78,8 +79,6 @@ type webhookLabel struct {
 	action *string
 	code   int
 }
-
-const localAction = "lcpipe-action"
 
 func newIngestTel(tel *telemetry.Telemetry, s *Server) *ingestTel {
 	if tel == nil {
@@ -163,8 +162,8 @@ func (t *ingestTel) kafkaOpts() []kgo.Opt {
 	return []kgo.Opt{kgo.WithHooks(t.kotel)}
 }
 
-// use mounts the middleware: otelfiber's server span (tracing only; its
-// own HTTP metrics are off, ours are below), then the webhook counter.
+// useTelemetry mounts otelfiber's server span (tracing only; its own HTTP
+// metrics are off, ours are counted by observe).
 func (s *Server) useTelemetry(app *fiber.App) {
 	t := s.tel
 	if t.tracing {
@@ -175,40 +174,30 @@ func (s *Server) useTelemetry(app *fiber.App) {
 			otelfiber.WithNext(func(c *fiber.Ctx) bool { p := c.Path(); return p == "/healthz" || p == "/readyz" }),
 		))
 	}
-	app.Use(WebhookPath, s.countWebhook)
 }
 
 // countWebhook counts a request to the webhook endpoint by action and
-// status. Errors are answered here (by the app's error handler), so the
-// status counted is the one sent.
-func (s *Server) countWebhook(c *fiber.Ctx) error {
-	if err := c.Next(); err != nil {
-		if herr := c.App().Config().ErrorHandler(c, err); herr != nil {
-			return herr
-		}
-	}
-	action, _ := c.Locals(localAction).(*string)
+// status (observe calls it once the answer is known).
+func (t *ingestTel) countWebhook(ctx context.Context, action *string, status int) {
 	if action == nil {
 		action = labelNone
 	}
-	key := webhookLabel{action, c.Response().StatusCode()}
-	opt, ok := s.tel.opts.Load(key)
+	key := webhookLabel{action, status}
+	opt, ok := t.opts.Load(key)
 	if !ok {
-		opt, _ = s.tel.opts.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(
+		opt, _ = t.opts.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(
 			attribute.String("action", *action), attribute.String("code", strconv.Itoa(key.code)))))
 	}
-	s.tel.webhooks.Add(c.UserContext(), 1, opt.(metric.AddOption))
-	return nil
+	t.webhooks.Add(ctx, 1, opt.(metric.AddOption))
 }
 
-// setAction labels the request with the webhook's action (a pointer to a
+// actionLabel is the webhook's action as a label value (a pointer to a
 // fixed string: no allocation).
-func (s *Server) setAction(c *fiber.Ctx, action string) {
-	l, ok := actionLabels[action]
-	if !ok {
-		l = labelOther
+func actionLabel(action string) *string {
+	if l, ok := actionLabels[action]; ok {
+		return l
 	}
-	c.Locals(localAction, l)
+	return labelOther
 }
 
 // acked records how long the webhook took to become durable.

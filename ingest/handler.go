@@ -242,9 +242,12 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	x.stored, x.spooled, x.receivedAt = true, spooled, receivedAt
 	s.accepted(rid, org, env.Action, receivedAt)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	out := make([]byte, 0, len(okPrefix)+len(rid)+2)
-	out = append(append(append(out, okPrefix...), rid...), '"', '}')
-	return c.Status(fiber.StatusOK).Send(out)
+	// Into the response's pooled buffer: no allocation.
+	resp := c.Status(fiber.StatusOK).Response()
+	resp.AppendBody(okPrefix)
+	resp.AppendBodyString(rid)
+	resp.AppendBodyString(`"}`)
+	return nil
 }
 
 // accepted runs the OnAccepted hook. The webhook is durable by then, so a

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -30,9 +31,7 @@ func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err 
 	// An earlier request of the key takes at most KafkaTimeout plus a spool
 	// append; waiting longer than that means something is stuck: 503, and
 	// LiveChat retries.
-	wctx, cancel := context.WithTimeout(ctx, 2*s.cfg.KafkaTimeout+spoolAppendTimeout)
-	t, err := s.order.wait(wctx, key)
-	cancel()
+	t, err := s.order.wait(ctx, key, 2*s.cfg.KafkaTimeout+spoolAppendTimeout)
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", errTurnTimeout, err)
 	}
@@ -96,6 +95,22 @@ func (s *Server) produce(ctx context.Context, timeout time.Duration, recs ...*kg
 			return fmt.Errorf("kafka: %w", err)
 		}
 	}
+	if len(recs) == 1 { // a webhook's own record
+		w := ackWaiters.Get().(*ackWaiter)
+		s.client.Produce(ctx, recs[0], w.promise)
+		select {
+		case err := <-w.ch:
+			ackWaiters.Put(w)
+			if err != nil {
+				return fmt.Errorf("kafka: produce: %w", err)
+			}
+			return nil
+		case <-ctx.Done():
+			// The promise still runs (into w.ch, which has room): w is
+			// not reused.
+			return fmt.Errorf("kafka: no ack within %s: %w", timeout, ctx.Err())
+		}
+	}
 	results := make(chan error, len(recs))
 	for _, r := range recs {
 		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { results <- err })
@@ -116,6 +131,19 @@ func (s *Server) produce(ctx context.Context, timeout time.Duration, recs ...*kg
 	}
 	return nil
 }
+
+// ackWaiter waits for one record's ack. Pooled with its promise bound to
+// its channel, so that handing a webhook to Kafka allocates neither.
+type ackWaiter struct {
+	ch      chan error
+	promise func(*kgo.Record, error)
+}
+
+var ackWaiters = sync.Pool{New: func() any {
+	w := &ackWaiter{ch: make(chan error, 1)}
+	w.promise = func(_ *kgo.Record, err error) { w.ch <- err }
+	return w
+}}
 
 // deliverSpooled is the spool's drain target: it re-creates the records and
 // produces them in spool order, returning nil once all were acked.

@@ -166,7 +166,12 @@ func (x *exchange) failed(err error, msg string) {
 // newRequestID is a process-unique id: a random prefix chosen at start and
 // a sequence number.
 func (s *Server) newRequestID() string {
-	return s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+	var b strings.Builder // one allocation, where concatenating makes two
+	b.Grow(len(s.ridPrefix) + 13)
+	b.WriteString(s.ridPrefix)
+	var n [13]byte
+	b.Write(strconv.AppendUint(n[:0], s.ridSeq.Add(1), 36))
+	return b.String()
 }
 
 // requestID returns the id of this request: the exchange's, or, for an

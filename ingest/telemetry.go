@@ -68,10 +68,12 @@ type ingestTel struct {
 
 	webhooks metric.Int64Counter
 	ack      metric.Float64Histogram
-	ackKafka metric.RecordOption
-	ackSpool metric.RecordOption
+	// Options are passed as pre-built slices: a variadic argument built
+	// per call would be allocated on every webhook.
+	ackKafka []metric.RecordOption
+	ackSpool []metric.RecordOption
 	canaries metric.Int64Counter
-	opts     sync.Map // webhookLabel → metric.AddOption
+	opts     sync.Map // webhookLabel → []metric.AddOption
 	reg      metric.Registration
 }
 
@@ -95,8 +97,8 @@ func newIngestTel(tel *telemetry.Telemetry, s *Server) *ingestTel {
 	t.ack, _ = m.Float64Histogram("lcpipe.ingest.ack.duration", metric.WithUnit("s"),
 		metric.WithDescription("from receiving a webhook to it being durable (Kafka's ack, or the spool's fsync), by path"),
 		metric.WithExplicitBucketBoundaries(ackBuckets...))
-	t.ackKafka = metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "kafka")))
-	t.ackSpool = metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "spool")))
+	t.ackKafka = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "kafka")))}
+	t.ackSpool = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "spool")))}
 	t.canaries, _ = m.Int64Counter("lcpipe.canary.sent", metric.WithUnit("{webhook}"),
 		metric.WithDescription("freshness canaries posted by ingest to its own endpoint, by result (ok: answered 200)"))
 
@@ -185,10 +187,10 @@ func (t *ingestTel) countWebhook(ctx context.Context, action *string, status int
 	key := webhookLabel{action, status}
 	opt, ok := t.opts.Load(key)
 	if !ok {
-		opt, _ = t.opts.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("action", *action), attribute.String("code", strconv.Itoa(key.code)))))
+		opt, _ = t.opts.LoadOrStore(key, []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("action", *action), attribute.String("code", strconv.Itoa(key.code))))})
 	}
-	t.webhooks.Add(ctx, 1, opt.(metric.AddOption))
+	t.webhooks.Add(ctx, 1, opt.([]metric.AddOption)...)
 }
 
 // actionLabel is the webhook's action as a label value (a pointer to a
@@ -202,11 +204,11 @@ func actionLabel(action string) *string {
 
 // acked records how long the webhook took to become durable.
 func (t *ingestTel) acked(ctx context.Context, receivedAt time.Time, spooled bool) {
-	opt := t.ackKafka
+	opts := t.ackKafka
 	if spooled {
-		opt = t.ackSpool
+		opts = t.ackSpool
 	}
-	t.ack.Record(ctx, time.Since(receivedAt).Seconds(), opt)
+	t.ack.Record(ctx, time.Since(receivedAt).Seconds(), opts...)
 }
 
 // span starts an internal span while tracing; otherwise it returns ctx's

@@ -240,7 +240,10 @@ func load(b *testing.B, addr string, pid int, kafkaPid string, bodies [][]byte, 
 // paced posts at a fixed rate (open loop) for d and measures each latency
 // from the request's scheduled start, so a stalled server is charged for
 // the requests that queued behind it (no coordinated omission).
-func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration) loadResult {
+// It reads the CPU time of the server (pid) and the broker as load does:
+// at the same offered rate both servers batch alike, so the difference of
+// their CPU per request is what the server's own work costs.
+func paced(b *testing.B, addr string, pid int, kafkaPid string, bodies [][]byte, rate int, d time.Duration) loadResult {
 	b.Helper()
 	const workers = 128
 	hc := &fasthttp.HostClient{Addr: addr, MaxConns: workers, ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second}
@@ -272,6 +275,8 @@ func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration
 			}
 		}()
 	}
+	spid := strconv.Itoa(pid)
+	cs0, ck0 := cpuSeconds(spid), cpuSeconds(kafkaPid)
 	start := time.Now().Add(50 * time.Millisecond)
 	interval := time.Second / time.Duration(rate)
 	for i := range n {
@@ -279,8 +284,10 @@ func paced(b *testing.B, addr string, bodies [][]byte, rate int, d time.Duration
 	}
 	close(sched)
 	wg.Wait()
+	cs1, ck1 := cpuSeconds(spid), cpuSeconds(kafkaPid)
 	all := sortedLatencies(lats)
-	return loadResult{requests: int64(len(all)), errors: errs.Load(), elapsed: time.Since(start), lat: all}
+	return loadResult{requests: int64(len(all)), errors: errs.Load(), elapsed: time.Since(start), lat: all,
+		cpuServer: cs1 - cs0, cpuKafka: ck1 - ck0}
 }
 
 // benchChats is how many chat-id variants of each fixture the load
@@ -339,8 +346,12 @@ func median(xs []float64) float64 {
 // connections for INGEST_BENCH_SECONDS (default 10) after
 // INGEST_BENCH_WARMUP_SECONDS (default 5) of warm-up; odd rounds run the
 // servers in reverse order, so a change of the machine's load (two shared
-// cores) spreads over all of them. Each round ends with INGEST_BENCH_RATE
-// (default 1000) req/s for 5 s open loop against floor and ingest.
+// cores) spreads over all of them. After its closed-loop runs, floor and
+// ingest each get INGEST_BENCH_RATE (default 2000) req/s open loop for
+// INGEST_BENCH_PACED_SECONDS (default 10): latency when not saturated, and
+// CPU per request at the same offered load (the fairest measure of what
+// ingest's own work costs over the floor: closed-loop CPU per request also
+// depends on how well each server's producer batches at its throughput).
 //
 // Reported per run: throughput, latency percentiles, peak RSS, CPU µs per
 // request of the server, the broker and the load generator (from /proc).
@@ -358,7 +369,8 @@ func median(xs []float64) float64 {
 func BenchmarkIngestVsBareFiber(b *testing.B) {
 	concs := envInts("INGEST_BENCH_CONCURRENCY", 16, 64)
 	rounds := envInt("INGEST_BENCH_ROUNDS", 2)
-	rate := envInt("INGEST_BENCH_RATE", 1000)
+	rate := envInt("INGEST_BENCH_RATE", 2000)
+	pacedFor := time.Duration(envInt("INGEST_BENCH_PACED_SECONDS", 10)) * time.Second
 	d := time.Duration(envInt("INGEST_BENCH_SECONDS", 10)) * time.Second
 	// The shared broker is restarted by other suites' failure tests, and
 	// an idle JVM drops compiled code: measuring "Kafka healthy" needs
@@ -373,7 +385,7 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 		len(bodies), len(fixtures(b)), mean, concs, d, warm, rounds)
 
 	for range b.N {
-		var runs []benchRun
+		var runs, pacedRuns []benchRun
 		var acked int64
 		for round := range rounds {
 			order := slices.Clone(benchServers)
@@ -410,9 +422,10 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 					}
 				}
 				if server != "bare" {
-					p := paced(b, addr, bodies, rate, 5*time.Second)
-					b.Logf("round %d, %-6s open loop %d req/s for 5 s (latency from scheduled start): p50 %s p99 %s p99.9 %s, errors %d",
-						round, server, rate, p.pct(0.5), p.pct(0.99), p.pct(0.999), p.errors)
+					p := paced(b, addr, ch.cmd.Process.Pid, kpid, bodies, rate, pacedFor)
+					b.Logf("round %d, %-6s open loop %d req/s for %s (latency from scheduled start): p50 %s p99 %s p99.9 %s, errors %d; CPU µs/req: server %.1f, kafka %.1f",
+						round, server, rate, pacedFor, p.pct(0.5), p.pct(0.99), p.pct(0.999), p.errors, p.perReq(p.cpuServer), p.perReq(p.cpuKafka))
+					pacedRuns = append(pacedRuns, benchRun{server, 0, round, p})
 					if p.errors > 0 {
 						b.Errorf("%s open loop: %d non-200 answers", server, p.errors)
 					}
@@ -442,6 +455,22 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 			b.Errorf("topic holds %d records, ingest acknowledged %d", stored, acked)
 		}
 
+		var pacedOver []float64
+		for round := range rounds {
+			var ing, fl *loadResult
+			for i := range pacedRuns {
+				if r := &pacedRuns[i]; r.round == round && r.server == "ingest" {
+					ing = &r.res
+				} else if r.round == round && r.server == "floor" {
+					fl = &r.res
+				}
+			}
+			if ing != nil && fl != nil && ing.requests > 0 && fl.requests > 0 {
+				pacedOver = append(pacedOver, ing.perReq(ing.cpuServer)-fl.perReq(fl.cpuServer))
+			}
+		}
+		b.Logf("open loop %d req/s, per round: ingest CPU over floor %.1f µs/req", rate, pacedOver)
+		b.ReportMetric(median(pacedOver), "ingest_over_floor_µs_paced")
 		for _, conc := range concs {
 			pick := func(server string, round int) (loadResult, bool) {
 				for _, r := range runs {

@@ -31,9 +31,11 @@
 //	    installation lookup failed, too many large bodies being read, an
 //	    earlier webhook of the same chat still being stored; LiveChat retries
 //
-// The flow of one request: Server.webhook → parseEnvelope → authenticate →
-// buildRecord → store (wait for the key's turn, then produce, else spool:
-// a chat's webhooks never overtake each other, see keyOrder) → 200.
+// The flow of one request: observe (middleware.go: request id, trace
+// context, outcome counters) → readBody → Server.webhook → parseEnvelope →
+// authenticate → buildRecord (record.go) → store (handoff.go: wait for the
+// key's turn, then produce, else spool: a chat's webhooks never overtake
+// each other, see keyOrder) → 200.
 package ingest
 
 import (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -530,7 +531,7 @@ func BenchmarkHandlerPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r := request{receivedAt: time.Now(), requestID: "x-1", remoteAddr: "127.0.0.1:1", auth: auth, org: org, env: env, value: env.blankSecret(body)}
+		r := request{receivedAt: time.Now(), requestID: "x-1", remoteAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, auth: auth, org: org, env: env, value: env.blankSecret(body)}
 		_ = s.buildRecord(&r)
 	}
 }

@@ -217,7 +217,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	req := request{
 		receivedAt: receivedAt,
 		requestID:  rid,
-		remoteAddr: c.Context().RemoteAddr().String(),
+		remoteAddr: c.Context().RemoteAddr(),
 		auth:       auth,
 		org:        org,
 		env:        env,

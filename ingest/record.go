@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -19,7 +21,7 @@ import (
 type request struct {
 	receivedAt time.Time
 	requestID  string
-	remoteAddr string
+	remoteAddr net.Addr
 	auth       string
 	org        string // organization_id, else the one found for license_id, else ""
 	env        envelope
@@ -34,7 +36,8 @@ func (s *Server) buildRecord(r *request) *kgo.Record {
 	// of one per header (this runs for every webhook).
 	const timeLen = len("2006-01-02T15:04:05.999999999Z")
 	const licenseLen = len("9223372036854775807")
-	buf := make([]byte, 0, timeLen+len(r.requestID)+len(r.remoteAddr)+2*len(sum)+
+	const addrLen = len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%zone]:65535")
+	buf := make([]byte, 0, timeLen+len(r.requestID)+addrLen+2*len(sum)+
 		len(r.env.Action)+len(r.org)+licenseLen+len(s.cfg.Version)+len(r.auth))
 	field := func(appendValue func([]byte) []byte) []byte {
 		start := len(buf)
@@ -49,7 +52,7 @@ func (s *Server) buildRecord(r *request) *kgo.Record {
 			return r.receivedAt.UTC().AppendFormat(b, time.RFC3339Nano)
 		})},
 		kgo.RecordHeader{Key: wire.HeaderRequestID, Value: str(r.requestID)},
-		kgo.RecordHeader{Key: wire.HeaderRemoteAddr, Value: str(r.remoteAddr)},
+		kgo.RecordHeader{Key: wire.HeaderRemoteAddr, Value: field(func(b []byte) []byte { return appendAddr(b, r.remoteAddr) })},
 		kgo.RecordHeader{Key: wire.HeaderBodySHA256, Value: field(func(b []byte) []byte { return hex.AppendEncode(b, sum[:]) })},
 		kgo.RecordHeader{Key: wire.HeaderAction, Value: str(r.env.Action)},
 		kgo.RecordHeader{Key: wire.HeaderOrganization, Value: str(r.org)},
@@ -198,4 +201,18 @@ func (d *decoder) bytes() []byte {
 	p := d.b[:n:n]
 	d.b = d.b[n:]
 	return p
+}
+
+// appendAddr appends a's text (host:port) to b; a TCP address without the
+// intermediate string that String allocates.
+func appendAddr(b []byte, a net.Addr) []byte {
+	if t, ok := a.(*net.TCPAddr); ok && t.Zone == "" {
+		// Unmap: String prints an IPv4 address held in 16 bytes as IPv4.
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(b)
+	}
+	if a == nil {
+		return b
+	}
+	return append(b, a.String()...)
 }

@@ -94,8 +94,7 @@ type Config struct {
 	// Linger is how long the producer waits to fill a batch. Default 0:
 	// every request waits for its own ack, so lingering adds that much
 	// latency to each; batches still form while earlier produce requests
-	// are in flight. 1ms halves the broker's CPU per record, which pays off
-	// only when the machine is CPU-bound (BENCHMARKS.md).
+	// are in flight (measurements in BENCHMARKS.md).
 	Linger time.Duration
 	// DrainTimeout bounds one spool-to-Kafka batch. Default 10s.
 	DrainTimeout time.Duration

@@ -313,12 +313,16 @@ func envInts(name string, def ...int) []int {
 // Servers of BenchmarkIngestVsBareFiber, in the order of even rounds.
 var benchServers = []string{"bare", "floor", "ingest"}
 
-// benchRun is one server's closed-loop run at one concurrency in one round.
-type benchRun struct {
-	server string
-	conc   int
-	round  int
-	res    loadResult
+// add merges another slice of the same server's load into r.
+func (r *loadResult) add(o loadResult) {
+	r.requests += o.requests
+	r.errors += o.errors
+	r.elapsed += o.elapsed
+	r.lat = append(r.lat, o.lat...)
+	r.peakRSSKB = max(r.peakRSSKB, o.peakRSSKB)
+	r.cpuServer += o.cpuServer
+	r.cpuKafka += o.cpuKafka
+	r.cpuLoad += o.cpuLoad
 }
 
 // median of xs (xs is reordered).
@@ -342,37 +346,37 @@ func median(xs []float64) float64 {
 //   - ingest: real ingest (secret check, blanking, envelope scan, record
 //     headers, produce, spool fallback).
 //
-// For each of INGEST_BENCH_ROUNDS rounds (default 2) every server runs at
-// every INGEST_BENCH_CONCURRENCY (comma-separated, default "16,64")
-// connections for INGEST_BENCH_SECONDS (default 10) after
-// INGEST_BENCH_WARMUP_SECONDS (default 5) of warm-up; odd rounds run the
-// servers in reverse order, so a change of the machine's load (two shared
-// cores) spreads over all of them. After its closed-loop runs, floor and
-// ingest each get INGEST_BENCH_RATE (default 2000) req/s open loop for
-// INGEST_BENCH_PACED_SECONDS (default 10): latency when not saturated, and
-// CPU per request at the same offered load (the fairest measure of what
-// ingest's own work costs over the floor: closed-loop CPU per request also
-// depends on how well each server's producer batches at its throughput).
+// The machine is shared (two cores, other suites running), so the three
+// are measured interleaved: all three run at once (idle ones cost
+// nothing), and for each INGEST_BENCH_CONCURRENCY (comma-separated,
+// default "16,64") the load goes to each in turn for
+// INGEST_BENCH_SECONDS (default 4) after 1 s of warm-up, for
+// INGEST_BENCH_ROUNDS rounds (default 4; odd rounds in reverse order),
+// after INGEST_BENCH_WARMUP_SECONDS (default 5) of warm-up each. A change
+// of the machine's load then falls on all three alike. Each server's
+// slices are summed; the per-round ratios are logged to show the spread.
+// Then floor and ingest each get INGEST_BENCH_RATE (default 2000) req/s
+// open loop for INGEST_BENCH_PACED_SECONDS (default 10), twice,
+// alternating: latency when not saturated, and CPU per request at the same
+// offered load (closed-loop CPU per request also depends on how well each
+// server's producer batches at its own throughput).
 //
-// Reported per run: throughput, latency percentiles, peak RSS, CPU µs per
-// request of the server, the broker and the load generator (from /proc).
-// The summary takes medians over the rounds of the per-round ratios
-// (ingest / floor throughput, ingest's CPU over the floor's), which the
-// machine's noise disturbs less than absolute figures. It checks that the
-// topic holds at least as many records as the servers acknowledged.
+// Reported: throughput, latency percentiles, peak RSS, CPU µs per request
+// of the server, the broker and the load generator (from /proc). It checks
+// that the topic holds at least as many records as ingest acknowledged.
 //
-// INGEST_BENCH_CPUPROFILE=prefix writes a CPU profile of each floor and
-// ingest child (prefix-<server>-r<round>.pprof), INGEST_BENCH_MEMPROFILE
-// their allocations. The ingest child records metrics as in production;
+// INGEST_BENCH_CPUPROFILE=prefix writes a CPU profile of the floor and
+// ingest children (prefix-<server>.pprof), INGEST_BENCH_MEMPROFILE their
+// allocations. The ingest child records metrics as in production;
 // INGEST_BENCH_TRACING=1 turns tracing on with every trace sampled (spans
 // exported in batches to an exporter that drops them);
 // INGEST_BENCH_SAMPLE_RATIO (e.g. 0.01) samples that share instead.
 func BenchmarkIngestVsBareFiber(b *testing.B) {
 	concs := envInts("INGEST_BENCH_CONCURRENCY", 16, 64)
-	rounds := envInt("INGEST_BENCH_ROUNDS", 2)
+	rounds := envInt("INGEST_BENCH_ROUNDS", 4)
+	slice := time.Duration(envInt("INGEST_BENCH_SECONDS", 4)) * time.Second
 	rate := envInt("INGEST_BENCH_RATE", 2000)
 	pacedFor := time.Duration(envInt("INGEST_BENCH_PACED_SECONDS", 10)) * time.Second
-	d := time.Duration(envInt("INGEST_BENCH_SECONDS", 10)) * time.Second
 	// The shared broker is restarted by other suites' failure tests, and
 	// an idle JVM drops compiled code: measuring "Kafka healthy" needs
 	// its produce path JIT-compiled again first (in a 2 s warm-up the
@@ -382,67 +386,119 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 	kcfg := testenv.KafkaConfig(b)
 	kafkaEnv := []string{"CHILD_BROKERS=" + strings.Join(kcfg.Brokers, ","), "CHILD_RAW_TOPIC=" + kcfg.RawTopic,
 		"CHILD_DLQ_TOPIC=" + kcfg.DLQTopic, "CHILD_REPORT_PRODUCE=1"}
-	b.Logf("bodies: %d variants of the %d fixtures, mean %d bytes; concurrency %v, %s measured after %s warm-up, %d rounds",
-		len(bodies), len(fixtures(b)), mean, concs, d, warm, rounds)
+	b.Logf("bodies: %d variants of the %d fixtures, mean %d bytes; concurrency %v, %d rounds of %s per server after %s warm-up",
+		len(bodies), len(fixtures(b)), mean, concs, rounds, slice, warm)
 
 	for range b.N {
-		var runs, pacedRuns []benchRun
-		var acked int64
-		for round := range rounds {
-			order := slices.Clone(benchServers)
-			if round%2 == 1 {
-				slices.Reverse(order)
+		type server struct {
+			name, addr, kpid string
+			ch               *child
+		}
+		var servers []*server
+		for _, name := range benchServers {
+			sv := &server{name: name, addr: freeAddr(b), kpid: kafkaPID(b)}
+			var env []string
+			switch name {
+			case "bare":
+				sv.kpid = ""
+			case "ingest":
+				env = append(slices.Clone(kafkaEnv), "CHILD_SPOOL_DIR="+b.TempDir(),
+					"CHILD_TRACING="+os.Getenv("INGEST_BENCH_TRACING"), "CHILD_SAMPLE_RATIO="+os.Getenv("INGEST_BENCH_SAMPLE_RATIO"))
+			default:
+				env = slices.Clone(kafkaEnv)
 			}
-			for _, server := range order {
-				addr := freeAddr(b)
-				env := slices.Clone(kafkaEnv)
-				switch server {
-				case "ingest":
-					env = append(env, "CHILD_SPOOL_DIR="+b.TempDir(),
-						"CHILD_TRACING="+os.Getenv("INGEST_BENCH_TRACING"), "CHILD_SAMPLE_RATIO="+os.Getenv("INGEST_BENCH_SAMPLE_RATIO"))
-				case "bare":
-					env = nil
-				}
-				if p := os.Getenv("INGEST_BENCH_CPUPROFILE"); p != "" && server != "bare" {
-					env = append(env, fmt.Sprintf("CHILD_CPUPROFILE=%s-%s-r%d.pprof", p, server, round))
-				}
-				if p := os.Getenv("INGEST_BENCH_MEMPROFILE"); p != "" && server != "bare" {
-					env = append(env, fmt.Sprintf("CHILD_MEMPROFILE=%s-%s-r%d.pprof", p, server, round))
-				}
-				ch := startChild(b, server, addr, env...)
-				kpid := kafkaPID(b)
-				if server == "bare" {
-					kpid = ""
-				}
-				for _, conc := range concs {
-					r := load(b, addr, ch.cmd.Process.Pid, kpid, bodies, conc, warm, d)
-					b.Logf("round %d, %-6s conc %2d: %s", round, server, conc, r)
-					runs = append(runs, benchRun{server, conc, round, r})
-					if r.errors > 0 {
-						b.Errorf("%s: %d non-200 answers", server, r.errors)
-					}
-				}
-				if server != "bare" {
-					p := paced(b, addr, ch.cmd.Process.Pid, kpid, bodies, rate, pacedFor)
-					b.Logf("round %d, %-6s open loop %d req/s for %s (latency from scheduled start): p50 %s p99 %s p99.9 %s, errors %d; CPU µs/req: server %.1f, kafka %.1f",
-						round, server, rate, pacedFor, p.pct(0.5), p.pct(0.99), p.pct(0.999), p.errors, p.perReq(p.cpuServer), p.perReq(p.cpuKafka))
-					pacedRuns = append(pacedRuns, benchRun{server, 0, round, p})
-					if p.errors > 0 {
-						b.Errorf("%s open loop: %d non-200 answers", server, p.errors)
-					}
-				}
-				if server == "ingest" {
-					st, err := healthStats("http://" + addr)
-					if err != nil {
-						b.Fatal(err)
-					}
-					acked += st.Counters.Accepted
-					b.Logf("round %d, ingest stats: accepted %d, spooled %d", round, st.Counters.Accepted, st.Counters.Spooled)
-				}
-				ch.stop(b)
+			if p := os.Getenv("INGEST_BENCH_CPUPROFILE"); p != "" && name != "bare" {
+				env = append(env, fmt.Sprintf("CHILD_CPUPROFILE=%s-%s.pprof", p, name))
 			}
+			if p := os.Getenv("INGEST_BENCH_MEMPROFILE"); p != "" && name != "bare" {
+				env = append(env, fmt.Sprintf("CHILD_MEMPROFILE=%s-%s.pprof", p, name))
+			}
+			sv.ch = startChild(b, name, sv.addr, env...)
+			servers = append(servers, sv)
+		}
+		byName := func(n string) *server {
+			return servers[slices.IndexFunc(servers, func(s *server) bool { return s.name == n })]
 		}
 
+		for _, conc := range concs {
+			for _, sv := range servers {
+				_ = load(b, sv.addr, sv.ch.cmd.Process.Pid, sv.kpid, bodies, conc, warm, time.Second)
+			}
+			total := map[string]*loadResult{}
+			var ofFloor, over []float64
+			for round := range rounds {
+				order := slices.Clone(servers)
+				if round%2 == 1 {
+					slices.Reverse(order)
+				}
+				this := map[string]loadResult{}
+				for _, sv := range order {
+					r := load(b, sv.addr, sv.ch.cmd.Process.Pid, sv.kpid, bodies, conc, time.Second, slice)
+					this[sv.name] = r
+					if total[sv.name] == nil {
+						total[sv.name] = &loadResult{}
+					}
+					total[sv.name].add(r)
+				}
+				ri, rf := this["ingest"], this["floor"]
+				ofFloor = append(ofFloor, 100*ri.rps()/rf.rps())
+				over = append(over, ri.perReq(ri.cpuServer)-rf.perReq(rf.cpuServer))
+			}
+			for _, name := range benchServers {
+				r := total[name]
+				slices.Sort(r.lat)
+				b.Logf("conc %2d, %-6s %s", conc, name, r)
+				if r.errors > 0 {
+					b.Errorf("%s: %d non-200 answers", name, r.errors)
+				}
+			}
+			ri, rf, rb := *total["ingest"], *total["floor"], *total["bare"]
+			b.Logf("conc %2d, per round: ingest/floor %.0f %%, ingest CPU over floor %.1f µs/req", conc, ofFloor, over)
+			suffix := "_c" + strconv.Itoa(conc)
+			b.ReportMetric(100*ri.rps()/rf.rps(), "ingest/floor_%"+suffix)
+			b.ReportMetric(100*ri.rps()/rb.rps(), "ingest/bare_%"+suffix)
+			b.ReportMetric(ri.perReq(ri.cpuServer)-rf.perReq(rf.cpuServer), "ingest_over_floor_µs"+suffix)
+			b.ReportMetric(ri.perReq(ri.cpuServer), "ingest_cpu_µs"+suffix)
+			b.ReportMetric(rf.perReq(rf.cpuServer), "floor_cpu_µs"+suffix)
+			b.ReportMetric(ri.perReq(ri.cpuKafka), "kafka_cpu_µs_ingest"+suffix)
+			b.ReportMetric(rf.perReq(rf.cpuKafka), "kafka_cpu_µs_floor"+suffix)
+			b.ReportMetric(float64(ri.pct(0.99).Microseconds())/1000, "ingest_p99_ms"+suffix)
+			b.ReportMetric(float64(ri.peakRSSKB)/1024, "ingest_rss_MB"+suffix)
+		}
+
+		var pacedOver []float64
+		for round := range 2 {
+			var cpu [2]float64
+			for i, name := range []string{"floor", "ingest"} {
+				if round%2 == 1 {
+					name = []string{"ingest", "floor"}[i]
+				}
+				sv := byName(name)
+				p := paced(b, sv.addr, sv.ch.cmd.Process.Pid, sv.kpid, bodies, rate, pacedFor)
+				b.Logf("open loop %d req/s for %s, %-6s (latency from scheduled start): p50 %s p99 %s p99.9 %s, errors %d; CPU µs/req: server %.1f, kafka %.1f",
+					rate, pacedFor, name, p.pct(0.5), p.pct(0.99), p.pct(0.999), p.errors, p.perReq(p.cpuServer), p.perReq(p.cpuKafka))
+				if p.errors > 0 {
+					b.Errorf("%s open loop: %d non-200 answers", name, p.errors)
+				}
+				if name == "ingest" {
+					cpu[1] = p.perReq(p.cpuServer)
+					b.ReportMetric(float64(p.pct(0.99).Microseconds())/1000, "ingest_paced_p99_ms")
+				} else {
+					cpu[0] = p.perReq(p.cpuServer)
+				}
+			}
+			pacedOver = append(pacedOver, cpu[1]-cpu[0])
+		}
+		b.Logf("open loop %d req/s: ingest CPU over floor %.1f µs/req", rate, pacedOver)
+		b.ReportMetric(median(pacedOver), "ingest_over_floor_µs_paced")
+
+		st, err := healthStats("http://" + byName("ingest").addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, sv := range servers {
+			sv.ch.stop(b)
+		}
 		// Every 200 of ingest is a record in the topic (the floor's too).
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		ends, err := kadm.NewClient(testenv.KafkaClient(b, kcfg)).ListEndOffsets(ctx, kcfg.RawTopic)
@@ -452,64 +508,9 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 		}
 		var stored int64
 		ends.Each(func(o kadm.ListedOffset) { stored += o.Offset })
-		if stored < acked {
-			b.Errorf("topic holds %d records, ingest acknowledged %d", stored, acked)
-		}
-
-		var pacedOver []float64
-		for round := range rounds {
-			var ing, fl *loadResult
-			for i := range pacedRuns {
-				if r := &pacedRuns[i]; r.round == round && r.server == "ingest" {
-					ing = &r.res
-				} else if r.round == round && r.server == "floor" {
-					fl = &r.res
-				}
-			}
-			if ing != nil && fl != nil && ing.requests > 0 && fl.requests > 0 {
-				pacedOver = append(pacedOver, ing.perReq(ing.cpuServer)-fl.perReq(fl.cpuServer))
-			}
-		}
-		b.Logf("open loop %d req/s, per round: ingest CPU over floor %.1f µs/req", rate, pacedOver)
-		b.ReportMetric(median(pacedOver), "ingest_over_floor_µs_paced")
-		for _, conc := range concs {
-			pick := func(server string, round int) (loadResult, bool) {
-				for _, r := range runs {
-					if r.server == server && r.conc == conc && r.round == round {
-						return r.res, true
-					}
-				}
-				return loadResult{}, false
-			}
-			var ofFloor, ofBare, over, ingCPU, floorCPU, kafkaIng, kafkaFloor, p99, rss []float64
-			for round := range rounds {
-				ri, ok1 := pick("ingest", round)
-				rf, ok2 := pick("floor", round)
-				rb, ok3 := pick("bare", round)
-				if !ok1 || !ok2 || !ok3 || ri.requests == 0 || rf.requests == 0 {
-					continue
-				}
-				ofFloor = append(ofFloor, 100*ri.rps()/rf.rps())
-				ofBare = append(ofBare, 100*ri.rps()/rb.rps())
-				ingCPU = append(ingCPU, ri.perReq(ri.cpuServer))
-				floorCPU = append(floorCPU, rf.perReq(rf.cpuServer))
-				over = append(over, ri.perReq(ri.cpuServer)-rf.perReq(rf.cpuServer))
-				kafkaIng = append(kafkaIng, ri.perReq(ri.cpuKafka))
-				kafkaFloor = append(kafkaFloor, rf.perReq(rf.cpuKafka))
-				p99 = append(p99, float64(ri.pct(0.99).Microseconds())/1000)
-				rss = append(rss, float64(ri.peakRSSKB)/1024)
-			}
-			b.Logf("conc %d, per round: ingest/floor %.1f %%, ingest CPU over floor %.1f µs/req", conc, ofFloor, over)
-			suffix := "_c" + strconv.Itoa(conc)
-			b.ReportMetric(median(ofFloor), "ingest/floor_%"+suffix)
-			b.ReportMetric(median(ofBare), "ingest/bare_%"+suffix)
-			b.ReportMetric(median(over), "ingest_over_floor_µs"+suffix)
-			b.ReportMetric(median(ingCPU), "ingest_cpu_µs"+suffix)
-			b.ReportMetric(median(floorCPU), "floor_cpu_µs"+suffix)
-			b.ReportMetric(median(kafkaIng), "kafka_cpu_µs_ingest"+suffix)
-			b.ReportMetric(median(kafkaFloor), "kafka_cpu_µs_floor"+suffix)
-			b.ReportMetric(median(p99), "ingest_p99_ms"+suffix)
-			b.ReportMetric(slices.Max(append(rss, 0)), "ingest_rss_MB"+suffix)
+		b.Logf("ingest: accepted %d, spooled %d; topic holds %d records (floor's included)", st.Counters.Accepted, st.Counters.Spooled, stored)
+		if stored < st.Counters.Accepted {
+			b.Errorf("topic holds %d records, ingest acknowledged %d", stored, st.Counters.Accepted)
 		}
 	}
 }

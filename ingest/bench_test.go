@@ -49,23 +49,55 @@ func cpuSeconds(pid string) float64 {
 	return (u + k) / 100 // CLK_TCK
 }
 
-// kafkaPID is the shared broker's pid: INGEST_BENCH_KAFKA_PID, else the
-// one scripts/services.sh wrote in this checkout, else the process running
-// Kafka's main class (the services of another worktree of the repository).
-func kafkaPID(b *testing.B) string {
+// kafkaPID is the broker's pid: INGEST_BENCH_KAFKA_PID, else the process
+// listening on the first broker's port (other suites may run private
+// brokers beside the shared one), else the one scripts/services.sh wrote in
+// this checkout.
+func kafkaPID(b *testing.B, brokers []string) string {
 	if p := os.Getenv("INGEST_BENCH_KAFKA_PID"); p != "" {
 		return p
+	}
+	if _, port, err := net.SplitHostPort(brokers[0]); err == nil {
+		if n, err := strconv.Atoi(port); err == nil {
+			if pid := listeningPID(n); pid != "" {
+				return pid
+			}
+		}
 	}
 	if p, err := os.ReadFile(filepath.Join(testenv.RepoRoot(b), ".run", "kafka.pid")); err == nil {
 		return strings.TrimSpace(string(p))
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range procs {
-		if cmd, err := os.ReadFile(f); err == nil && bytes.Contains(cmd, []byte("kafka.Kafka")) {
-			return filepath.Base(filepath.Dir(f))
+	b.Log("Kafka's pid not found: the broker's CPU is not reported")
+	return ""
+}
+
+// listeningPID is the process holding the socket listening on TCP port
+// (from /proc/net/tcp{,6} and the processes' file descriptors), "" when
+// none is found.
+func listeningPID(port int) string {
+	sockets := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			fl := strings.Fields(line)
+			if len(fl) < 10 || fl[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			i := strings.LastIndexByte(fl[1], ':')
+			if p, err := strconv.ParseUint(fl[1][i+1:], 16, 32); err == nil && int(p) == port {
+				sockets["socket:["+fl[9]+"]"] = true
+			}
 		}
 	}
-	b.Log("Kafka's pid not found: the broker's CPU is not reported")
+	if len(sockets) == 0 {
+		return ""
+	}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && sockets[l] {
+			return strings.Split(fd, "/")[2]
+		}
+	}
 	return ""
 }
 
@@ -396,7 +428,7 @@ func BenchmarkIngestVsBareFiber(b *testing.B) {
 		}
 		var servers []*server
 		for _, name := range benchServers {
-			sv := &server{name: name, addr: freeAddr(b), kpid: kafkaPID(b)}
+			sv := &server{name: name, addr: freeAddr(b), kpid: kafkaPID(b, kcfg.Brokers)}
 			var env []string
 			switch name {
 			case "bare":

@@ -15,18 +15,12 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lcpipe/lcpipe/ingest/spool"
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
-
-const localRequestID = "request_id"
 
 func (s *Server) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
@@ -54,8 +48,8 @@ func (s *Server) newApp() *fiber.App {
 	srv.Handler = func(ctx *fasthttp.RequestCtx) {
 		if !slices.Contains(fiber.DefaultMethods, string(ctx.Method())) {
 			s.refusals.add("method", ctx.RemoteAddr().String())
-			s.counters.badRequest.Add(1)
-			rid := s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+			s.countOutcome(fiber.StatusBadRequest, "method")
+			rid := s.newRequestID()
 			b, _ := json.Marshal(errorBody{Error: "invalid HTTP method", RequestID: rid})
 			ctx.Response.Header.Set("X-Request-ID", rid)
 			ctx.SetConnectionClose()
@@ -66,13 +60,13 @@ func (s *Server) newApp() *fiber.App {
 		}
 		route(ctx)
 	}
-	s.useTelemetry(app) // server span, webhook counter (telemetry.go)
+	s.useTelemetry(app) // otelfiber's server span while tracing (telemetry.go)
+	app.Use(s.observe)  // request id, trace context, outcome counters (middleware.go)
 	app.Use(s.readBody)
 	// A panic is our failure: answer 503 (via errorHandler) so LiveChat retries.
 	app.Use(fiberrecover.New())
 	app.Post(WebhookPath, s.webhook)
 	app.All(WebhookPath, func(c *fiber.Ctx) error {
-		s.counters.methodNotAllowed.Add(1)
 		s.refuse(c, "method")
 		c.Set(fiber.HeaderAllow, fiber.MethodPost)
 		return s.fail(c, fiber.StatusMethodNotAllowed, "method not allowed: use POST")
@@ -96,20 +90,17 @@ func clip(v string, n int) string {
 // refuse counts a refused request for the periodic summary (and logs it
 // at debug level).
 func (s *Server) refuse(c *fiber.Ctx, reason string) {
-	remote := c.Context().RemoteAddr().String()
-	s.refusals.add(reason, remote)
-	s.log.Debug("request refused", "reason", reason, "request_id", s.requestID(c), "remote_addr", remote)
+	s.refuseWith(c, reason, c.Context().RemoteAddr().String())
 }
 
-// requestID returns the id of this request, making one on first use.
-func (s *Server) requestID(c *fiber.Ctx) string {
-	if id, ok := c.Locals(localRequestID).(string); ok {
-		return id
+// refuseWith is refuse with the summary's detail (the remote address and
+// more).
+func (s *Server) refuseWith(c *fiber.Ctx, reason, detail string) {
+	if x := exchangeOf(c); x != nil {
+		x.refusal = reason
 	}
-	id := s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
-	c.Locals(localRequestID, id)
-	c.Set("X-Request-ID", id)
-	return id
+	s.refusals.add(reason, detail)
+	s.log.Debug("request refused", "reason", reason, "request_id", s.requestID(c), "remote_addr", c.Context().RemoteAddr().String())
 }
 
 type errorBody struct {
@@ -117,8 +108,15 @@ type errorBody struct {
 	RequestID string `json:"request_id"`
 }
 
-// fail answers with status and the JSON error body every error uses.
+// fail answers with status and the JSON error body every error uses. The
+// answer is counted by observe, or here for an error fasthttp reports
+// before any middleware ran.
 func (s *Server) fail(c *fiber.Ctx, status int, msg string) error {
+	if x := exchangeOf(c); x != nil {
+		x.answered = true
+	} else {
+		s.countOutcome(status, "")
+	}
 	b, _ := json.Marshal(errorBody{Error: msg, RequestID: s.requestID(c)})
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.Status(status).Send(b)
@@ -135,18 +133,15 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 			// The server could not read the request (connection reset
 			// or broken mid-request): the client's side, and nobody is
 			// left to read the answer.
-			s.counters.badRequest.Add(1)
 			s.refuse(c, "read_error")
 			return s.fail(c, fiber.StatusBadRequest, "could not read the request")
 		case fe.Code >= 400 && fe.Code < 500:
 			reason := "bad_request"
 			switch fe.Code {
 			case fiber.StatusRequestEntityTooLarge:
-				s.counters.tooLarge.Add(1)
 				s.refuse(c, "too_large")
 				return s.fail(c, fe.Code, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
 			case fiber.StatusMethodNotAllowed:
-				s.counters.methodNotAllowed.Add(1)
 				reason = "method"
 			case fiber.StatusRequestTimeout:
 				reason = "timeout"
@@ -155,35 +150,32 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 			case fiber.StatusNotFound:
 				reason = "not_found"
 			}
-			if fe.Code != fiber.StatusMethodNotAllowed && fe.Code != fiber.StatusNotFound {
-				s.counters.badRequest.Add(1)
-			}
 			s.refuse(c, reason)
 			return s.fail(c, fe.Code, strings.ToLower(fe.Message))
 		}
 	}
-	s.counters.unavailable.Add(1)
 	s.log.Error("request failed", "request_id", s.requestID(c), "path", c.Path(), "error", err)
 	return s.fail(c, fiber.StatusServiceUnavailable, "temporarily unavailable")
 }
 
 var okPrefix = []byte(`{"status":"ok","request_id":"`)
 
-// webhook is POST /webhooks/livechat.
+// webhook is POST /webhooks/livechat. The request id, the trace context,
+// counters and span labels are observe's (middleware.go); the handler
+// reports what it learnt in the request's exchange.
 func (s *Server) webhook(c *fiber.Ctx) error {
 	receivedAt := time.Now()
-	rid := s.requestID(c)
+	x := exchangeOf(c)
+	rid := x.requestID
 
 	ct := c.Get(fiber.HeaderContentType)
 	if !isJSON(ct) {
-		s.counters.unsupportedMedia.Add(1)
 		s.refuse(c, "content_type")
 		return s.fail(c, fiber.StatusUnsupportedMediaType, "content type must be application/json, got "+strconv.Quote(ct))
 	}
 	// The body is stored raw, so it must arrive raw: no decoding step that
 	// could change bytes (or inflate a small request into a huge one).
 	if ce := c.Get(fiber.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
-		s.counters.unsupportedMedia.Add(1)
 		s.refuse(c, "content_encoding")
 		return s.fail(c, fiber.StatusUnsupportedMediaType, "content encoding "+strconv.Quote(ce)+" is not supported; send the body uncompressed")
 	}
@@ -192,39 +184,19 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	body := c.Request().Body()
 	env, err := parseEnvelope(body)
 	if err != nil {
-		s.counters.badRequest.Add(1)
 		s.refuse(c, "bad_json")
 		return s.fail(c, fiber.StatusBadRequest, err.Error())
 	}
-	s.setAction(c, env.Action)
+	x.action, x.env, x.hasEnv = actionLabel(env.Action), env, true
 
-	// The server span is otelfiber's while tracing (telemetry.go), else
-	// ctx holds none and span is a no-op; a caller's trace context is
-	// still passed on in the record then (only requests that carry one
-	// pay for it).
 	ctx := c.UserContext()
-	if !s.tel.tracing && c.Get(wire.HeaderTraceparent) != "" {
-		ctx = s.prop.Extract(ctx, fiberCarrier{c})
-	}
-	span := trace.SpanFromContext(ctx)
-	if s.tel.tracing {
-		// Attributes cost allocations on every request: only when traced.
-		span.SetAttributes(
-			attribute.String("livechat.action", env.Action),
-			attribute.String("livechat.organization_id", env.OrganizationID),
-			attribute.Int64("livechat.license_id", env.LicenseID),
-			attribute.String("request.id", rid),
-		)
-	}
-
 	auth, org, err := s.authenticate(ctx, &env)
 	if err != nil {
 		if errors.Is(err, errUnauthorized) {
-			s.counters.unauthorized.Add(1)
-			span.SetStatus(codes.Error, "unauthorized")
+			x.failed(nil, "unauthorized")
 			// One summary per interval, not a line per request: anyone can
 			// send these (logged per request at debug level).
-			s.refusals.add("unauthorized", c.Context().RemoteAddr().String()+" organization_id="+strconv.Quote(clip(env.OrganizationID, 64))+
+			s.refuseWith(c, "unauthorized", c.Context().RemoteAddr().String()+" organization_id="+strconv.Quote(clip(env.OrganizationID, 64))+
 				" license_id="+strconv.FormatInt(env.LicenseID, 10))
 			s.log.Debug("webhook rejected: secret mismatch", "request_id", rid, "organization_id", env.OrganizationID,
 				"license_id", env.LicenseID, "action", env.Action, "remote_addr", c.Context().RemoteAddr().String())
@@ -235,21 +207,17 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 			return s.fail(c, fiber.StatusUnauthorized, "secret_key does not match this organization")
 		}
 		s.counters.installationErrors.Add(1)
-		s.counters.unavailable.Add(1)
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "installation lookup failed")
+		x.failed(err, "installation lookup failed")
 		s.log.ErrorContext(ctx, "webhook: installation secrets unavailable", "request_id", rid, "organization_id", env.OrganizationID,
 			"license_id", env.LicenseID, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, "cannot verify the webhook now, retry later")
 	}
-	if s.tel.tracing && org != env.OrganizationID {
-		span.SetAttributes(attribute.String("livechat.resolved_organization_id", org))
-	}
+	x.org = org
 
 	req := request{
 		receivedAt: receivedAt,
 		requestID:  rid,
-		remoteAddr: c.Context().RemoteAddr().String(),
+		remoteAddr: c.Context().RemoteAddr(),
 		auth:       auth,
 		org:        org,
 		env:        env,
@@ -260,9 +228,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 
 	spooled, err := s.store(ctx, rec)
 	if err != nil {
-		s.counters.unavailable.Add(1)
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "not durable")
+		x.failed(err, "not durable")
 		msg := "cannot store the webhook now, retry later"
 		switch {
 		case errors.Is(err, spool.ErrFull):
@@ -273,16 +239,15 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		s.log.ErrorContext(ctx, "webhook not stored", "request_id", rid, "organization_id", org, "license_id", env.LicenseID, "action", env.Action, "error", err)
 		return s.fail(c, fiber.StatusServiceUnavailable, msg)
 	}
-	s.tel.acked(ctx, receivedAt, spooled)
-	if s.tel.tracing {
-		span.SetAttributes(attribute.Bool("ingest.spooled", spooled))
-	}
-	s.counters.accepted.Add(1)
+	x.stored, x.spooled, x.receivedAt = true, spooled, receivedAt
 	s.accepted(rid, org, env.Action, receivedAt)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	out := make([]byte, 0, len(okPrefix)+len(rid)+2)
-	out = append(append(append(out, okPrefix...), rid...), '"', '}')
-	return c.Status(fiber.StatusOK).Send(out)
+	// Into the response's pooled buffer: no allocation.
+	resp := c.Status(fiber.StatusOK).Response()
+	resp.AppendBody(okPrefix)
+	resp.AppendBodyString(rid)
+	resp.AppendBodyString(`"}`)
+	return nil
 }
 
 // accepted runs the OnAccepted hook. The webhook is durable by then, so a
@@ -376,77 +341,6 @@ func (s *Server) authenticate(ctx context.Context, env *envelope) (auth, org str
 	}
 	return "", "", errUnauthorized
 }
-
-// store makes rec durable: Kafka when it acks within KafkaTimeout, else the
-// spool. A record never overtakes an earlier one of its key (keyOrder):
-// it waits for its turn, and while the spool holds anything, new records
-// go to the spool too, behind the spooled ones (a dead broker then costs one
-// timeout, not one per request). Only when the spool is full may a record
-// go to Kafka past the spool, and only if none of its key is in the spool
-// and every spooled record's key is known (no spool Fault); otherwise 503.
-func (s *Server) store(ctx context.Context, rec *kgo.Record) (spooled bool, err error) {
-	key := string(rec.Key)
-	// An earlier request of the key takes at most KafkaTimeout plus a spool
-	// append; waiting longer than that means something is stuck: 503, and
-	// LiveChat retries.
-	wctx, cancel := context.WithTimeout(ctx, 2*s.cfg.KafkaTimeout+spoolAppendTimeout)
-	t, err := s.order.wait(wctx, key)
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("%w: %v", errTurnTimeout, err)
-	}
-	defer t.end()
-
-	triedKafka := false
-	if s.spool.Empty() {
-		triedKafka = true
-		perr := s.produce(ctx, s.cfg.KafkaTimeout, rec)
-		if perr == nil {
-			return false, nil
-		}
-		s.counters.kafkaErrors.Add(1)
-		s.log.WarnContext(ctx, "kafka did not take the webhook in time; spooling it", "error", perr)
-	}
-	// The client may still hold rec (an abandoned produce): never modify
-	// it, encode a copy with the extra header.
-	entry := encodeSpoolEntry(rec, kgo.RecordHeader{Key: wire.HeaderSpooled, Value: []byte("1")})
-	ofKey := s.order.spooled(key)
-	// Counted before the append, so the drain can never deliver it before
-	// it was counted.
-	s.order.addSpooled(key, 1)
-	sctx, span := s.tel.span(ctx, "lcpipe.ingest.spool.append")
-	defer span.End()
-	actx, cancel := context.WithTimeout(sctx, spoolAppendTimeout)
-	defer cancel()
-	if err := s.spool.Append(actx, entry); err != nil {
-		span.RecordError(err)
-		s.order.addSpooled(key, -1)
-		if errors.Is(err, spool.ErrFull) && !triedKafka && ofKey == 0 && s.spool.Fault() == nil {
-			// Full while Kafka may be back (the drain frees whole
-			// segments): Kafka beats a 503, and overtakes nothing.
-			if perr := s.produce(ctx, s.cfg.KafkaTimeout, rec); perr == nil {
-				return false, nil
-			}
-			s.counters.kafkaErrors.Add(1)
-		}
-		return true, err
-	}
-	s.counters.spooled.Add(1)
-	return true, nil
-}
-
-// spoolAppendTimeout bounds one spool append (the fsync of a group commit).
-const spoolAppendTimeout = 5 * time.Second
-
-// errTurnTimeout: an earlier webhook of the same key is still being stored.
-var errTurnTimeout = errors.New("an earlier webhook of this chat is still being stored")
-
-// fiberCarrier reads W3C trace context from request headers.
-type fiberCarrier struct{ c *fiber.Ctx }
-
-func (f fiberCarrier) Get(key string) string { return f.c.Get(key) }
-func (f fiberCarrier) Set(string, string)    {}
-func (f fiberCarrier) Keys() []string        { return []string{wire.HeaderTraceparent, wire.HeaderTracestate} }
 
 // healthz answers while the process is alive, with the counters.
 func (s *Server) healthz(c *fiber.Ctx) error {

@@ -31,12 +31,15 @@
 //	    installation lookup failed, too many large bodies being read, an
 //	    earlier webhook of the same chat still being stored; LiveChat retries
 //
-// The flow of one request: Server.webhook → parseEnvelope → authenticate →
-// buildRecord → store (wait for the key's turn, then produce, else spool:
-// a chat's webhooks never overtake each other, see keyOrder) → 200.
+// The flow of one request: observe (middleware.go: request id, trace
+// context, outcome counters) → readBody → Server.webhook → parseEnvelope →
+// authenticate → buildRecord (record.go) → store (handoff.go: wait for the
+// key's turn, then produce, else spool: a chat's webhooks never overtake
+// each other, see keyOrder) → 200.
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -91,8 +94,7 @@ type Config struct {
 	// Linger is how long the producer waits to fill a batch. Default 0:
 	// every request waits for its own ack, so lingering adds that much
 	// latency to each; batches still form while earlier produce requests
-	// are in flight. 1ms halves the broker's CPU per record, which pays off
-	// only when the machine is CPU-bound (BENCHMARKS.md).
+	// are in flight (measurements in BENCHMARKS.md).
 	Linger time.Duration
 	// DrainTimeout bounds one spool-to-Kafka batch. Default 10s.
 	DrainTimeout time.Duration
@@ -197,57 +199,23 @@ func DefaultConfig() Config {
 
 func (c *Config) fill() {
 	d := DefaultConfig()
-	if c.Addr == "" {
-		c.Addr = d.Addr
-	}
-	if c.KafkaTimeout == 0 {
-		c.KafkaTimeout = d.KafkaTimeout
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = d.DrainTimeout
-	}
-	if c.InstallationsTimeout == 0 {
-		c.InstallationsTimeout = d.InstallationsTimeout
-	}
-	if c.Spool.Dir == "" {
-		c.Spool.Dir = d.Spool.Dir
-	}
-	if c.DeadDir == "" {
-		c.DeadDir = filepath.Join(c.Spool.Dir, "dead")
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = d.MaxBodyBytes
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = d.ShutdownTimeout
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = d.MaxConns
-	}
-	if c.HeaderTimeout == 0 {
-		c.HeaderTimeout = d.HeaderTimeout
-	}
-	if c.BodyTimeout == 0 {
-		c.BodyTimeout = d.BodyTimeout
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = d.IdleTimeout
-	}
-	if c.BodyMemory == 0 {
-		c.BodyMemory = d.BodyMemory
-	}
-	if c.RefusalLogInterval == 0 {
-		c.RefusalLogInterval = d.RefusalLogInterval
-	}
-	if c.Version == "" {
-		c.Version = d.Version
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
-	if c.Spool.Log == nil {
-		c.Spool.Log = c.Log.With("component", "spool")
-	}
+	c.Addr = cmp.Or(c.Addr, d.Addr)
+	c.KafkaTimeout = cmp.Or(c.KafkaTimeout, d.KafkaTimeout)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, d.DrainTimeout)
+	c.InstallationsTimeout = cmp.Or(c.InstallationsTimeout, d.InstallationsTimeout)
+	c.Spool.Dir = cmp.Or(c.Spool.Dir, d.Spool.Dir)
+	c.DeadDir = cmp.Or(c.DeadDir, filepath.Join(c.Spool.Dir, "dead"))
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, d.MaxBodyBytes)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, d.ShutdownTimeout)
+	c.MaxConns = cmp.Or(c.MaxConns, d.MaxConns)
+	c.HeaderTimeout = cmp.Or(c.HeaderTimeout, d.HeaderTimeout)
+	c.BodyTimeout = cmp.Or(c.BodyTimeout, d.BodyTimeout)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, d.IdleTimeout)
+	c.BodyMemory = cmp.Or(c.BodyMemory, d.BodyMemory)
+	c.RefusalLogInterval = cmp.Or(c.RefusalLogInterval, d.RefusalLogInterval)
+	c.Version = cmp.Or(c.Version, d.Version)
+	c.Log = cmp.Or(c.Log, slog.New(slog.DiscardHandler))
+	c.Spool.Log = cmp.Or(c.Spool.Log, c.Log.With("component", "spool"))
 }
 
 // Validate reports every problem of the configuration at once (after

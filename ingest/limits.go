@@ -96,7 +96,6 @@ func (s *Server) readBody(c *fiber.Ctx) error {
 	limit := int64(s.cfg.MaxBodyBytes)
 	if n > limit {
 		c.Context().SetConnectionClose()
-		s.counters.tooLarge.Add(1)
 		s.refuse(c, "too_large")
 		return s.fail(c, fiber.StatusRequestEntityTooLarge, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
 	}
@@ -107,42 +106,62 @@ func (s *Server) readBody(c *fiber.Ctx) error {
 	if want > smallBody {
 		if !s.budget.reserve(want) {
 			c.Context().SetConnectionClose()
-			s.counters.busy.Add(1)
-			s.refuse(c, "busy")
+			s.refuse(c, refusalBusy)
 			return s.fail(c, fiber.StatusServiceUnavailable, "too many large requests being read, retry later")
 		}
 		defer s.budget.release(want)
 	}
-	body, err := readAtMost(stream, n, limit)
+	var pooled *[]byte
+	var buf []byte
+	if want <= smallBody {
+		pooled = bodyBufs.Get().(*[]byte)
+		buf = (*pooled)[:0]
+	}
+	body, err := readAtMost(stream, n, limit, buf)
 	if err != nil {
+		if pooled != nil {
+			bodyBufs.Put(pooled)
+		}
 		c.Context().SetConnectionClose()
 		var ne net.Error
 		switch {
 		case errors.Is(err, errBodyTooLarge):
-			s.counters.tooLarge.Add(1)
 			s.refuse(c, "too_large")
 			return s.fail(c, fiber.StatusRequestEntityTooLarge, "body larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes")
 		case errors.As(err, &ne) && ne.Timeout():
-			s.counters.badRequest.Add(1)
 			s.refuse(c, "timeout")
 			return s.fail(c, fiber.StatusRequestTimeout, "body not received within "+s.cfg.BodyTimeout.String())
 		}
-		s.counters.badRequest.Add(1)
 		s.refuse(c, "read_error")
 		return s.fail(c, fiber.StatusBadRequest, "could not read the request body: "+err.Error())
 	}
 	c.Request().SetBodyRaw(body) // ends the stream; the handlers see the bytes
-	return c.Next()
+	err = c.Next()
+	if pooled != nil && cap(body) <= smallBody {
+		c.Request().SetBodyRaw(nil)
+		*pooled = body[:0]
+		bodyBufs.Put(pooled)
+	}
+	return err
 }
 
-// readAtMost reads a body of n bytes (n < 0: until EOF, at most limit),
-// growing its buffer as bytes arrive.
-func readAtMost(r io.Reader, n, limit int64) ([]byte, error) {
+// bodyBufs are the read buffers of ordinary bodies (up to smallBody),
+// reused once the handlers returned: nothing keeps the request's bytes
+// past them (the record's value is blankSecret's copy, the envelope's
+// strings are copies), and a buffer per request was most of what a
+// webhook allocated, so most of the garbage collector's work.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// readAtMost reads a body of n bytes (n < 0: until EOF, at most limit) into
+// buf (nil: a new one), growing it as bytes arrive.
+func readAtMost(r io.Reader, n, limit int64, buf []byte) ([]byte, error) {
 	size := n
 	if n < 0 {
 		size = limit + 1
 	}
-	buf := make([]byte, 0, min(size, 16<<10))
+	if buf == nil {
+		buf = make([]byte, 0, min(size, 16<<10))
+	}
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) >= size {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,6 +41,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childIngest())
 	case "bare":
 		os.Exit(childBare())
+	case "floor":
+		os.Exit(childFloor())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown child mode")
 		os.Exit(2)
@@ -94,12 +97,7 @@ func childIngest() int {
 		log.Error("child: new", "error", err)
 		return 1
 	}
-	if path := os.Getenv("CHILD_CPUPROFILE"); path != "" {
-		if f, err := os.Create(path); err == nil {
-			_ = pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
-		}
-	}
+	defer profile()()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := s.Run(ctx); err != nil {
@@ -146,6 +144,73 @@ func childBare() int {
 		return 1
 	}
 	return 0
+}
+
+// childFloor is the durable floor: Fiber answering 200 after franz-go's
+// ProduceSync of the body was acknowledged (acks=all, idempotent, linger 0,
+// no compression: the client ingest builds, from internal/kafka), nothing
+// else. Records are keyed round-robin over as many keys as the load
+// generator has chats, without reading the body, so they spread over the
+// partitions as ingest's do.
+func childFloor() int {
+	cfg := kafka.DefaultConfig()
+	cfg.Brokers = strings.Split(os.Getenv("CHILD_BROKERS"), ",")
+	var pc produceCounter
+	cl, err := kafka.NewClient(cfg, kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.WithHooks(&pc))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child floor:", err)
+		return 1
+	}
+	defer cl.Close()
+	defer pc.report()
+	topic := os.Getenv("CHILD_RAW_TOPIC")
+	keys := make([][]byte, benchChats)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("floor:BENCH%05d", i))
+	}
+	var seq atomic.Uint64
+	app := fiber.New(fiber.Config{DisableStartupMessage: true, BodyLimit: 5 << 20})
+	app.Post(WebhookPath, func(c *fiber.Ctx) error {
+		// fasthttp reuses the body after the handler: the record keeps a copy.
+		rec := &kgo.Record{Topic: topic, Key: keys[seq.Add(1)%benchChats], Value: slices.Clone(c.Body())}
+		if err := cl.ProduceSync(c.UserContext(), rec).FirstErr(); err != nil {
+			return c.Status(fiber.StatusServiceUnavailable).SendString(`{"error":"not stored"}`)
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Status(200).SendString(`{"status":"ok"}`)
+	})
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	defer profile()()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() { <-ctx.Done(); _ = app.Shutdown() }()
+	if err := app.Listen(os.Getenv("CHILD_ADDR")); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// profile starts a CPU profile into CHILD_CPUPROFILE and, at the end, writes
+// the allocations (alloc_space / alloc_objects of the heap profile) into
+// CHILD_MEMPROFILE; it returns the function that ends them.
+func profile() func() {
+	var stopCPU func()
+	if path := os.Getenv("CHILD_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
+		}
+	}
+	return func() {
+		if stopCPU != nil {
+			stopCPU()
+		}
+		if path := os.Getenv("CHILD_MEMPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}
 }
 
 // child is a running child process.

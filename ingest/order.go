@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"time"
 )
 
 // keyOrder keeps each record key's webhooks in arrival order on their way
@@ -60,10 +61,12 @@ type turn struct {
 }
 
 // wait takes a turn for key and returns once every earlier turn of the key
-// ended, or with ctx's error (the turn then ends by itself after the
-// earlier ones: the caller must not store the record, or it could overtake
-// them). end must be called exactly once after a nil error.
-func (o *keyOrder) wait(ctx context.Context, key string) (*turn, error) {
+// ended, or with ctx's error or context.DeadlineExceeded after bound (0:
+// no bound) — the turn then ends by itself after the earlier ones: the
+// caller must not store the record, or it could overtake them. end must be
+// called exactly once after a nil error. The bound is a timer started only
+// when the turn has to wait: nearly every webhook goes straight through.
+func (o *keyOrder) wait(ctx context.Context, key string, bound time.Duration) (*turn, error) {
 	sh := o.shard(key)
 	t := &turn{o: o, key: key, done: make(chan struct{})}
 	sh.mu.Lock()
@@ -79,13 +82,23 @@ func (o *keyOrder) wait(ctx context.Context, key string) (*turn, error) {
 	if prev == nil {
 		return t, nil
 	}
+	var expired <-chan time.Time
+	if bound > 0 {
+		tm := time.NewTimer(bound)
+		defer tm.Stop()
+		expired = tm.C
+	}
+	var err error
 	select {
 	case <-prev:
 		return t, nil
 	case <-ctx.Done():
-		go func() { <-prev; t.end() }()
-		return nil, ctx.Err()
+		err = ctx.Err()
+	case <-expired:
+		err = context.DeadlineExceeded
 	}
+	go func() { <-prev; t.end() }()
+	return nil, err
 }
 
 // end lets the key's next turn go.

@@ -18,18 +18,18 @@ import (
 func TestKeyOrderTurns(t *testing.T) {
 	o := newKeyOrder()
 	ctx := context.Background()
-	first, err := o.wait(ctx, "k")
+	first, err := o.wait(ctx, "k", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := o.wait(ctx, "other") // other keys do not wait
+	other, err := o.wait(ctx, "other", 0) // other keys do not wait
 	if err != nil {
 		t.Fatal(err)
 	}
 	other.end()
 	got := make(chan *turn)
 	go func() {
-		tn, err := o.wait(ctx, "k")
+		tn, err := o.wait(ctx, "k", 0)
 		if err != nil {
 			t.Error(err)
 		}
@@ -39,8 +39,11 @@ func TestKeyOrderTurns(t *testing.T) {
 	// gives up on an expired context without letting a later turn pass.
 	expired, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := o.wait(expired, "k"); !errors.Is(err, context.Canceled) {
+	if _, err := o.wait(expired, "k", 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("wait with a cancelled context: %v", err)
+	}
+	if _, err := o.wait(ctx, "k", 10*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait past its bound: %v", err)
 	}
 	select {
 	case <-got:
@@ -51,7 +54,7 @@ func TestKeyOrderTurns(t *testing.T) {
 	second := <-got
 	fourth := make(chan *turn)
 	go func() {
-		tn, _ := o.wait(ctx, "k")
+		tn, _ := o.wait(ctx, "k", 0)
 		fourth <- tn
 	}()
 	second.end() // the abandoned third turn ends by itself, then the fourth goes

@@ -1,20 +1,18 @@
 package ingest
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/lcpipe/lcpipe/internal/backoff"
 	"github.com/lcpipe/lcpipe/internal/wire"
 )
 
@@ -23,7 +21,7 @@ import (
 type request struct {
 	receivedAt time.Time
 	requestID  string
-	remoteAddr string
+	remoteAddr net.Addr
 	auth       string
 	org        string // organization_id, else the one found for license_id, else ""
 	env        envelope
@@ -38,7 +36,8 @@ func (s *Server) buildRecord(r *request) *kgo.Record {
 	// of one per header (this runs for every webhook).
 	const timeLen = len("2006-01-02T15:04:05.999999999Z")
 	const licenseLen = len("9223372036854775807")
-	buf := make([]byte, 0, timeLen+len(r.requestID)+len(r.remoteAddr)+2*len(sum)+
+	const addrLen = len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%zone]:65535")
+	buf := make([]byte, 0, timeLen+len(r.requestID)+addrLen+2*len(sum)+
 		len(r.env.Action)+len(r.org)+licenseLen+len(s.cfg.Version)+len(r.auth))
 	field := func(appendValue func([]byte) []byte) []byte {
 		start := len(buf)
@@ -53,7 +52,7 @@ func (s *Server) buildRecord(r *request) *kgo.Record {
 			return r.receivedAt.UTC().AppendFormat(b, time.RFC3339Nano)
 		})},
 		kgo.RecordHeader{Key: wire.HeaderRequestID, Value: str(r.requestID)},
-		kgo.RecordHeader{Key: wire.HeaderRemoteAddr, Value: str(r.remoteAddr)},
+		kgo.RecordHeader{Key: wire.HeaderRemoteAddr, Value: field(func(b []byte) []byte { return appendAddr(b, r.remoteAddr) })},
 		kgo.RecordHeader{Key: wire.HeaderBodySHA256, Value: field(func(b []byte) []byte { return hex.AppendEncode(b, sum[:]) })},
 		kgo.RecordHeader{Key: wire.HeaderAction, Value: str(r.env.Action)},
 		kgo.RecordHeader{Key: wire.HeaderOrganization, Value: str(r.org)},
@@ -204,163 +203,16 @@ func (d *decoder) bytes() []byte {
 	return p
 }
 
-// produce hands records to Kafka and waits at most timeout for every ack.
-// It does not wait for the client beyond that: a record whose request is
-// already on the wire cannot be cancelled with the idempotent producer, and
-// the caller must answer LiveChat in time. Such a record may still be
-// written later; the caller spools it too, so it may appear twice, never
-// zero times (the processor de-duplicates).
-func (s *Server) produce(ctx context.Context, timeout time.Duration, recs ...*kgo.Record) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if s.cfg.beforeProduce != nil {
-		if err := s.cfg.beforeProduce(ctx, recs); err != nil {
-			return fmt.Errorf("kafka: %w", err)
-		}
+// appendAddr appends a's text (host:port) to b; a TCP address without the
+// intermediate string that String allocates.
+func appendAddr(b []byte, a net.Addr) []byte {
+	if t, ok := a.(*net.TCPAddr); ok && t.Zone == "" {
+		// Unmap: String prints an IPv4 address held in 16 bytes as IPv4.
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(b)
 	}
-	results := make(chan error, len(recs))
-	for _, r := range recs {
-		s.client.Produce(ctx, r, func(_ *kgo.Record, err error) { results <- err })
+	if a == nil {
+		return b
 	}
-	var first error
-	for range recs {
-		select {
-		case err := <-results:
-			if err != nil && first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("kafka: no ack within %s: %w", timeout, ctx.Err())
-		}
-	}
-	if first != nil {
-		return fmt.Errorf("kafka: produce: %w", first)
-	}
-	return nil
-}
-
-// deliverSpooled is the spool's drain target: it re-creates the records and
-// produces them in spool order, returning nil once all were acked.
-func (s *Server) deliverSpooled(ctx context.Context, entries [][]byte) error {
-	recs := make([]*kgo.Record, 0, len(entries))
-	for _, e := range entries {
-		r, err := decodeSpoolEntry(e)
-		if err != nil {
-			// Passed the CRC yet does not decode: a bug, not a lost
-			// webhook. Keep the bytes in the dead-letter topic.
-			s.log.Error("spool entry does not decode; sent to dead-letter topic", "error", err)
-			r = &kgo.Record{Topic: s.cfg.Kafka.DLQTopic, Value: e, Headers: []kgo.RecordHeader{
-				{Key: wire.HeaderDLQError, Value: []byte(err.Error())},
-				{Key: wire.HeaderDLQStage, Value: []byte("ingest-spool")},
-				{Key: wire.HeaderDLQAt, Value: []byte(wire.FormatTime(time.Now()))},
-			}}
-		} else {
-			r.Topic = s.cfg.Kafka.RawTopic
-		}
-		recs = append(recs, r)
-	}
-	ctx, span := s.tel.drainSpan(ctx, recs) // telemetry.go
-	defer span.End()
-	err := s.produce(ctx, s.cfg.DrainTimeout, recs...)
-	if err != nil {
-		span.RecordError(err)
-	}
-	if err != nil && isPermanent(err) {
-		// Some record of the batch is one Kafka will never take (too
-		// large for the topic, say). Retrying the batch would block the
-		// spool forever: go one by one and set the refused ones aside.
-		err = s.deliverEach(ctx, entries)
-	}
-	if err != nil {
-		s.counters.drainErrors.Add(1)
-		return err
-	}
-	s.counters.drained.Add(int64(len(recs)))
-	for _, r := range recs {
-		if r.Topic == s.cfg.Kafka.RawTopic {
-			s.order.addSpooled(string(r.Key), -1)
-		}
-	}
-	return nil
-}
-
-// isPermanent reports produce errors that no retry can fix: the broker
-// refuses the record itself (MESSAGE_TOO_LARGE, INVALID_TIMESTAMP,
-// CORRUPT_MESSAGE, INVALID_RECORD, POLICY_VIOLATION: backoff.Refused, the
-// project's one classification). Everything else (timeouts, unreachable
-// or restarting brokers, leadership changes) is transient.
-func isPermanent(err error) bool { return backoff.Refused(err) }
-
-// deliverEach produces entries one at a time (fresh records: the batch's
-// may still be referenced by the client) and quarantines those refused
-// for good.
-func (s *Server) deliverEach(ctx context.Context, entries [][]byte) error {
-	for _, e := range entries {
-		r, err := decodeSpoolEntry(e)
-		if err != nil {
-			return err // cannot happen: the batch decoded a moment ago
-		}
-		r.Topic = s.cfg.Kafka.RawTopic
-		err = s.produce(ctx, s.cfg.DrainTimeout, r)
-		if err == nil {
-			continue
-		}
-		if !isPermanent(err) {
-			return err
-		}
-		if err := s.quarantine(ctx, e, r, err); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// quarantine keeps a webhook Kafka refuses for good as a file under
-// DeadDir (fsynced: it was acknowledged to LiveChat, so it must not be
-// lost) and announces it on the dead-letter topic with the reason and the
-// original headers, without the body Kafka refused.
-func (s *Server) quarantine(ctx context.Context, entry []byte, r *kgo.Record, reason error) error {
-	path, err := s.quar.Put(wire.Header(r, wire.HeaderRequestID), entry)
-	if err != nil {
-		return err
-	}
-	s.counters.quarantined.Add(1)
-	s.log.Error("Kafka refuses a webhook for good; kept on disk for replay", "file", path,
-		"request_id", wire.Header(r, wire.HeaderRequestID), "organization_id", wire.Header(r, wire.HeaderOrganization),
-		"action", wire.Header(r, wire.HeaderAction), "value_bytes", len(r.Value), "error", reason)
-	headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
-		kgo.RecordHeader{Key: wire.HeaderDLQError, Value: []byte(fmt.Sprintf("kafka refused the record (%v); body kept by ingest in %s", reason, path))},
-		kgo.RecordHeader{Key: wire.HeaderDLQStage, Value: []byte("ingest")},
-		kgo.RecordHeader{Key: wire.HeaderDLQTopic, Value: []byte(s.cfg.Kafka.RawTopic)},
-		kgo.RecordHeader{Key: wire.HeaderDLQAt, Value: []byte(wire.FormatTime(time.Now()))},
-	)
-	dl := &kgo.Record{Topic: s.cfg.Kafka.DLQTopic, Key: r.Key, Headers: headers, Timestamp: r.Timestamp}
-	if err := s.produce(ctx, s.cfg.DrainTimeout, dl); err != nil {
-		s.log.Warn("dead-letter notice not written (the file is the copy)", "file", path, "error", err)
-	}
-	return nil
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return append(b, a.String()...)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,5 +191,20 @@ func TestRefusedRecordIsQuarantined(t *testing.T) {
 	want := bytes.Replace(big, []byte(`"secret_key": "test-secret"`), []byte(`"secret_key": ""`), 1)
 	if !bytes.Equal(rec.Value, want) {
 		t.Fatal("quarantined body is not the webhook with its secret blanked")
+	}
+}
+
+// TestAppendAddr: the remote-addr header reads as net.Addr's String.
+func TestAppendAddr(t *testing.T) {
+	for _, a := range []net.Addr{
+		&net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 443},
+		&net.TCPAddr{IP: net.ParseIP("203.0.113.7").To4(), Port: 1},
+		&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 8080},
+		&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 80, Zone: "eth0"},
+		&net.UnixAddr{Name: "/run/ingest.sock", Net: "unix"},
+	} {
+		if got := string(appendAddr([]byte("x"), a)); got != "x"+a.String() {
+			t.Errorf("%#v: %q, want %q", a, got, "x"+a.String())
+		}
 	}
 }

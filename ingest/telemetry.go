@@ -1,9 +1,10 @@
 package ingest
 
 // Ingest's traces and metrics, as middleware and hooks around the handler
-// (STYLE.md rule 7). The handler calls setAction (the webhook's action
-// label) and acked (ack latency); newApp mounts the middleware; New adds
-// the Kafka client hooks; store and deliverSpooled open the spool spans.
+// (STYLE.md rule 7). observe (middleware.go) counts each answer and labels
+// its span from what the handler reported; newApp mounts otelfiber; New
+// adds the Kafka client hooks; store and deliverSpooled open the spool
+// spans.
 //
 // With tracing off (no exporter, or the sampler always_off) neither
 // otelfiber nor kotel is installed: a webhook then costs one counter add
@@ -67,10 +68,12 @@ type ingestTel struct {
 
 	webhooks metric.Int64Counter
 	ack      metric.Float64Histogram
-	ackKafka metric.RecordOption
-	ackSpool metric.RecordOption
+	// Options are passed as pre-built slices: a variadic argument built
+	// per call would be allocated on every webhook.
+	ackKafka []metric.RecordOption
+	ackSpool []metric.RecordOption
 	canaries metric.Int64Counter
-	opts     sync.Map // webhookLabel → metric.AddOption
+	opts     sync.Map // webhookLabel → []metric.AddOption
 	reg      metric.Registration
 }
 
@@ -78,8 +81,6 @@ type webhookLabel struct {
 	action *string
 	code   int
 }
-
-const localAction = "lcpipe-action"
 
 func newIngestTel(tel *telemetry.Telemetry, s *Server) *ingestTel {
 	if tel == nil {
@@ -96,8 +97,8 @@ func newIngestTel(tel *telemetry.Telemetry, s *Server) *ingestTel {
 	t.ack, _ = m.Float64Histogram("lcpipe.ingest.ack.duration", metric.WithUnit("s"),
 		metric.WithDescription("from receiving a webhook to it being durable (Kafka's ack, or the spool's fsync), by path"),
 		metric.WithExplicitBucketBoundaries(ackBuckets...))
-	t.ackKafka = metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "kafka")))
-	t.ackSpool = metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "spool")))
+	t.ackKafka = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "kafka")))}
+	t.ackSpool = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("path", "spool")))}
 	t.canaries, _ = m.Int64Counter("lcpipe.canary.sent", metric.WithUnit("{webhook}"),
 		metric.WithDescription("freshness canaries posted by ingest to its own endpoint, by result (ok: answered 200)"))
 
@@ -163,8 +164,8 @@ func (t *ingestTel) kafkaOpts() []kgo.Opt {
 	return []kgo.Opt{kgo.WithHooks(t.kotel)}
 }
 
-// use mounts the middleware: otelfiber's server span (tracing only; its
-// own HTTP metrics are off, ours are below), then the webhook counter.
+// useTelemetry mounts otelfiber's server span (tracing only; its own HTTP
+// metrics are off, ours are counted by observe).
 func (s *Server) useTelemetry(app *fiber.App) {
 	t := s.tel
 	if t.tracing {
@@ -175,49 +176,39 @@ func (s *Server) useTelemetry(app *fiber.App) {
 			otelfiber.WithNext(func(c *fiber.Ctx) bool { p := c.Path(); return p == "/healthz" || p == "/readyz" }),
 		))
 	}
-	app.Use(WebhookPath, s.countWebhook)
 }
 
 // countWebhook counts a request to the webhook endpoint by action and
-// status. Errors are answered here (by the app's error handler), so the
-// status counted is the one sent.
-func (s *Server) countWebhook(c *fiber.Ctx) error {
-	if err := c.Next(); err != nil {
-		if herr := c.App().Config().ErrorHandler(c, err); herr != nil {
-			return herr
-		}
-	}
-	action, _ := c.Locals(localAction).(*string)
+// status (observe calls it once the answer is known).
+func (t *ingestTel) countWebhook(ctx context.Context, action *string, status int) {
 	if action == nil {
 		action = labelNone
 	}
-	key := webhookLabel{action, c.Response().StatusCode()}
-	opt, ok := s.tel.opts.Load(key)
+	key := webhookLabel{action, status}
+	opt, ok := t.opts.Load(key)
 	if !ok {
-		opt, _ = s.tel.opts.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("action", *action), attribute.String("code", strconv.Itoa(key.code)))))
+		opt, _ = t.opts.LoadOrStore(key, []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("action", *action), attribute.String("code", strconv.Itoa(key.code))))})
 	}
-	s.tel.webhooks.Add(c.UserContext(), 1, opt.(metric.AddOption))
-	return nil
+	t.webhooks.Add(ctx, 1, opt.([]metric.AddOption)...)
 }
 
-// setAction labels the request with the webhook's action (a pointer to a
+// actionLabel is the webhook's action as a label value (a pointer to a
 // fixed string: no allocation).
-func (s *Server) setAction(c *fiber.Ctx, action string) {
-	l, ok := actionLabels[action]
-	if !ok {
-		l = labelOther
+func actionLabel(action string) *string {
+	if l, ok := actionLabels[action]; ok {
+		return l
 	}
-	c.Locals(localAction, l)
+	return labelOther
 }
 
 // acked records how long the webhook took to become durable.
 func (t *ingestTel) acked(ctx context.Context, receivedAt time.Time, spooled bool) {
-	opt := t.ackKafka
+	opts := t.ackKafka
 	if spooled {
-		opt = t.ackSpool
+		opts = t.ackSpool
 	}
-	t.ack.Record(ctx, time.Since(receivedAt).Seconds(), opt)
+	t.ack.Record(ctx, time.Since(receivedAt).Seconds(), opts...)
 }
 
 // span starts an internal span while tracing; otherwise it returns ctx's

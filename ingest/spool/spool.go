@@ -35,6 +35,7 @@
 package spool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -121,30 +122,14 @@ func DefaultConfig(dir string) Config {
 
 func (c *Config) fill() {
 	d := DefaultConfig(c.Dir)
-	if c.MaxBytes == 0 {
-		c.MaxBytes = d.MaxBytes
-	}
-	if c.SegmentBytes == 0 {
-		c.SegmentBytes = d.SegmentBytes
-	}
-	if c.MaxRecordBytes == 0 {
-		c.MaxRecordBytes = d.MaxRecordBytes
-	}
-	if c.DrainBatchRecords == 0 {
-		c.DrainBatchRecords = d.DrainBatchRecords
-	}
-	if c.DrainBatchBytes == 0 {
-		c.DrainBatchBytes = d.DrainBatchBytes
-	}
-	if c.RetryMin == 0 {
-		c.RetryMin = d.RetryMin
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = d.RetryMax
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
+	c.MaxBytes = cmp.Or(c.MaxBytes, d.MaxBytes)
+	c.SegmentBytes = cmp.Or(c.SegmentBytes, d.SegmentBytes)
+	c.MaxRecordBytes = cmp.Or(c.MaxRecordBytes, d.MaxRecordBytes)
+	c.DrainBatchRecords = cmp.Or(c.DrainBatchRecords, d.DrainBatchRecords)
+	c.DrainBatchBytes = cmp.Or(c.DrainBatchBytes, d.DrainBatchBytes)
+	c.RetryMin = cmp.Or(c.RetryMin, d.RetryMin)
+	c.RetryMax = cmp.Or(c.RetryMax, d.RetryMax)
+	c.Log = cmp.Or(c.Log, slog.New(slog.DiscardHandler))
 	if c.openRead == nil {
 		c.openRead = func(path string) (io.ReadCloser, error) { return os.Open(path) }
 	}

@@ -64,18 +64,7 @@ func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint6
 		p.log.DebugContext(ctx, "flushed", "batch", b.seq, "records", b.records, "rows", b.rowsIn, "inserted", b.inserted,
 			"dup_identity", b.dupID, "dup_window", b.dupWin, "dead", len(b.dead), "took", time.Since(b.flushStart))
 
-		p.mu.Lock()
-		for part, o := range b.offsets {
-			if _, owned := p.from[part]; owned {
-				p.from[part] = o
-			}
-		}
-		if len(p.pending) > 0 && p.pending[0] == b {
-			p.pending = p.pending[1:]
-		}
-		p.doneSeq = max(p.doneSeq, b.seq)
-		p.cond.Broadcast()
-		p.mu.Unlock()
+		p.q.done(b)
 	}
 	if p.dryRun() { // nothing was inserted
 		return
@@ -90,14 +79,14 @@ func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint6
 // are then read again (by us or the partition's new owner) and the lookups
 // drop what is stored.
 func (p *Processor) commit(ctx context.Context, batches []*batch) {
-	p.mu.Lock()
+	p.q.mu.Lock()
 	offs := map[int32]kgo.EpochOffset{}
 	for _, b := range batches {
 		for k, v := range b.offsets {
 			offs[k] = v
 		}
 	}
-	p.mu.Unlock()
+	p.q.mu.Unlock()
 	if len(offs) == 0 {
 		return
 	}

@@ -11,6 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// pollLoop reads the raw topic into batches (process) until ctx ends,
+// waiting while the flusher is behind (waitForRoom) and rewinding when the
+// flusher asks (rewind). Rebalance callbacks run only between its polls.
 func (p *Processor) pollLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		p.waitForRoom(ctx)
@@ -22,18 +25,18 @@ func (p *Processor) pollLoop(ctx context.Context) {
 		// growing instead (up to its size limits): flushing it earlier would
 		// only queue it, and fewer, larger inserts are what ClickHouse (and
 		// the materialized views on events) handle best.
-		p.mu.Lock()
+		p.q.mu.Lock()
 		wait := p.cfg.BatchLinger
-		if p.cur.records > 0 {
-			wait = p.cfg.BatchLinger - time.Since(p.cur.started)
+		if p.q.cur.records > 0 {
+			wait = p.cfg.BatchLinger - time.Since(p.q.cur.started)
 			if wait <= 0 {
-				if p.unsent() == 0 {
-					p.seal()
+				if p.q.unsent() == 0 {
+					p.q.seal()
 				}
 				wait = min(p.cfg.BatchLinger, 50*time.Millisecond)
 			}
 		}
-		p.mu.Unlock()
+		p.q.mu.Unlock()
 		pollCtx, cancel := context.WithTimeout(ctx, wait)
 		fetches := p.cl.PollRecords(pollCtx, p.pollMax()) // range mode's rate caps it
 		cancel()
@@ -47,12 +50,12 @@ func (p *Processor) pollLoop(ctx context.Context) {
 		if p.rng != nil { // range mode
 			recs = p.rangeClip(ctx, recs)
 		}
-		p.mu.Lock()
-		rewind := p.rewindReq
-		if p.drained = len(recs) == 0; p.drained {
-			p.cond.Broadcast()
+		p.q.mu.Lock()
+		rewind := p.q.rewindReq
+		if p.q.drained = len(recs) == 0; p.q.drained {
+			p.q.cond.Broadcast()
 		}
-		p.mu.Unlock()
+		p.q.mu.Unlock()
 		if rewind {
 			p.rewind(recs) // what was just fetched is dropped too
 		} else if len(recs) > 0 {
@@ -65,27 +68,20 @@ func (p *Processor) pollLoop(ctx context.Context) {
 // waitForRoom blocks while MaxPendingBatches sealed batches hold rows that
 // are not sent to ClickHouse yet, with fetching paused meanwhile.
 func (p *Processor) waitForRoom(ctx context.Context) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.unsent() < p.cfg.MaxPendingBatches {
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	if p.q.unsent() < p.cfg.MaxPendingBatches {
 		return
 	}
 	p.cl.PauseFetchTopics(p.kcfg.RawTopic)
-	p.paused = true
 	p.stats.Pauses.Add(1)
-	p.log.Debug("paused fetching: ClickHouse is behind", "pending_batches", len(p.pending))
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
-	for p.unsent() >= p.cfg.MaxPendingBatches && ctx.Err() == nil && !p.stopped && !p.rewindReq {
-		p.cond.Wait()
+	p.log.Debug("paused fetching: ClickHouse is behind", "pending_batches", len(p.q.pending))
+	defer p.q.wakeOnDone(ctx)()
+	for p.q.unsent() >= p.cfg.MaxPendingBatches && ctx.Err() == nil && !p.q.stopped && !p.q.rewindReq {
+		p.q.cond.Wait()
 	}
 	p.cl.ResumeFetchTopics(p.kcfg.RawTopic)
-	p.paused = false
-	p.log.Debug("resumed fetching", "pending_batches", len(p.pending))
+	p.log.Debug("resumed fetching", "pending_batches", len(p.q.pending))
 }
 
 type decoded struct {
@@ -208,20 +204,20 @@ func sourceOf(r *kgo.Record) Source {
 func (p *Processor) process(recs []*kgo.Record) {
 	dec := p.decodeAll(recs)
 	p.stats.Records.Add(int64(len(recs)))
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
 	for i, r := range recs {
-		if p.lost[r.Partition] {
+		if p.q.lost[r.Partition] {
 			continue // fetched before the loss: the new owner reads it
 		}
-		b := p.cur
+		b := p.q.cur
 		if b.records == 0 {
 			b.started = time.Now()
 		}
 		b.records++
 		b.offsets[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
-		if _, ok := p.from[r.Partition]; !ok {
-			p.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		if _, ok := p.q.from[r.Partition]; !ok {
+			p.q.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
 		}
 		if err := dec[i].err; err != nil {
 			b.dead = append(b.dead, deadLetter(r, err))
@@ -247,7 +243,7 @@ func (p *Processor) process(recs []*kgo.Record) {
 			b.maxRecv = max(b.maxRecv, ms)
 		}
 		if b.full(p.cfg) {
-			p.seal()
+			p.q.seal()
 		}
 	}
 }

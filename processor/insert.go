@@ -29,7 +29,7 @@ type insertion struct {
 	parts    map[int32]bool // partitions named in the query id
 	rows     int
 	id       uint64 // insert_id of its rows
-	lostGen  int    // p.lostGen when opened
+	lostGen  int64  // p.lostGen when opened
 	windowed int    // state changes (they rely on the subject cache until stored)
 	opened   time.Time
 	done     chan struct{} // closed when the close finished (committed or failed)
@@ -94,7 +94,7 @@ func (p *Processor) flusher(ctx context.Context) {
 	startClose := func() error {
 		if closing != nil {
 			<-closing.done
-			if err := p.takeFailure(); err != nil {
+			if err := p.q.takeFailure(); err != nil {
 				return err
 			}
 		}
@@ -143,7 +143,7 @@ func (p *Processor) flusher(ctx context.Context) {
 			if closing != nil {
 				<-closing.done
 				closing = nil
-				if err := p.takeFailure(); err != nil {
+				if err := p.q.takeFailure(); err != nil {
 					if !fail(err) {
 						return
 					}
@@ -159,9 +159,9 @@ func (p *Processor) flusher(ctx context.Context) {
 			failures = 0
 			continue
 		}
-		if closing != nil && p.closeFailed() {
+		if closing != nil && p.q.closeFailed() {
 			// Do not send more: the rewind re-reads this batch anyway.
-			if !fail(p.takeFailure()) {
+			if !fail(p.q.takeFailure()) {
 				return
 			}
 			continue
@@ -209,30 +209,15 @@ func (p *Processor) flusher(ctx context.Context) {
 // window times enter the memory caches as soon as they are decided).
 func (p *Processor) preparer(ctx context.Context) {
 	for {
-		p.mu.Lock()
-		var b *batch
-		for b == nil && !p.stopped && ctx.Err() == nil {
-			for _, pb := range p.pending {
-				if !pb.taken {
-					b = pb
-					break
-				}
-			}
-			if b == nil {
-				p.cond.Wait()
-			}
-		}
+		b := p.q.nextToPrepare(ctx)
 		if b == nil {
-			p.mu.Unlock()
 			return
 		}
-		b.taken = true
-		p.mu.Unlock()
 
 		p.dd.gate.Lock()
-		p.mu.Lock()
+		p.q.mu.Lock()
 		dropped := b.dropped
-		p.mu.Unlock()
+		p.q.mu.Unlock()
 		var err error
 		if !dropped {
 			bctx, span := p.tel.batchSpan(ctx, b)
@@ -244,10 +229,7 @@ func (p *Processor) preparer(ctx context.Context) {
 			p.abandon(b, err)
 			return
 		}
-		p.mu.Lock()
-		b.prepared = true
-		p.cond.Broadcast()
-		p.mu.Unlock()
+		p.q.update(func() { b.prepared = true })
 	}
 }
 
@@ -271,9 +253,9 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 				"stage", wire.Header(r, wire.HeaderDLQStage), "err", wire.Header(r, wire.HeaderDLQError), "request_id", wire.Header(r, wire.HeaderRequestID))
 		}
 	}
-	p.mu.Lock() // onLost may edit offsets
+	p.q.mu.Lock() // onLost may edit offsets
 	b.parts = b.partitions()
-	p.mu.Unlock()
+	p.q.mu.Unlock()
 	b.rowsIn = len(b.rows)
 	lookStart := time.Now()
 	snap := p.rangeSnapshot(b.rows) // range mode reports
@@ -297,8 +279,8 @@ func (p *Processor) prepare(ctx context.Context, b *batch) error {
 // found nothing more to read. nil, false, nil means stop; an error is a failed close that
 // needs a rewind.
 func (p *Processor) nextBatch(ctx context.Context, ins *insertion) (b *batch, closeNow bool, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -306,34 +288,27 @@ func (p *Processor) nextBatch(ctx context.Context, ins *insertion) (b *batch, cl
 		}
 	}()
 	for {
-		if p.stopped || ctx.Err() != nil {
+		if p.q.stopped || ctx.Err() != nil {
 			return nil, false, nil
 		}
-		if p.failed != nil {
-			e := p.failed
-			p.failed = nil
+		if p.q.failed != nil {
+			e := p.q.failed
+			p.q.failed = nil
 			return nil, false, e
 		}
-		var next *batch // the oldest unsent batch: batches are sent in order
-		for _, pb := range p.pending {
-			if !pb.sent {
-				next = pb
-				break
-			}
-		}
-		if next != nil && next.prepared {
+		if next := p.q.oldestUnsent(); next != nil && next.prepared {
 			return next, false, nil
 		}
 		if ins != nil {
 			age := time.Since(ins.opened)
-			if p.wantSeq >= ins.last() || age >= p.cfg.InsertLinger || p.drained {
+			if p.q.wantSeq >= ins.last() || age >= p.cfg.InsertLinger || p.q.drained {
 				return nil, true, nil
 			}
 			if timer == nil {
-				timer = time.AfterFunc(p.cfg.InsertLinger-age, p.wake)
+				timer = time.AfterFunc(p.cfg.InsertLinger-age, p.q.wake)
 			}
 		}
-		p.cond.Wait()
+		p.q.cond.Wait()
 	}
 }
 
@@ -351,10 +326,7 @@ func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, er
 			return nil, err
 		}
 	}
-	p.mu.Lock()
-	gen := p.lostGen
-	p.mu.Unlock()
-	in := &insertion{b: ib, id: id, lostGen: gen, parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
+	in := &insertion{b: ib, id: id, lostGen: p.lostGen.Load(), parts: map[int32]bool{}, opened: time.Now(), done: make(chan struct{})}
 	for _, part := range parts {
 		in.parts[part] = true
 	}
@@ -365,13 +337,13 @@ func (p *Processor) openInsertion(ctx context.Context, b *batch) (*insertion, er
 // ownedPartitions is the partitions this process reads (those it has read
 // from since their last commit), at least b's.
 func (p *Processor) ownedPartitions(must []int32) []int32 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
 	set := map[int32]bool{}
 	for _, part := range must {
 		set[part] = true
 	}
-	for part := range p.from {
+	for part := range p.q.from {
 		set[part] = true
 	}
 	out := make([]int32, 0, len(set))
@@ -404,20 +376,14 @@ func (p *Processor) send(in *insertion, b *batch) error {
 	b.insertDur = time.Since(start)
 	in.batches = append(in.batches, b)
 	p.tel.blockSent(in, b)
-	p.mu.Lock()
-	b.rows, b.keep = nil, nil
-	b.sent = true
-	p.cond.Broadcast()
-	p.mu.Unlock()
+	p.q.release(b)
 	return nil
 }
 
 // lostSince is errPartitionsLost when partitions were lost since the
 // insertion opened: it may hold their rows and must not complete.
 func (p *Processor) lostSince(in *insertion) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.lostGen != in.lostGen {
+	if p.lostGen.Load() != in.lostGen {
 		return errPartitionsLost
 	}
 	return nil
@@ -437,12 +403,7 @@ func (p *Processor) closeInsertion(ctx context.Context, in *insertion) {
 	}
 	p.tel.insertClosed(in, err)
 	if err != nil {
-		p.mu.Lock()
-		if p.failed == nil {
-			p.failed = fmt.Errorf("insert of %d rows: %w", in.rows, err)
-		}
-		p.cond.Broadcast()
-		p.mu.Unlock()
+		p.q.fail(fmt.Errorf("insert of %d rows: %w", in.rows, err))
 		return
 	}
 	last := in.batches[len(in.batches)-1]
@@ -474,30 +435,25 @@ func (p *Processor) recover(ctx context.Context, cause error, attempt int) bool 
 	p.dd.gate.Lock()
 	defer p.dd.gate.Unlock()
 	p.dd.reset()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pollDone {
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	if p.q.pollDone {
 		// Shutting down: nobody polls any more. The uncommitted records
 		// are read again by the next owner.
-		p.stopped = true
-		p.cond.Broadcast()
+		p.q.stopped = true
+		p.q.cond.Broadcast()
 		return false
 	}
-	p.rewindReq = true
-	p.failed = nil // the rewind covers it
-	p.cond.Broadcast()
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
-	for p.rewindReq && !p.pollDone && !p.stopped && ctx.Err() == nil {
-		p.cond.Wait()
+	p.q.rewindReq = true
+	p.q.failed = nil // the rewind covers it
+	p.q.cond.Broadcast()
+	defer p.q.wakeOnDone(ctx)()
+	for p.q.rewindReq && !p.q.pollDone && !p.q.stopped && ctx.Err() == nil {
+		p.q.cond.Wait()
 	}
-	if p.rewindReq {
-		p.stopped = true
-		p.cond.Broadcast()
+	if p.q.rewindReq {
+		p.q.stopped = true
+		p.q.cond.Broadcast()
 		return false
 	}
 	return true
@@ -506,8 +462,5 @@ func (p *Processor) recover(ctx context.Context, cause error, attempt int) bool 
 // abandon stops the flusher: only a cancelled flush context ends here.
 func (p *Processor) abandon(b *batch, err error) {
 	p.log.Error("flush abandoned", "batch", b.seq, "err", err)
-	p.mu.Lock()
-	p.stopped = true
-	p.cond.Broadcast()
-	p.mu.Unlock()
+	p.q.stop()
 }

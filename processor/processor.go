@@ -45,11 +45,12 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lcpipe/lcpipe/internal/backoff"
@@ -73,25 +74,14 @@ type Processor struct {
 
 	cl *kgo.Client
 
-	mu        sync.Mutex
-	cond      *sync.Cond
-	cur       *batch
-	pending   []*batch // sealed and not committed, oldest first
-	sealedSeq uint64
-	doneSeq   uint64
-	wantSeq   uint64 // a waiter (rebalance, shutdown) needs batches up to this one stored
-	stopped   bool   // flusher gave up (shutdown timeout)
-	paused    bool
-	pollDone  bool            // pollLoop returned (shutdown)
-	drained   bool            // the last poll returned nothing: no backlog
-	failed    error           // a background insert close failed: the flusher must rewind
-	rewindReq bool            // the flusher asks pollLoop to rewind
-	lostGen   int             // onLost calls so far: an insertion opened before the last must not complete
-	lost      map[int32]bool  // partitions lost and not assigned again: their records are ignored
-	careful   map[int32]int64 // refused.go: per partition, insert batches one by one up to this offset
-	// from is, per partition read, the offset after the last stored
-	// record (or the first offset read): where a rewind restarts.
-	from map[int32]kgo.EpochOffset
+	q *queue // batches between the poll loop and the flusher
+
+	// lostGen counts onLost calls: an insertion opened before the last
+	// must not complete.
+	lostGen atomic.Int64
+	// careful (refused.go), the flusher's: per partition, insert batches
+	// one by one up to this offset.
+	careful map[int32]int64
 
 	// rng is range mode's state (rangemode.go); nil in live mode.
 	rng *rangeState
@@ -107,10 +97,7 @@ func New(o Options) (*Processor, error) {
 		return nil, err
 	}
 	cfg := o.Config.withDefaults()
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := cmp.Or(o.Log, slog.New(slog.DiscardHandler))
 	p := &Processor{
 		cfg:      cfg,
 		kcfg:     o.Kafka,
@@ -119,13 +106,10 @@ func New(o Options) (*Processor, error) {
 		log:      log,
 		users:    NewUserCache(cfg.UserCacheSize),
 		repaired: map[uint64]struct{}{},
-		from:     map[int32]kgo.EpochOffset{},
-		lost:     map[int32]bool{},
+		q:        newQueue(cfg),
 		careful:  map[int32]int64{},
 	}
-	p.cond = sync.NewCond(&p.mu)
 	p.dd = newDeduper(cfg, o.Kafka.RawTopic, p.st, p.retry)
-	p.cur = p.newBatch()
 	p.tel = newProcTel(o.Telemetry, p)
 	if p.dir != nil {
 		p.dir = countingDirectory{p.dir, p.tel}
@@ -189,9 +173,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	pollCtx := ctx
 	if p.cfg.Range != nil { // range mode: the loop ends at the end offsets
 		p.rangeWaitInserts(ctx)
-		p.mu.Lock()
+		p.q.mu.Lock()
 		pollCtx = p.rangeStart(ctx)
-		p.mu.Unlock()
+		p.q.mu.Unlock()
 	}
 	waitLag := p.startLag(ctx, cl)
 	p.tel.running(cl)
@@ -202,16 +186,14 @@ func (p *Processor) Run(ctx context.Context) error {
 	// Shutdown: flush everything read, then leave the group.
 	timer := time.AfterFunc(p.cfg.ShutdownTimeout, hardStop)
 	defer timer.Stop()
-	p.mu.Lock()
-	p.pollDone = true
-	p.seal()
-	last := p.sealedSeq
-	p.mu.Unlock()
-	ok := p.waitFlushed(last)
-	p.mu.Lock()
-	p.stopped = true
-	p.cond.Broadcast()
-	p.mu.Unlock()
+	var last uint64
+	p.q.update(func() {
+		p.q.pollDone = true
+		p.q.seal()
+		last = p.q.sealedSeq
+	})
+	ok := p.q.waitFlushed(last)
+	p.q.stop()
 	<-flusherDone
 	cl.Close()
 	if !ok {

@@ -1,11 +1,48 @@
 package processor
 
 import (
+	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
+
+// queue hands batches from the poll loop to the flusher: the batch being
+// filled, the sealed batches not committed yet, and the state both sides
+// wait on (a failure, a rewind, a shutdown). mu guards every field, with
+// the partitions' read positions (from, lost), which change with the
+// batches; cond is broadcast on every change. The batches' own flags
+// (taken, prepared, sent, dropped) are under mu too.
+type queue struct {
+	cfg Config // batch limits
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	cur       *batch
+	pending   []*batch // sealed and not committed, oldest first
+	sealedSeq uint64
+	doneSeq   uint64
+	wantSeq   uint64 // a waiter (rebalance, shutdown) needs batches up to this one stored
+
+	stopped   bool  // the flusher gave up (shutdown timeout, cancelled flush)
+	pollDone  bool  // pollLoop returned (shutdown)
+	drained   bool  // the last poll returned nothing: no backlog
+	failed    error // a background insert close failed: the flusher must rewind
+	rewindReq bool  // the flusher asks pollLoop to rewind
+
+	lost map[int32]bool // partitions lost and not assigned again: their records are ignored
+	// from is, per partition read, the offset after the last stored
+	// record (or the first offset read): where a rewind restarts.
+	from map[int32]kgo.EpochOffset
+}
+
+func newQueue(cfg Config) *queue {
+	q := &queue{cfg: cfg, cur: newBatch(cfg), lost: map[int32]bool{}, from: map[int32]kgo.EpochOffset{}}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
 
 // batch is what one flush handles: rows and dead letters of consecutive
 // records, and the offsets to commit after them.
@@ -39,12 +76,12 @@ type batch struct {
 	tel batchTel // telemetry.go
 }
 
-func (p *Processor) newBatch() *batch {
+func newBatch(cfg Config) *batch {
 	// Rows are allocated once at the batch's expected size: growing a slice
 	// of ~1 KiB structs by doubling would waste up to half of it.
 	// A row averages ~2 KiB with its strings (rowOverhead is the struct
 	// and short strings only).
-	n := min(p.cfg.BatchRows, int(p.cfg.BatchBytes/(rowOverhead+900))+1)
+	n := min(cfg.BatchRows, int(cfg.BatchBytes/(rowOverhead+900))+1)
 	return &batch{rows: make([]Row, 0, n), offsets: map[int32]kgo.EpochOffset{}, actions: map[string]uint32{}}
 }
 
@@ -64,9 +101,9 @@ func (b *batch) full(cfg Config) bool {
 
 // unsent counts the sealed batches whose rows are still in memory. Caller
 // holds mu.
-func (p *Processor) unsent() int {
+func (q *queue) unsent() int {
 	n := 0
-	for _, b := range p.pending {
+	for _, b := range q.pending {
 		if !b.sent {
 			n++
 		}
@@ -74,50 +111,134 @@ func (p *Processor) unsent() int {
 	return n
 }
 
+// oldestUnsent is the next batch to send (batches are sent in order), nil
+// when every sealed batch is sent. Caller holds mu.
+func (q *queue) oldestUnsent() *batch {
+	for _, b := range q.pending {
+		if !b.sent {
+			return b
+		}
+	}
+	return nil
+}
+
+// nextToPrepare waits for the oldest sealed batch the preparer has not
+// taken and marks it taken; nil when the flusher stops or ctx ends.
+func (q *queue) nextToPrepare(ctx context.Context) *batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for !q.stopped && ctx.Err() == nil {
+		for _, b := range q.pending {
+			if !b.taken {
+				b.taken = true
+				return b
+			}
+		}
+		q.cond.Wait()
+	}
+	return nil
+}
+
 // seal moves the current batch to the flush queue. Caller holds mu.
-func (p *Processor) seal() {
-	if p.cur.records == 0 {
+func (q *queue) seal() {
+	if q.cur.records == 0 {
 		return
 	}
-	p.sealedSeq++
-	p.cur.seq = p.sealedSeq
-	p.pending = append(p.pending, p.cur)
-	p.cur = p.newBatch()
-	p.cond.Broadcast()
+	q.sealedSeq++
+	q.cur.seq = q.sealedSeq
+	q.pending = append(q.pending, q.cur)
+	q.cur = newBatch(q.cfg)
+	q.cond.Broadcast()
+}
+
+// sealNow seals the current batch and returns the last sealed one's seq.
+func (q *queue) sealNow() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.seal()
+	return q.sealedSeq
 }
 
 // waitFlushed waits until batch seq is stored and committed (the flusher
 // closes the open insertion for it); false if the flusher stopped first.
-func (p *Processor) waitFlushed(seq uint64) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.wantSeq = max(p.wantSeq, seq)
-	p.cond.Broadcast()
+func (q *queue) waitFlushed(seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.wantSeq = max(q.wantSeq, seq)
+	q.cond.Broadcast()
 	// A pending rewind drops the batches: their records are read again
 	// (by us or the next owner), nothing to wait for.
-	for p.doneSeq < seq && !p.stopped && !p.rewindReq {
-		p.cond.Wait()
+	for q.doneSeq < seq && !q.stopped && !q.rewindReq {
+		q.cond.Wait()
 	}
-	return p.doneSeq >= seq
+	return q.doneSeq >= seq
 }
 
-// wake wakes every waiter on p.cond.
-func (p *Processor) wake() {
-	p.mu.Lock()
-	p.cond.Broadcast()
-	p.mu.Unlock()
+// update changes the queue's state under mu and wakes every waiter.
+func (q *queue) update(f func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	f()
+	q.cond.Broadcast()
 }
 
-func (p *Processor) closeFailed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.failed != nil
+// wake wakes every waiter on cond.
+func (q *queue) wake() { q.update(func() {}) }
+
+// wakeOnDone wakes the waiters when ctx ends, so that a wait on cond
+// can check ctx; call stop when done waiting.
+func (q *queue) wakeOnDone(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, q.wake)
 }
 
-func (p *Processor) takeFailure() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	err := p.failed
-	p.failed = nil
+// stop tells every side that the flusher gave up.
+func (q *queue) stop() { q.update(func() { q.stopped = true }) }
+
+// fail records a failed insert close for the flusher (the first one
+// counts: the rewind covers the rest).
+func (q *queue) fail(err error) {
+	q.update(func() {
+		if q.failed == nil {
+			q.failed = err
+		}
+	})
+}
+
+func (q *queue) closeFailed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.failed != nil
+}
+
+func (q *queue) takeFailure() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	err := q.failed
+	q.failed = nil
 	return err
+}
+
+// release marks b's rows as handed to an insertion and releases them: b
+// stops counting against MaxPendingBatches.
+func (q *queue) release(b *batch) {
+	q.update(func() {
+		b.rows, b.keep = nil, nil
+		b.sent = true
+	})
+}
+
+// done records b as stored and committed: the read positions of its
+// partitions move past it and waiters for it go on.
+func (q *queue) done(b *batch) {
+	q.update(func() {
+		for part, o := range b.offsets {
+			if _, owned := q.from[part]; owned {
+				q.from[part] = o
+			}
+		}
+		if len(q.pending) > 0 && q.pending[0] == b {
+			q.pending = q.pending[1:]
+		}
+		q.doneSeq = max(q.doneSeq, b.seq)
+	})
 }

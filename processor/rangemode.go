@@ -124,7 +124,7 @@ func (p *Processor) rangeStart(ctx context.Context) context.Context {
 		if p.cfg.Range.Start[part] < end {
 			st.left[part] = end
 			// A partition is "from" its start: a rewind goes back there.
-			p.from[part] = kgo.EpochOffset{Epoch: -1, Offset: p.cfg.Range.Start[part]}
+			p.q.from[part] = kgo.EpochOffset{Epoch: -1, Offset: p.cfg.Range.Start[part]}
 		}
 	}
 	p.rng = st

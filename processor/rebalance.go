@@ -20,11 +20,11 @@ func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[
 	if len(parts) == 0 {
 		return
 	}
-	p.mu.Lock()
+	p.q.mu.Lock()
 	for _, part := range parts {
-		delete(p.lost, part)
+		delete(p.q.lost, part)
 	}
-	p.mu.Unlock()
+	p.q.mu.Unlock()
 	if err := p.waitInsertsDone(ctx, parts); err != nil {
 		p.log.Warn("stopped waiting for the inserts of newly assigned partitions", "partitions", parts, "err", err)
 	}
@@ -77,17 +77,14 @@ func (p *Processor) waitInsertsDone(ctx context.Context, parts []int32) error {
 // onRevoked flushes and commits everything read before partitions go.
 func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	p.tel.rebalanced("revoked", revoked[p.kcfg.RawTopic])
-	p.mu.Lock()
-	p.seal()
-	last := p.sealedSeq
-	p.mu.Unlock()
+	last := p.q.sealNow()
 	p.log.Info("partitions revoked: flushing before handing them over", "partitions", revoked[p.kcfg.RawTopic])
-	p.waitFlushed(last)
-	p.mu.Lock()
+	p.q.waitFlushed(last)
+	p.q.mu.Lock()
 	for _, part := range revoked[p.kcfg.RawTopic] {
-		delete(p.from, part)
+		delete(p.q.from, part)
 	}
-	p.mu.Unlock()
+	p.q.mu.Unlock()
 }
 
 // onLost handles partitions lost without a revoke (session expired: a new
@@ -102,25 +99,25 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 	if len(parts) == 0 {
 		return // franz-go calls it with nothing of ours (e.g. while Kafka is away)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
 	p.tel.rebalanced("lost", parts)
-	for _, b := range append(p.pending, p.cur) {
+	for _, b := range append(p.q.pending, p.q.cur) {
 		for _, part := range parts {
 			delete(b.offsets, part)
 		}
 	}
 	for _, part := range parts {
-		delete(p.from, part)
+		delete(p.q.from, part)
 	}
-	p.lostGen++
+	p.lostGen.Add(1)
 	for _, part := range parts {
-		p.lost[part] = true
+		p.q.lost[part] = true
 	}
-	if p.failed == nil {
-		p.failed = errPartitionsLost
+	if p.q.failed == nil {
+		p.q.failed = errPartitionsLost
 	}
-	p.cond.Broadcast()
+	p.q.cond.Broadcast()
 	p.log.Warn("partitions lost: dropping their uncommitted rows", "partitions", parts)
 }
 
@@ -131,27 +128,27 @@ var errPartitionsLost = errors.New("partitions lost: uncommitted rows dropped")
 // sets the consumer back to the last stored offset of each partition. Only
 // pollLoop calls it, between a poll and AllowRebalance (no revoke can run).
 func (p *Processor) rewind(polled []*kgo.Record) {
-	p.mu.Lock()
+	p.q.mu.Lock()
 	// A partition first seen in the dropped poll restarts at its first
 	// record: without this, its consumer would go on after it.
 	for _, r := range polled {
-		if _, ok := p.from[r.Partition]; !ok && !p.lost[r.Partition] {
-			p.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		if _, ok := p.q.from[r.Partition]; !ok && !p.q.lost[r.Partition] {
+			p.q.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
 		}
 	}
-	offs := make(map[int32]kgo.EpochOffset, len(p.from))
-	for part, o := range p.from {
+	offs := make(map[int32]kgo.EpochOffset, len(p.q.from))
+	for part, o := range p.q.from {
 		offs[part] = o
 	}
-	for _, b := range p.pending {
+	for _, b := range p.q.pending {
 		b.dropped = true
 	}
-	p.pending = nil
-	p.cur = p.newBatch()
+	p.q.pending = nil
+	p.q.cur = newBatch(p.cfg)
 	// Waiters for dropped batches (a revoke) go on: their records are not
 	// committed, so they are read again (by us or the next owner).
-	p.doneSeq = p.sealedSeq
-	p.mu.Unlock()
+	p.q.doneSeq = p.q.sealedSeq
+	p.q.mu.Unlock()
 	if len(offs) > 0 {
 		p.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.kcfg.RawTopic: offs})
 		if p.rng != nil { // range mode
@@ -160,8 +157,5 @@ func (p *Processor) rewind(polled []*kgo.Record) {
 	}
 	p.tel.rewound()
 	p.log.Info("rewound to the last stored offsets", "offsets", offs)
-	p.mu.Lock()
-	p.rewindReq = false
-	p.cond.Broadcast()
-	p.mu.Unlock()
+	p.q.update(func() { p.q.rewindReq = false })
 }

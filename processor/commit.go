@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -37,30 +36,8 @@ func (p *Processor) finish(ctx context.Context, batches []*batch, insertID uint6
 	p.commit(ctx, batches)
 	stats := make([]batchStats, 0, len(batches))
 	for _, b := range batches {
-		p.stats.Batches.Add(1)
-		p.stats.Rows.Add(int64(b.rowsIn))
-		p.stats.Inserted.Add(int64(b.inserted))
-		p.stats.DupIdentity.Add(int64(b.dupID))
-		p.stats.DupWindow.Add(int64(b.dupWin))
-		p.stats.DeadLetters.Add(int64(len(b.dead)))
-		st := batchStats{
-			FlushedAt: time.Now(), Instance: p.cfg.Instance, Group: p.cfg.Group, Topic: p.kcfg.RawTopic,
-			Records: uint32(b.records), RowsIn: uint32(b.rowsIn), Inserted: uint32(b.inserted),
-			DupIdentity: uint32(b.dupID), DupWindow: uint32(b.dupWin), Dead: uint32(len(b.dead)),
-			MinReceivedMs: b.minRecv, MaxReceivedMs: b.maxRecv, Attempts: 1,
-			LookupMs: uint32(b.lookupDur.Milliseconds()), InsertMs: uint32(b.insertDur.Milliseconds()),
-			FlushMs:  uint32(time.Since(b.flushStart).Milliseconds()),
-			InsertID: insertID,
-		}
-		st.Partitions = b.parts
-		for a := range b.actions {
-			st.Actions = append(st.Actions, a)
-		}
-		sort.Strings(st.Actions)
-		for _, a := range st.Actions {
-			st.ActionCounts = append(st.ActionCounts, b.actions[a])
-		}
-		stats = append(stats, st)
+		p.stats.add(b)
+		stats = append(stats, p.batchRow(b, insertID))
 		p.log.DebugContext(ctx, "flushed", "batch", b.seq, "records", b.records, "rows", b.rowsIn, "inserted", b.inserted,
 			"dup_identity", b.dupID, "dup_window", b.dupWin, "dead", len(b.dead), "took", time.Since(b.flushStart))
 

@@ -1,43 +1,13 @@
 // Package processor turns raw LiveChat webhooks from Kafka into rows of the
 // ClickHouse events table, each unique event exactly once.
 //
-// The flow, each step pointing at a function:
-//
-//  1. poll (Run): a franz-go consumer group on the raw topic, auto-commit
-//     off, new groups start at the earliest offset.
-//  2. decode (decodeAll): livechat.Decode in parallel workers; a record that
-//     cannot be decoded or validated becomes a dead letter.
-//  3. transform (Transform): pure, one wide row per event with its candidate
-//     event_id (identity.go).
-//  4. batch (process, seal): rows accumulate until BATCH_ROWS, BATCH_BYTES or
-//     BATCH_LINGER. At most MaxPendingBatches sealed batches hold rows not
-//     yet sent to ClickHouse; beyond that fetching pauses
-//     (PauseFetchTopics), so memory stays bounded however large the backlog
-//     and however long ClickHouse is away.
-//  5. prepare (preparer), batch by batch in order: dead letters are
-//     produced and duplicates dropped (prepare, dedup), one batch ahead of
-//     the sender.
-//  6. insert (flusher): each prepared batch is sent as one block of the
-//     open INSERT into events (send) and its rows leave memory; the INSERT
-//     is closed at INSERT_ROWS or INSERT_LINGER, when the input is drained
-//     or when a rebalance or shutdown waits (closeInsertion, in the
-//     background while the next INSERT fills). The server squashes the
-//     blocks of one INSERT into one block before writing it. Then the
-//     offsets of its batches are committed and their pipeline_batches rows
-//     written (finish); commits stay in batch order.
-//
-// Exactly-once effect: an INSERT is written as one block, so it is stored
-// whole or not at all (per table partition); before sending, IDs already
-// stored are dropped (memory cache, then a ClickHouse lookup of the
-// batch's IDs). Offsets are committed only after the INSERT completes, so
-// a crash at any point either redoes the uncommitted batches (whose stored
-// rows the lookups drop) or nothing. An INSERT that fails may still have
-// been written, and its batches are no longer in memory: the processor
-// then does what a restart does (recover, rewind): caches emptied, every
-// uncommitted batch dropped, the consumer set back to the last stored
-// offsets. On a rebalance (OnPartitionsRevoked) everything read is flushed
-// and committed before the partitions go. ReplacingMergeTree on
-// (organization_id, event_id) is the last safety net.
+// A Processor polls the raw topic (consume.go), decodes and transforms
+// records into batches (queue.go), de-duplicates them (dedup.go), streams
+// them into a long INSERT (insert.go) and commits their offsets only once
+// that INSERT completed (commit.go). An insert that fails makes it do what
+// a restart does: rewind to the last stored offsets (rebalance.go). The
+// flow step by step, and why it stores each event once, is in
+// docs/ARCHITECTURE.md, section 2.
 //
 // Infrastructure failures (ClickHouse down, Kafka away) are retried forever
 // with jittered exponential backoff and never reach the dead-letter topic;

@@ -6,9 +6,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lcpipe/lcpipe/internal/livechat"
 	"github.com/lcpipe/lcpipe/internal/wire"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // pollLoop reads the raw topic into batches (process) until ctx ends,

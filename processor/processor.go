@@ -23,9 +23,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lcpipe/lcpipe/internal/backoff"
 	"github.com/lcpipe/lcpipe/internal/kafka"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Processor consumes the raw topic and writes events. Create with New, run
@@ -38,7 +39,7 @@ type Processor struct {
 	log   *slog.Logger
 	users *UserCache
 
-	dd *deduper // the preparer's
+	dd *deduper // the preparer decides with it; a rewind empties it (recover)
 	// repaired: INSERTs whose derived tables were checked (repair.go).
 	repaired map[uint64]struct{}
 

@@ -242,3 +242,47 @@ func (q *queue) done(b *batch) {
 		q.doneSeq = max(q.doneSeq, b.seq)
 	})
 }
+
+// lose forgets partitions lost without a revoke: their offsets in every
+// uncommitted batch and their read positions, and ignores their records
+// until they are assigned again. Caller holds mu.
+func (q *queue) lose(parts []int32) {
+	for _, b := range append(q.pending, q.cur) {
+		for _, part := range parts {
+			delete(b.offsets, part)
+		}
+	}
+	for _, part := range parts {
+		delete(q.from, part)
+		q.lost[part] = true
+	}
+}
+
+// dropAll drops every uncommitted batch (a rewind reads them again) and
+// returns where each partition read restarts: the offset after its last
+// stored record, or for a partition first seen in polled (records fetched
+// and dropped too), its first record there.
+func (q *queue) dropAll(polled []*kgo.Record) map[int32]kgo.EpochOffset {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// Without this, a partition first seen in the dropped poll would go on
+	// after its dropped records.
+	for _, r := range polled {
+		if _, ok := q.from[r.Partition]; !ok && !q.lost[r.Partition] {
+			q.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	offs := make(map[int32]kgo.EpochOffset, len(q.from))
+	for part, o := range q.from {
+		offs[part] = o
+	}
+	for _, b := range q.pending {
+		b.dropped = true
+	}
+	q.pending = nil
+	q.cur = newBatch(q.cfg)
+	// Waiters for dropped batches (a revoke) go on: their records are not
+	// committed, so they are read again (by us or the next owner).
+	q.doneSeq = q.sealedSeq
+	return offs
+}

@@ -20,11 +20,11 @@ func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[
 	if len(parts) == 0 {
 		return
 	}
-	p.q.mu.Lock()
-	for _, part := range parts {
-		delete(p.q.lost, part)
-	}
-	p.q.mu.Unlock()
+	p.q.update(func() {
+		for _, part := range parts {
+			delete(p.q.lost, part)
+		}
+	})
 	if err := p.waitInsertsDone(ctx, parts); err != nil {
 		p.log.Warn("stopped waiting for the inserts of newly assigned partitions", "partitions", parts, "err", err)
 	}
@@ -80,11 +80,11 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	last := p.q.sealNow()
 	p.log.Info("partitions revoked: flushing before handing them over", "partitions", revoked[p.kcfg.RawTopic])
 	p.q.waitFlushed(last)
-	p.q.mu.Lock()
-	for _, part := range revoked[p.kcfg.RawTopic] {
-		delete(p.q.from, part)
-	}
-	p.q.mu.Unlock()
+	p.q.update(func() {
+		for _, part := range revoked[p.kcfg.RawTopic] {
+			delete(p.q.from, part)
+		}
+	})
 }
 
 // onLost handles partitions lost without a revoke (session expired: a new
@@ -99,25 +99,14 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 	if len(parts) == 0 {
 		return // franz-go calls it with nothing of ours (e.g. while Kafka is away)
 	}
-	p.q.mu.Lock()
-	defer p.q.mu.Unlock()
 	p.tel.rebalanced("lost", parts)
-	for _, b := range append(p.q.pending, p.q.cur) {
-		for _, part := range parts {
-			delete(b.offsets, part)
+	p.q.update(func() {
+		p.q.lose(parts)
+		p.lostGen.Add(1)
+		if p.q.failed == nil {
+			p.q.failed = errPartitionsLost
 		}
-	}
-	for _, part := range parts {
-		delete(p.q.from, part)
-	}
-	p.lostGen.Add(1)
-	for _, part := range parts {
-		p.q.lost[part] = true
-	}
-	if p.q.failed == nil {
-		p.q.failed = errPartitionsLost
-	}
-	p.q.cond.Broadcast()
+	})
 	p.log.Warn("partitions lost: dropping their uncommitted rows", "partitions", parts)
 }
 
@@ -128,27 +117,7 @@ var errPartitionsLost = errors.New("partitions lost: uncommitted rows dropped")
 // sets the consumer back to the last stored offset of each partition. Only
 // pollLoop calls it, between a poll and AllowRebalance (no revoke can run).
 func (p *Processor) rewind(polled []*kgo.Record) {
-	p.q.mu.Lock()
-	// A partition first seen in the dropped poll restarts at its first
-	// record: without this, its consumer would go on after it.
-	for _, r := range polled {
-		if _, ok := p.q.from[r.Partition]; !ok && !p.q.lost[r.Partition] {
-			p.q.from[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
-		}
-	}
-	offs := make(map[int32]kgo.EpochOffset, len(p.q.from))
-	for part, o := range p.q.from {
-		offs[part] = o
-	}
-	for _, b := range p.q.pending {
-		b.dropped = true
-	}
-	p.q.pending = nil
-	p.q.cur = newBatch(p.cfg)
-	// Waiters for dropped batches (a revoke) go on: their records are not
-	// committed, so they are read again (by us or the next owner).
-	p.q.doneSeq = p.q.sealedSeq
-	p.q.mu.Unlock()
+	offs := p.q.dropAll(polled)
 	if len(offs) > 0 {
 		p.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.kcfg.RawTopic: offs})
 		if p.rng != nil { // range mode

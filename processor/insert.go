@@ -20,10 +20,10 @@ import (
 // are then released), and the server squashes the blocks into one block
 // before writing (min_insert_block_size_rows / _bytes, 1M rows / 256 MiB by
 // default): one part per table partition, and one run of the materialized
-// views, for many batches. ClickHouse writes large blocks at about twice the
-// per-row speed of 12k-row ones (BENCHMARKS.md), while the processor holds
-// only a batch or two in memory. The offsets of its batches are committed
-// after the INSERT completes.
+// views, for many batches, because large blocks cost ClickHouse the least
+// per row (BENCHMARKS.md), while the processor holds only a batch or two in
+// memory. The offsets of its batches are committed after the INSERT
+// completes.
 type insertion struct {
 	b        driver.Batch
 	batches  []*batch

@@ -11,10 +11,10 @@ import (
 
 // queue hands batches from the poll loop to the flusher: the batch being
 // filled, the sealed batches not committed yet, and the state both sides
-// wait on (a failure, a rewind, a shutdown). mu guards the fields after it,
-// the partitions' read positions (from, lost), which change with the
-// batches; cond is broadcast on every change. The batches' own flags
-// (taken, prepared, sent, dropped) are under mu too.
+// wait on (a failure, a rewind, a shutdown). mu guards the fields after
+// it, the partitions' read positions (from, lost) among them, as they
+// change with the batches; cond is broadcast on every change. The batches'
+// own flags (taken, prepared, sent, dropped) are under mu too.
 type queue struct {
 	cfg Config // batch limits
 

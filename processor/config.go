@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,12 +25,10 @@ type Config struct {
 	Group string
 	// BatchRows, BatchBytes and BatchLinger end a batch: whichever comes
 	// first. Defaults 50 000 rows, 12 MiB, 1s. Bytes count the rows' memory
-	// (struct and strings, about 2 KiB per row), so with the defaults
-	// BATCH_BYTES usually ends a batch first (~6 000 rows). A batch is the
-	// unit of de-duplication (one ID lookup) and one block of an INSERT
-	// (InsertRows): smaller batches hold less memory and cost the garbage
-	// collector less, larger ones cost fewer lookups (BENCHMARKS.md: 12 MiB
-	// was faster than 8 and 24 MiB). The linger only ends a batch while the
+	// (struct and strings, about 2 KiB per row), so BATCH_BYTES usually ends
+	// a batch first. A batch is the unit of de-duplication (one ID lookup)
+	// and one block of an INSERT; 12 MiB balances lookups against memory and
+	// GC (BENCHMARKS.md, Processor). The linger only ends a batch while the
 	// flusher is idle: under a backlog batches grow to their size limits.
 	BatchRows   int
 	BatchBytes  int64
@@ -63,14 +62,13 @@ type Config struct {
 	// InsertRows and InsertLinger end an INSERT: consecutive batches stream
 	// into one open INSERT, each as a block sent as soon as it is
 	// de-duplicated (its rows then leave memory), and the server squashes
-	// the blocks into one (min_insert_block_size_rows). Defaults 100 000
-	// rows and 2s. The INSERT also ends when the input is drained or when a
-	// rebalance or shutdown waits for it, and when half of WindowCacheSize
-	// state changes are in it (those decisions live only in memory
-	// until stored). Offsets are committed when the INSERT completes.
-	// ClickHouse writes large blocks at about twice the per-row speed of
-	// batch-sized ones (BENCHMARKS.md). InsertRows must not exceed half of
-	// IDCacheSize, for the same reason.
+	// the blocks into one, because large written blocks cost ClickHouse the
+	// least per row (BENCHMARKS.md, Processor). Defaults 100 000 rows and
+	// 2s. The INSERT also ends when the input is drained, when a rebalance
+	// or shutdown waits for it, and when half of WindowCacheSize state
+	// changes are in it (those decisions live only in memory until stored).
+	// Offsets are committed when the INSERT completes. InsertRows must not
+	// exceed half of IDCacheSize, for the same reason.
 	InsertRows   int
 	InsertLinger time.Duration
 	// ZombieInsertWait is how long a new owner of partitions waits for an
@@ -133,69 +131,29 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults fills zero fields from DefaultConfig.
+// withDefaults fills the zero fields with the defaults documented on Config.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Group == "" {
-		c.Group = d.Group
-	}
-	if c.BatchRows == 0 {
-		c.BatchRows = d.BatchRows
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = d.BatchBytes
-	}
-	if c.BatchLinger == 0 {
-		c.BatchLinger = d.BatchLinger
-	}
-	if c.DedupWindow == 0 {
-		c.DedupWindow = d.DedupWindow
-	}
-	if c.MaxPendingBatches == 0 {
-		c.MaxPendingBatches = d.MaxPendingBatches
-	}
-	if c.FetchMaxBytes == 0 {
-		c.FetchMaxBytes = d.FetchMaxBytes
-	}
-	if c.IDCacheSize == 0 {
-		c.IDCacheSize = d.IDCacheSize
-	}
-	if c.WindowCacheSize == 0 {
-		c.WindowCacheSize = d.WindowCacheSize
-	}
-	if c.UserCacheSize == 0 {
-		c.UserCacheSize = d.UserCacheSize
-	}
-	if c.InsertRows == 0 {
-		c.InsertRows = d.InsertRows
-	}
-	if c.InsertLinger == 0 {
-		c.InsertLinger = d.InsertLinger
-	}
-	if c.ZombieInsertWait == 0 {
-		c.ZombieInsertWait = d.ZombieInsertWait
-	}
-	if c.DecodeWorkers == 0 {
-		c.DecodeWorkers = d.DecodeWorkers
-	}
-	if c.RetryMin == 0 {
-		c.RetryMin = d.RetryMin
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = d.RetryMax
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = d.ShutdownTimeout
-	}
-	if c.Instance == "" {
-		c.Instance = d.Instance
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = d.SessionTimeout
-	}
-	if c.LagInterval == 0 {
-		c.LagInterval = d.LagInterval
-	}
+	c.Group = cmp.Or(c.Group, d.Group)
+	c.BatchRows = cmp.Or(c.BatchRows, d.BatchRows)
+	c.BatchBytes = cmp.Or(c.BatchBytes, d.BatchBytes)
+	c.BatchLinger = cmp.Or(c.BatchLinger, d.BatchLinger)
+	c.DedupWindow = cmp.Or(c.DedupWindow, d.DedupWindow)
+	c.MaxPendingBatches = cmp.Or(c.MaxPendingBatches, d.MaxPendingBatches)
+	c.FetchMaxBytes = cmp.Or(c.FetchMaxBytes, d.FetchMaxBytes)
+	c.IDCacheSize = cmp.Or(c.IDCacheSize, d.IDCacheSize)
+	c.WindowCacheSize = cmp.Or(c.WindowCacheSize, d.WindowCacheSize)
+	c.UserCacheSize = cmp.Or(c.UserCacheSize, d.UserCacheSize)
+	c.InsertRows = cmp.Or(c.InsertRows, d.InsertRows)
+	c.InsertLinger = cmp.Or(c.InsertLinger, d.InsertLinger)
+	c.ZombieInsertWait = cmp.Or(c.ZombieInsertWait, d.ZombieInsertWait)
+	c.DecodeWorkers = cmp.Or(c.DecodeWorkers, d.DecodeWorkers)
+	c.RetryMin = cmp.Or(c.RetryMin, d.RetryMin)
+	c.RetryMax = cmp.Or(c.RetryMax, d.RetryMax)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, d.ShutdownTimeout)
+	c.Instance = cmp.Or(c.Instance, d.Instance)
+	c.SessionTimeout = cmp.Or(c.SessionTimeout, d.SessionTimeout)
+	c.LagInterval = cmp.Or(c.LagInterval, d.LagInterval)
 	return c
 }
 

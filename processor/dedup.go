@@ -2,8 +2,52 @@ package processor
 
 import (
 	"context"
+	"sync"
 	"time"
 )
+
+// deduper decides which rows of a batch are stored already or are retries
+// (dedup). It owns the memory that decides most rows without ClickHouse:
+// the ID cache and the state changes of recent subjects (cache.go). Only
+// the preparer decides, batch after batch, each decision building on the
+// previous ones.
+type deduper struct {
+	window uint64 // DedupWindow in ms
+	topic  string // the raw topic, whose records the state-change lookup reads
+	st     lookups
+	retry  func(ctx context.Context, what string, op func() error) error
+
+	// gate is held while a batch is prepared, and by a rewind from the
+	// moment it empties the caches until the batches are dropped: no
+	// decision about a dropped batch may enter the emptied caches.
+	gate     sync.Mutex
+	ids      *idCache
+	subjects *subjectCache
+}
+
+// lookups are the ClickHouse queries de-duplication needs (store.go).
+type lookups interface {
+	storedIDs(ctx context.Context, rows []*Row) (map[string]storedAt, error)
+	keptChanges(ctx context.Context, topic string, l *stateLookup) (map[string][]keptChange, error)
+}
+
+func newDeduper(cfg Config, topic string, st lookups, retry func(context.Context, string, func() error) error) *deduper {
+	return &deduper{
+		window:   uint64(cfg.DedupWindow / time.Millisecond),
+		topic:    topic,
+		st:       st,
+		retry:    retry,
+		ids:      newIDCache(cfg.IDCacheSize),
+		subjects: newSubjectCache(cfg.WindowCacheSize),
+	}
+}
+
+// reset forgets every decision (they may be about rows that were not
+// stored). Caller holds gate.
+func (d *deduper) reset() {
+	d.ids.reset()
+	d.subjects.reset()
+}
 
 // dedupResult is what dedup decided for a batch.
 type dedupResult struct {
@@ -37,9 +81,13 @@ type dedupResult struct {
 // for a retry of its own later repeat). What ClickHouse holds for a
 // subject is loaded once for the received-at range the batch needs, then
 // memory is complete for that range.
-func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) {
+//
+// The kept rows' IDs enter the ID cache at once: later batches must see
+// them even before their insert completes (it completes, or a rewind
+// empties the caches). Caller holds gate.
+func (d *deduper) dedup(ctx context.Context, rows []Row) (dedupResult, error) {
 	res := dedupResult{stored: map[uint64]struct{}{}}
-	window := uint64(p.cfg.DedupWindow / time.Millisecond)
+	window := d.window
 
 	// Identity rows: batch-local and memory first.
 	seen := make(map[eventID]struct{}, len(rows))
@@ -51,13 +99,13 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 		if len(r.DedupSubjects) > 0 {
 			lo := sub(r.ReceivedAtMs, window)
 			for _, s := range r.DedupSubjects {
-				if e := p.subjects.peek(s); e == nil || !e.covers(lo, r.ReceivedAtMs) {
+				if e := d.subjects.peek(s); e == nil || !e.covers(lo, r.ReceivedAtMs) {
 					need.add(s, lo, r)
 				}
 			}
 			continue
 		}
-		if _, dup := seen[r.id]; dup || p.ids.has(r.id) {
+		if _, dup := seen[r.id]; dup || d.ids.has(r.id) {
 			drop[i] = true
 			res.dupID++
 			continue
@@ -72,9 +120,9 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 			look[j] = &rows[i]
 		}
 		var stored map[string]storedAt
-		if err := p.retry(ctx, "look up stored event ids", func() error {
+		if err := d.retry(ctx, "look up stored event ids", func() error {
 			var e error
-			stored, e = p.st.storedIDs(ctx, look)
+			stored, e = d.st.storedIDs(ctx, look)
 			return e
 		}); err != nil {
 			return res, err
@@ -87,7 +135,7 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 			}
 			drop[i] = true
 			res.dupID++
-			p.ids.add(r.id)
+			d.ids.add(r.id)
 			if at.part == r.SrcPartition && at.off == r.SrcOffset && at.idx == r.SrcIndex && at.topic == r.SrcTopic && at.insertID != 0 {
 				res.stored[at.insertID] = struct{}{}
 			}
@@ -96,15 +144,15 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 
 	if len(need.keys) > 0 {
 		var kept map[string][]keptChange
-		if err := p.retry(ctx, "look up state changes", func() error {
+		if err := d.retry(ctx, "look up state changes", func() error {
 			var e error
-			kept, e = p.st.keptChanges(ctx, p.kcfg.RawTopic, &need)
+			kept, e = d.st.keptChanges(ctx, d.topic, &need)
 			return e
 		}); err != nil {
 			return res, err
 		}
 		for _, s := range need.keys {
-			e := p.subjects.get(s)
+			e := d.subjects.get(s)
 			for _, k := range kept[s] {
 				e.add(k)
 			}
@@ -121,7 +169,7 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 		if len(r.DedupSubjects) == 0 {
 			continue
 		}
-		self, repeats := decide(r, window, p.subjects.get)
+		self, repeats := decide(r, window, d.subjects.get)
 		switch {
 		case self != nil:
 			// This record's change was stored before (read again).
@@ -135,7 +183,7 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 			res.dupWin++
 		default:
 			for j, s := range r.DedupSubjects {
-				p.subjects.get(s).add(keptChange{ms: r.ReceivedAtMs, state: r.DedupStates[j], key: r.DedupKey,
+				d.subjects.get(s).add(keptChange{ms: r.ReceivedAtMs, state: r.DedupStates[j], key: r.DedupKey,
 					part: r.SrcPartition, off: r.SrcOffset, idx: r.SrcIndex})
 			}
 		}
@@ -150,6 +198,11 @@ func (p *Processor) dedup(ctx context.Context, rows []Row) (dedupResult, error) 
 	}
 	clear(rows[len(keep):])
 	res.keep = keep
+	for i := range keep {
+		if len(keep[i].DedupSubjects) == 0 {
+			d.ids.add(keep[i].id)
+		}
+	}
 	return res, nil
 }
 

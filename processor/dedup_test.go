@@ -11,15 +11,11 @@ import (
 
 // memProcessor decides state changes from memory alone: every subject's
 // entry is complete for all time, so no lookup reaches ClickHouse.
-type memProcessor struct{ p *Processor }
+type memProcessor struct{ d *deduper }
 
 func newMemProcessor() *memProcessor {
-	return &memProcessor{p: &Processor{
-		cfg:      Config{DedupWindow: 2 * time.Minute},
-		ids:      newIDCache(1000),
-		subjects: newSubjectCache(1000),
-		repaired: map[uint64]struct{}{},
-	}}
+	cfg := Config{DedupWindow: 2 * time.Minute, IDCacheSize: 1000, WindowCacheSize: 1000}
+	return &memProcessor{d: newDeduper(cfg, "raw", nil, nil)}
 }
 
 // step is one record in the log: its body and when ingest received it
@@ -50,11 +46,11 @@ func (m *memProcessor) run(t *testing.T, steps []step) []bool {
 		rows := Transform(src, w, nil, nil)
 		for _, r := range rows {
 			for _, subj := range r.DedupSubjects {
-				e := m.p.subjects.get(subj)
+				e := m.d.subjects.get(subj)
 				e.loaded, e.lo, e.hi = true, 0, ^uint64(0)
 			}
 		}
-		res, err := m.p.dedup(context.Background(), rows)
+		res, err := m.d.dedup(context.Background(), rows)
 		if err != nil {
 			t.Fatal(err)
 		}

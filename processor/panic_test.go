@@ -66,7 +66,7 @@ func TestPanicInDecodeIsDeadLettered(t *testing.T) {
 // transformed as usual.
 func TestPanicInTransformIsDeadLettered(t *testing.T) {
 	p := &Processor{cfg: DefaultConfig(), log: slog.New(slog.DiscardHandler), users: NewUserCache(0)}
-	b := p.newBatch()
+	b := newBatch(p.cfg)
 	add := func(r *kgo.Record) {
 		w, err := decodeRecord(r, nil)
 		if err != nil {

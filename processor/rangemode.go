@@ -21,11 +21,10 @@ import (
 // running and is not rebalanced), no offset commits, and Run returning
 // once every partition reached its end offset and everything read is stored.
 //
-// The hooks into the live code are small and marked "range mode" in
-// processor.go: the client options (Run), clipping polled records to the
-// range (pollLoop), OnStored instead of the group commit (commit), the batch
-// report around dedup (prepare), and the dry run (openInsertion, send,
-// finish).
+// The hooks into the live code are small and marked "range mode": the
+// client options (Run), clipping polled records to the range (pollLoop),
+// OnStored instead of the group commit (commit), the batch report around
+// dedup (prepare), and the dry run (openInsertion, send, finish).
 type Range struct {
 	// Start and End are, per partition, the first offset to read and the
 	// offset to stop before. Partitions with Start >= End are not read.
@@ -124,7 +123,7 @@ func (p *Processor) rangeStart(ctx context.Context) context.Context {
 		if p.cfg.Range.Start[part] < end {
 			st.left[part] = end
 			// A partition is "from" its start: a rewind goes back there.
-			p.from[part] = kgo.EpochOffset{Epoch: -1, Offset: p.cfg.Range.Start[part]}
+			p.q.from[part] = kgo.EpochOffset{Epoch: -1, Offset: p.cfg.Range.Start[part]}
 		}
 	}
 	p.rng = st

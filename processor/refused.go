@@ -49,9 +49,9 @@ type refusal struct {
 
 // beCareful turns careful mode on up to what has been read so far.
 func (p *Processor) beCareful(cause error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, b := range append(p.pending, p.cur) {
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	for _, b := range append(p.q.pending, p.q.cur) {
 		for part, o := range b.offsets {
 			p.careful[part] = max(p.careful[part], o.Offset)
 		}
@@ -61,8 +61,8 @@ func (p *Processor) beCareful(cause error) {
 
 // carefulFor reports whether b must be inserted carefully.
 func (p *Processor) carefulFor(b *batch) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
 	careful := false
 	for part, o := range b.offsets {
 		if until, ok := p.careful[part]; ok {
@@ -91,13 +91,9 @@ func (p *Processor) insertCareful(ctx context.Context, b *batch) error {
 	if err := p.deadLetterRefused(ctx, refused); err != nil {
 		return err
 	}
-	p.mu.Lock()
 	b.inserted = len(b.keep) - len(refused)
 	b.insertDur = time.Since(start)
-	b.rows, b.keep = nil, nil
-	b.sent = true
-	p.cond.Broadcast()
-	p.mu.Unlock()
+	p.q.release(b)
 	p.finish(ctx, []*batch{b}, 0)
 	return nil
 }

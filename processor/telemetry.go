@@ -1,8 +1,8 @@
 package processor
 
 // The processor's traces and metrics, kept beside the core (tracing and
-// metrics are hooks: STYLE.md rule 7). processor.go calls into them at a
-// few points, each a line:
+// metrics are hooks: STYLE.md rule 7). The pipeline's files call into them
+// at a few points, each a line:
 //
 //   - Run: kafkaOpts (Kafka client hooks), running/stopped (readiness),
 //     startLag (lag.go);

@@ -68,6 +68,9 @@ func runChild() int {
 		}
 	}
 	debug.SetMemoryLimit(256 << 20) // as cmd/lcpipe does by default (GOMEMLIMIT)
+	if n, err := strconv.Atoi(get("GOGC")); err == nil {
+		debug.SetGCPercent(n)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	conn, err := chconn.Open(ctx, chcfg)

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	json "github.com/goccy/go-json"
 )
@@ -205,12 +206,22 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		t.Time = time.Time{}
 		return nil
 	}
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return fmt.Errorf("time %s: not a string", b)
+	var s string
+	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' && bytes.IndexByte(b[1:n-1], '\\') < 0 {
+		// The usual case, read in place: time.Parse keeps nothing of s,
+		// and a time per event field is otherwise two copies of garbage.
+		s = unsafe.String(&b[1], n-2)
+	} else {
+		u, err := strconv.Unquote(string(b))
+		if err != nil {
+			return fmt.Errorf("time %s: not a string", b)
+		}
+		s = u
 	}
 	p, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
+		s = strings.Clone(s) // the error keeps it
+		_, err = time.Parse(time.RFC3339Nano, s)
 		return fmt.Errorf("time %q: %w", s, err)
 	}
 	t.Time = p.UTC()

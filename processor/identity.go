@@ -132,6 +132,15 @@ func windowedID(key eventID, receivedMs uint64) eventID {
 // whitespace; numbers keep their literal form. Invalid JSON (which cannot
 // reach here: Decode validated it) falls back to the compacted bytes.
 func canonicalJSON(raw []byte) []byte {
+	if out, ok := appendCanonical(make([]byte, 0, len(raw)), raw); ok {
+		return out
+	}
+	return canonicalSlow(raw)
+}
+
+// canonicalSlow is canonicalJSON through a generic decode and encode: the
+// definition the fast path (canonical.go) must match, and its fallback.
+func canonicalSlow(raw []byte) []byte {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

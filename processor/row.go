@@ -198,11 +198,12 @@ var insertColumns = func() string {
 }()
 
 // eventColumn is one column of events: its name, how to build its values
-// for a block, and for String and Array(String) columns the field (compact
+// for a block (fill, or each for arrays), and for String and Array(String) columns the field (compact
 // copies them).
 type eventColumn struct {
 	name string
 	fill func(rows []Row, f *fill) any
+	each func(col driver.BatchColumn, rows []Row) error // instead of fill: row by row
 	str  func(*Row) *string
 	strs func(*Row) *[]string
 }
@@ -257,34 +258,43 @@ func timeCol(name string, ms func(*Row) uint64) eventColumn {
 
 // arrCol is an Array(UInt32) column; nil becomes an empty array.
 func arrCol(name string, field func(*Row) *[]uint32) eventColumn {
-	empty := []uint32{}
-	return eventColumn{name: name, fill: func(rows []Row, f *fill) any {
-		out := scratch[[]uint32](f, len(rows))
+	return eventColumn{name: name, each: func(col driver.BatchColumn, rows []Row) error {
 		for i := range rows {
-			if v := *field(&rows[i]); v != nil {
-				out[i] = v
-			} else {
-				out[i] = empty
+			if err := appendArray(col, *field(&rows[i]), noUint32s); err != nil {
+				return err
 			}
 		}
-		return out
+		return nil
 	}}
 }
 
 // strsCol is an Array(String) column; nil becomes an empty array.
 func strsCol(name string, field func(*Row) *[]string) eventColumn {
-	empty := []string{}
-	return eventColumn{name: name, strs: field, fill: func(rows []Row, f *fill) any {
-		out := scratch[[]string](f, len(rows))
+	return eventColumn{name: name, strs: field, each: func(col driver.BatchColumn, rows []Row) error {
 		for i := range rows {
-			if v := *field(&rows[i]); v != nil {
-				out[i] = v
-			} else {
-				out[i] = empty
+			if err := appendArray(col, *field(&rows[i]), noStrings); err != nil {
+				return err
 			}
 		}
-		return out
+		return nil
 	}}
+}
+
+// Empty arrays, boxed once: most rows have no tags, groups or subjects.
+var (
+	noUint32s any = []uint32{}
+	noStrings any = []string{}
+)
+
+// appendArray appends one row of an Array column. Row by row, a typed
+// slice takes clickhouse-go's reflection-free path; a column of slices
+// given at once is walked by reflection, element by element, which cost
+// more than all the other columns together.
+func appendArray[T any](col driver.BatchColumn, v []T, empty any) error {
+	if len(v) == 0 {
+		return col.AppendRow(empty)
+	}
+	return col.AppendRow(v)
 }
 
 func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
@@ -295,7 +305,13 @@ func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 func appendColumns(b driver.Batch, rows []Row, insertID uint64) error {
 	f := &fill{insertID: insertID, bufs: map[reflect.Type]any{}}
 	for i, c := range eventColumns {
-		if err := b.Column(i).Append(c.fill(rows, f)); err != nil {
+		var err error
+		if c.each != nil {
+			err = c.each(b.Column(i), rows)
+		} else {
+			err = b.Column(i).Append(c.fill(rows, f))
+		}
+		if err != nil {
 			return fmt.Errorf("column %s: %w", c.name, err)
 		}
 	}

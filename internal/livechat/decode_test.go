@@ -286,3 +286,22 @@ func TestTimeUnmarshal(t *testing.T) {
 		t.Errorf("error %v lost its input", err)
 	}
 }
+
+// TestDecodeOwnsPayload: the payload Decode returns is its own, not a view
+// of the body (ownedRaw relies on the decoder copying what it hands over).
+func TestDecodeOwnsPayload(t *testing.T) {
+	for _, field := range []string{"payload", "data"} {
+		body := []byte(`{"action":"incoming_event","organization_id":"o","` + field + `":{"chat_id":"C1","event":{"id":"E1","type":"message","text":"hi"}},"additional_data":{}}`)
+		w, err := Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := string(w.Payload)
+		for i := range body {
+			body[i] = 'x'
+		}
+		if string(w.Payload) != want || !strings.Contains(want, `"chat_id":"C1"`) {
+			t.Fatalf("%s: payload %q changed with the body (was %q)", field, w.Payload, want)
+		}
+	}
+}

@@ -163,9 +163,12 @@ var (
 // raw parts (payload, event JSON) point into it.
 func Decode(body []byte) (*Webhook, error) {
 	w := &Webhook{}
-	if err := json.Unmarshal(body, &w.Envelope); err != nil {
+	var env decodedEnvelope
+	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, &DecodeError{Stage: "envelope", Err: err}
 	}
+	w.Envelope = Envelope(env.envelope)
+	w.Payload, w.Data = json.RawMessage(env.Payload), json.RawMessage(env.Data)
 	if w.Action == "" {
 		return nil, &DecodeError{Stage: "envelope", Err: ErrNoAction}
 	}
@@ -187,6 +190,30 @@ func Decode(body []byte) (*Webhook, error) {
 	}
 	w.Body = v
 	return w, nil
+}
+
+// decodedEnvelope is Envelope as Decode reads it: the payload is kept in
+// the buffer the decoder hands to UnmarshalJSON, which goccy/go-json
+// allocates for it alone (a copy of the value, never a view of the body),
+// instead of being copied once more. Payload and Data shadow the
+// embedded fields.
+type decodedEnvelope struct {
+	envelope
+	Payload ownedRaw `json:"payload,omitempty"`
+	Data    ownedRaw `json:"data,omitempty"`
+}
+
+type envelope Envelope
+
+// ownedRaw is a json.RawMessage that takes the decoder's bytes without a
+// copy; only for decoders that pass a private copy (goccy/go-json does,
+// TestDecodeOwnsPayload checks it).
+type ownedRaw []byte
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (r *ownedRaw) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
 }
 
 // isNull reports an absent or JSON-null payload.

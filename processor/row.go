@@ -330,54 +330,71 @@ func AppendRows(b driver.Batch, rows []Row, insertID uint64) error {
 }
 
 // compact copies every string of the row, and of its string slices, into
-// one allocation. Decoded strings point into the decoder's copy of the
-// whole record body; without this a row would keep that buffer alive, and
-// batches would hold several times their size.
+// one allocation (and the string slices into one more). Decoded strings
+// point into the decoder's copy of the whole record body; without this a
+// row would keep that buffer alive, and batches would hold several times
+// their size.
 func (r *Row) compact() {
-	n := 0
-	for _, c := range eventColumns {
-		switch {
-		case c.str != nil:
-			n += len(*c.str(r))
-		case c.strs != nil:
-			for _, s := range *c.strs(r) {
-				n += len(s)
+	p := unsafe.Pointer(r)
+	n, k := 0, 0
+	for _, off := range rowStrings {
+		n += len(*(*string)(unsafe.Add(p, off)))
+	}
+	for _, off := range rowStringSlices {
+		ss := *(*[]string)(unsafe.Add(p, off))
+		k += len(ss)
+		for _, s := range ss {
+			n += len(s)
+		}
+	}
+	if n > 0 {
+		buf := make([]byte, 0, n)
+		put := func(s string) string {
+			if s == "" {
+				return ""
 			}
+			start := len(buf)
+			buf = append(buf, s...)
+			return unsafe.String(&buf[start], len(s))
 		}
-	}
-	if n == 0 {
-		return
-	}
-	buf := make([]byte, 0, n)
-	put := func(s string) string {
-		if s == "" {
-			return ""
+		for _, off := range rowStrings {
+			f := (*string)(unsafe.Add(p, off))
+			*f = put(*f)
 		}
-		start := len(buf)
-		buf = append(buf, s...)
-		return unsafe.String(&buf[start], len(s))
-	}
-	for _, c := range eventColumns {
-		switch {
-		case c.str != nil:
-			p := c.str(r)
-			*p = put(*p)
-		case c.strs != nil:
-			p := c.strs(r)
-			*p = cloneStrings(*p, put)
+		var strs []string
+		if k > 0 {
+			strs = make([]string, 0, k)
+		}
+		for _, off := range rowStringSlices {
+			f := (*[]string)(unsafe.Add(p, off))
+			if len(*f) == 0 {
+				*f = nil
+				continue
+			}
+			start := len(strs)
+			for _, s := range *f {
+				strs = append(strs, put(s))
+			}
+			*f = strs[start:len(strs):len(strs)]
 		}
 	}
 	r.GroupIDs = append([]uint32(nil), r.GroupIDs...)
 	r.TransferGroupIDs = append([]uint32(nil), r.TransferGroupIDs...)
 }
 
-func cloneStrings(ss []string, put func(string) string) []string {
-	if len(ss) == 0 {
-		return nil
+// rowStrings and rowStringSlices are the offsets in Row of the fields of
+// its String and Array(String) columns, taken once from eventColumns so
+// compact, which runs for every row, walks plain offsets.
+var rowStrings, rowStringSlices = func() (strs, slices []uintptr) {
+	var r Row
+	base := uintptr(unsafe.Pointer(&r))
+	for _, c := range eventColumns {
+		switch {
+		case c.str != nil:
+			strs = append(strs, uintptr(unsafe.Pointer(c.str(&r)))-base)
+		case c.strs != nil:
+			slices = append(slices, uintptr(unsafe.Pointer(c.strs(&r)))-base)
+		}
 	}
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = put(s)
-	}
-	return out
-}
+	return strs, slices
+}()

@@ -159,12 +159,4 @@ func stopChild(t testing.TB, cmd *exec.Cmd) {
 	}
 }
 
-// maxRSSMiB is the child's peak RSS after it exited.
-func maxRSSMiB(cmd *exec.Cmd) float64 {
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return float64(ru.Maxrss) / 1024
-	}
-	return 0
-}
-
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

@@ -198,8 +198,8 @@ var insertColumns = func() string {
 }()
 
 // eventColumn is one column of events: its name, how to build its values
-// for a block (fill, or each for arrays), and for String and Array(String) columns the field (compact
-// copies them).
+// for a block (fill, or each for arrays), and for String and Array(String)
+// columns the field (compact copies them).
 type eventColumn struct {
 	name string
 	fill func(rows []Row, f *fill) any

@@ -8,7 +8,7 @@ CHDB_VENV := .cache/chdb-venv
 GOTESTFLAGS ?= -count=1 -timeout 30m
 export CHDB_PYTHON ?= $(CURDIR)/$(CHDB_VENV)/bin/python
 
-.PHONY: all build run test test-unit fuzz-smoke chaos bench bench-ingest bench-processor services-up services-down services-status lint chdb deps clean compose-env compose-up
+.PHONY: all build run test test-unit fuzz-smoke chaos bench bench-ingest bench-processor bench-processor-quick services-up services-down services-status lint chdb deps clean compose-env compose-up
 
 all: build
 
@@ -69,8 +69,11 @@ bench: bench-ingest bench-processor ## all benchmarks (see BENCHMARKS.md)
 bench-ingest: build services-up
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m -v ./ingest/...
 
-bench-processor: build services-up
+bench-processor: build services-up ## processor and its floor, 1M webhooks (LCPIPE_BENCH_* knobs: processor/bench_test.go)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./processor/...
+
+bench-processor-quick: build services-up ## the same at 300k webhooks
+	LCPIPE_BENCH_WEBHOOKS=300000 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./processor/...
 
 run: build services-up ## the whole pipeline on local services
 	$(BIN) migrate

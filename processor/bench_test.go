@@ -20,14 +20,19 @@ import (
 // (the fixture story with fresh ids, extra messages, 20 % repeated
 // deliveries; N = LCPIPE_BENCH_WEBHOOKS, default 1 000 000), then the
 // processor (a child process with the default configuration) runs from the
-// start until every unique event is in ClickHouse. Reported: events/s
-// Kafka→ClickHouse, the child's peak RSS, and the ceiling: the same rows
-// inserted directly with clickhouse-go in 100k-row INSERTs (one block, and
-// 12.5k-row blocks), with the ratio to the faster. The child records
-// metrics as in production; LCPIPE_BENCH_TRACING=1 turns tracing on (every
-// span recorded), LCPIPE_BENCH_TRACEPARENT=1 gives every record a sampled
-// trace context (so every record gets its spans).
-// Run with: make bench-processor (go test -run '^$' -bench . -benchtime 1x ./processor/...).
+// start until every unique event is in ClickHouse; then, in the same run,
+// the floor (floor_test.go: a franz-go consumer of the same topic inserting
+// the same rows, computed beforehand, into the same schema). Reported for
+// each: CPU µs per stored event (utime+stime from /proc: the figure a
+// shared machine disturbs least) and events/s; the processor's peak RSS
+// (VmHWM) and its throughput as a share of the floor's.
+//
+// Knobs: LCPIPE_BENCH_GOGC (the child's GOGC), LCPIPE_BENCH_CPUPROFILE and
+// LCPIPE_BENCH_HEAPPROFILE (+ _AT) (the child's pprof files),
+// LCPIPE_BENCH_BATCH_BYTES, _INSERT_ROWS, _MAX_PENDING (its config),
+// LCPIPE_BENCH_CEILINGS=1 (also the direct clickhouse-go insert ceilings),
+// LCPIPE_BENCH_TRACING=1 (every span recorded).
+// Run with: make bench-processor (or bench-processor-quick: 300k webhooks).
 func BenchmarkProcessor(b *testing.B) {
 	n := 1_000_000
 	if s := os.Getenv("LCPIPE_BENCH_WEBHOOKS"); s != "" {
@@ -78,41 +83,50 @@ func benchProcessor(b *testing.B, webhooks int) {
 	start := time.Now()
 	cmd := startChild(b, e, testenv.Name(b, "grp"), "CHILD_CPUPROFILE="+os.Getenv("LCPIPE_BENCH_CPUPROFILE"), "CHILD_BATCH_BYTES="+os.Getenv("LCPIPE_BENCH_BATCH_BYTES"), "CHILD_HEAPPROFILE="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE"), "CHILD_HEAPPROFILE_AT="+os.Getenv("LCPIPE_BENCH_HEAPPROFILE_AT"),
 		"CHILD_INSERT_ROWS="+os.Getenv("LCPIPE_BENCH_INSERT_ROWS"), "CHILD_MAX_PENDING="+os.Getenv("LCPIPE_BENCH_MAX_PENDING"),
-		"CHILD_TRACING="+os.Getenv("LCPIPE_BENCH_TRACING"))
+		"CHILD_TRACING="+os.Getenv("LCPIPE_BENCH_TRACING"), "CHILD_GOGC="+os.Getenv("LCPIPE_BENCH_GOGC"))
 	waitRows(b, conn, chcfg.Database, want, 30*time.Minute)
 	took := time.Since(start)
+	// Start-up included, shutdown not: the child is idle once the rows are in.
+	cpu := procCPU(b, cmd.Process.Pid)
+	rss := procHWM(b, cmd.Process.Pid)
 	stopChild(b, cmd)
-	rss := maxRSSMiB(cmd)
-	// CPU the child used (start-up and shutdown included): steadier than
-	// wall time on a shared machine.
-	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	b.ReportMetric(float64(cpu.Microseconds())/float64(want), "cpu-µs/event")
+	proc := floorResult{rows: want, took: took, cpu: cpu}
 	var batches, rowsPer, lookupMs, insertMs, flushMs float64
 	if err := conn.QueryRow(context.Background(), "SELECT toFloat64(count()), avg(events_inserted), avg(lookup_ms), avg(insert_ms), avg(flush_ms) FROM "+chcfg.Database+".pipeline_batches").
 		Scan(&batches, &rowsPer, &lookupMs, &insertMs, &flushMs); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("flushes: %.0f, per flush: %.0f rows inserted, lookup %.0f ms, insert %.0f ms, whole flush %.0f ms", batches, rowsPer, lookupMs, insertMs, flushMs)
-	rate := float64(want) / took.Seconds()
 
-	// Ceilings: the same rows straight into an empty database of the same
-	// schema, with clickhouse-go, timing the insert calls only. "big": one
-	// 100 000-row block per INSERT. "streamed": 100 000-row INSERTs sent as
-	// 12 500-row blocks, which the server squashes into one block (what the
-	// processor does): the faster of the two on 18.16, so the ratio is
-	// taken against the larger.
-	big := benchCeiling(b, chcfg, "ceiling", g, stories, kcfg.RawTopic, 100_000)
-	streamed := benchCeiling(b, chcfg, "ceilstream", g, stories, kcfg.RawTopic, 12_500)
-	ceiling := max(big, streamed)
+	// The floor, same topic, same rows, blocks and INSERTs of the
+	// processor's default sizes (a 12 MiB batch is ~6 000 rows).
+	rows := floorRows(b, g, stories, kcfg.RawTopic)
+	if uint64(len(rows)) != want {
+		b.Fatalf("floor rows: %d, want %d", len(rows), want)
+	}
+	floor := benchFloor(b, kcfg, chcfg, rows, total, 6_000, DefaultConfig().InsertRows)
+	rows = nil
 
-	b.ReportMetric(rate, "events/s")
-	b.ReportMetric(ceiling, "ceiling-rows/s")
-	b.ReportMetric(rate/ceiling*100, "%-of-ceiling")
+	b.ReportMetric(proc.cpuPerEvent(), "cpu-µs/event")
+	b.ReportMetric(floor.cpuPerEvent(), "floor-cpu-µs/event")
+	b.ReportMetric(proc.rate(), "events/s")
+	b.ReportMetric(floor.rate(), "floor-events/s")
+	b.ReportMetric(proc.rate()/floor.rate()*100, "%-of-floor")
 	b.ReportMetric(rss, "peak-RSS-MiB")
-	b.Logf("processor: %d webhooks → %d events in %s = %.0f events/s (%.0f webhooks/s), peak RSS %.0f MiB; direct insert ceilings: %.0f rows/s (100k-row blocks), %.0f rows/s (100k-row INSERTs in 12.5k-row blocks); ratio %.0f%% of the larger (%.0f%% of the 100k-block one)",
-		total, want, fmtDur(took), rate, float64(total)/took.Seconds(), rss, big, streamed, rate/ceiling*100, rate/big*100)
-	fmt.Fprintf(os.Stderr, "BENCH processor webhooks=%d events=%d took=%s events/s=%.0f rss_mib=%.0f ceiling_big_rows/s=%.0f ceiling_streamed_rows/s=%.0f ratio=%.0f%% ratio_big=%.0f%% cpu=%s cpu_us/event=%.1f\n",
-		total, want, took, rate, rss, big, streamed, rate/ceiling*100, rate/big*100, cpu, float64(cpu.Microseconds())/float64(want))
+	b.Logf("processor: %d webhooks → %d events in %s = %.0f events/s, %.1f CPU µs/event (%s CPU), peak RSS %.0f MiB; floor: %s = %.0f events/s, %.1f CPU µs/event; processor at %.0f%% of the floor",
+		total, want, fmtDur(took), proc.rate(), proc.cpuPerEvent(), cpu, rss, fmtDur(floor.took), floor.rate(), floor.cpuPerEvent(), proc.rate()/floor.rate()*100)
+	fmt.Fprintf(os.Stderr, "BENCH processor webhooks=%d events=%d took=%s events/s=%.0f cpu_us/event=%.1f rss_mib=%.0f floor_took=%s floor_events/s=%.0f floor_cpu_us/event=%.1f of_floor=%.0f%%\n",
+		total, want, took, proc.rate(), proc.cpuPerEvent(), rss, floor.took, floor.rate(), floor.cpuPerEvent(), proc.rate()/floor.rate()*100)
+
+	if os.Getenv("LCPIPE_BENCH_CEILINGS") == "1" {
+		// Ceilings: the same rows straight into an empty database, timing
+		// the insert calls only: one 100 000-row block per INSERT ("big"),
+		// and 100 000-row INSERTs sent as 12 500-row blocks ("streamed").
+		big := benchCeiling(b, chcfg, "ceiling", g, stories, kcfg.RawTopic, 100_000)
+		streamed := benchCeiling(b, chcfg, "ceilstream", g, stories, kcfg.RawTopic, 12_500)
+		b.ReportMetric(max(big, streamed), "ceiling-rows/s")
+		b.Logf("direct insert ceilings: %.0f rows/s (100k-row blocks), %.0f rows/s (100k-row INSERTs in 12.5k-row blocks)", big, streamed)
+	}
 }
 
 // benchCeiling inserts the unique rows of the stories into a fresh database

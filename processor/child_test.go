@@ -68,6 +68,9 @@ func runChild() int {
 		}
 	}
 	debug.SetMemoryLimit(256 << 20) // as cmd/lcpipe does by default (GOMEMLIMIT)
+	if n, err := strconv.Atoi(get("GOGC")); err == nil {
+		debug.SetGCPercent(n)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	conn, err := chconn.Open(ctx, chcfg)
@@ -154,14 +157,6 @@ func stopChild(t testing.TB, cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 		t.Fatal("child did not stop on SIGTERM")
 	}
-}
-
-// maxRSSMiB is the child's peak RSS after it exited.
-func maxRSSMiB(cmd *exec.Cmd) float64 {
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return float64(ru.Maxrss) / 1024
-	}
-	return 0
 }
 
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

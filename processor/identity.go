@@ -44,51 +44,103 @@ func (id eventID) String() string { return hex.EncodeToString(id[:]) }
 
 const idVersion = "lc1"
 
+// hashParts is H over the parts. The input is joined in a buffer on the
+// stack (inputs are short: ids, names, a canonical payload at most a few
+// KiB spills to the heap once), so an ID costs one SHA-256 and no garbage:
+// the processor computes several per event.
 func hashParts(parts ...string) eventID {
-	h := sha256.New()
-	h.Write([]byte(idVersion))
+	var st [512]byte
+	b := append(st[:0], idVersion...)
 	for _, p := range parts {
-		h.Write([]byte{0x1f})
-		h.Write([]byte(p))
+		b = appendPart(b, p)
 	}
-	var sum [32]byte
-	h.Sum(sum[:0])
-	var id eventID
-	copy(id[:], sum[:16])
-	return id
+	return sumID(b)
+}
+
+func appendPart(b []byte, p string) []byte {
+	b = append(b, 0x1f)
+	return append(b, p...)
+}
+
+func sumID(b []byte) eventID {
+	sum := sha256.Sum256(b)
+	return eventID(sum[:16])
+}
+
+// hashKeyed is hashParts(tag, org, class, key...) without building the
+// slice of parts.
+func hashKeyed(tag, org, class string, key []string) eventID {
+	var st [512]byte
+	b := append(st[:0], idVersion...)
+	b = appendPart(b, tag)
+	b = appendPart(b, org)
+	b = appendPart(b, class)
+	for _, k := range key {
+		b = appendPart(b, k)
+	}
+	return sumID(b)
 }
 
 // serverID is the ID of an event with a server identity.
 func serverID(org, class string, key ...string) eventID {
-	return hashParts(append([]string{"id", org, class}, key...)...)
+	return hashKeyed("id", org, class, key)
 }
 
 // dedupKeyOf is the windowed dedup key of a state change.
 func dedupKeyOf(org, action string, canonical []byte) eventID {
-	return hashParts("w", org, action, string(canonical))
+	var st [1024]byte
+	b := append(st[:0], idVersion...)
+	b = appendPart(b, "w")
+	b = appendPart(b, org)
+	b = appendPart(b, action)
+	b = append(b, 0x1f)
+	b = append(b, canonical...)
+	return sumID(b)
 }
 
 // subjectOf names one subject of state changes.
 func subjectOf(org, class string, key ...string) string {
-	return hashParts(append([]string{"s", org, class}, key...)...).String()
+	return hashKeyed("s", org, class, key).String()
 }
 
 // stateOf is a short hash of the state a change leaves its subject in
 // (64 bits: it is only compared with the states of the same subject).
 func stateOf(parts ...string) string {
-	id := hashParts(append([]string{"st"}, parts...)...)
+	var st [512]byte
+	b := append(st[:0], idVersion...)
+	b = appendPart(b, "st")
+	for _, p := range parts {
+		b = appendPart(b, p)
+	}
+	id := sumID(b)
 	return hex.EncodeToString(id[:8])
 }
 
 // windowedID is the ID of a kept state change.
 func windowedID(key eventID, receivedMs uint64) eventID {
-	return hashParts("wid", key.String(), strconv.FormatUint(receivedMs, 10))
+	var st [128]byte
+	b := append(st[:0], idVersion...)
+	b = appendPart(b, "wid")
+	b = append(b, 0x1f)
+	b = hex.AppendEncode(b, key[:])
+	b = append(b, 0x1f)
+	b = strconv.AppendUint(b, receivedMs, 10)
+	return sumID(b)
 }
 
 // canonicalJSON re-encodes raw JSON with sorted object keys and no
 // whitespace; numbers keep their literal form. Invalid JSON (which cannot
 // reach here: Decode validated it) falls back to the compacted bytes.
 func canonicalJSON(raw []byte) []byte {
+	if out, ok := appendCanonical(make([]byte, 0, len(raw)), raw); ok {
+		return out
+	}
+	return canonicalSlow(raw)
+}
+
+// canonicalSlow is canonicalJSON through a generic decode and encode: the
+// definition the fast path (canonical.go) must match, and its fallback.
+func canonicalSlow(raw []byte) []byte {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

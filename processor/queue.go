@@ -79,9 +79,10 @@ type batch struct {
 func newBatch(cfg Config) *batch {
 	// Rows are allocated once at the batch's expected size: growing a slice
 	// of ~1 KiB structs by doubling would waste up to half of it.
-	// A row averages ~2 KiB with its strings (rowOverhead is the struct
-	// and short strings only).
-	n := min(cfg.BatchRows, int(cfg.BatchBytes/(rowOverhead+900))+1)
+	// A row counts ~1.6–2 KiB with its strings (rowOverhead is the struct
+	// and short strings only); the estimate errs on the small side, as a
+	// few unused slots cost far less than one doubling of the array.
+	n := min(cfg.BatchRows, int(cfg.BatchBytes/(rowOverhead+384))+1)
 	return &batch{rows: make([]Row, 0, n), offsets: map[int32]kgo.EpochOffset{}, actions: map[string]uint32{}}
 }
 

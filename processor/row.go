@@ -198,11 +198,12 @@ var insertColumns = func() string {
 }()
 
 // eventColumn is one column of events: its name, how to build its values
-// for a block, and for String and Array(String) columns the field (compact
-// copies them).
+// for a block (fill, or each for arrays), and for String and Array(String)
+// columns the field (compact copies them).
 type eventColumn struct {
 	name string
 	fill func(rows []Row, f *fill) any
+	each func(col driver.BatchColumn, rows []Row) error // instead of fill: row by row
 	str  func(*Row) *string
 	strs func(*Row) *[]string
 }
@@ -257,34 +258,43 @@ func timeCol(name string, ms func(*Row) uint64) eventColumn {
 
 // arrCol is an Array(UInt32) column; nil becomes an empty array.
 func arrCol(name string, field func(*Row) *[]uint32) eventColumn {
-	empty := []uint32{}
-	return eventColumn{name: name, fill: func(rows []Row, f *fill) any {
-		out := scratch[[]uint32](f, len(rows))
+	return eventColumn{name: name, each: func(col driver.BatchColumn, rows []Row) error {
 		for i := range rows {
-			if v := *field(&rows[i]); v != nil {
-				out[i] = v
-			} else {
-				out[i] = empty
+			if err := appendArray(col, *field(&rows[i]), noUint32s); err != nil {
+				return err
 			}
 		}
-		return out
+		return nil
 	}}
 }
 
 // strsCol is an Array(String) column; nil becomes an empty array.
 func strsCol(name string, field func(*Row) *[]string) eventColumn {
-	empty := []string{}
-	return eventColumn{name: name, strs: field, fill: func(rows []Row, f *fill) any {
-		out := scratch[[]string](f, len(rows))
+	return eventColumn{name: name, strs: field, each: func(col driver.BatchColumn, rows []Row) error {
 		for i := range rows {
-			if v := *field(&rows[i]); v != nil {
-				out[i] = v
-			} else {
-				out[i] = empty
+			if err := appendArray(col, *field(&rows[i]), noStrings); err != nil {
+				return err
 			}
 		}
-		return out
+		return nil
 	}}
+}
+
+// Empty arrays, boxed once: most rows have no tags, groups or subjects.
+var (
+	noUint32s any = []uint32{}
+	noStrings any = []string{}
+)
+
+// appendArray appends one row of an Array column. Row by row, a typed
+// slice takes clickhouse-go's reflection-free path; a column of slices
+// given at once is walked by reflection, element by element, which cost
+// more than all the other columns together.
+func appendArray[T any](col driver.BatchColumn, v []T, empty any) error {
+	if len(v) == 0 {
+		return col.AppendRow(empty)
+	}
+	return col.AppendRow(v)
 }
 
 func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
@@ -295,7 +305,13 @@ func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 func appendColumns(b driver.Batch, rows []Row, insertID uint64) error {
 	f := &fill{insertID: insertID, bufs: map[reflect.Type]any{}}
 	for i, c := range eventColumns {
-		if err := b.Column(i).Append(c.fill(rows, f)); err != nil {
+		var err error
+		if c.each != nil {
+			err = c.each(b.Column(i), rows)
+		} else {
+			err = b.Column(i).Append(c.fill(rows, f))
+		}
+		if err != nil {
 			return fmt.Errorf("column %s: %w", c.name, err)
 		}
 	}
@@ -314,54 +330,71 @@ func AppendRows(b driver.Batch, rows []Row, insertID uint64) error {
 }
 
 // compact copies every string of the row, and of its string slices, into
-// one allocation. Decoded strings point into the decoder's copy of the
-// whole record body; without this a row would keep that buffer alive, and
-// batches would hold several times their size.
+// one allocation (and the string slices into one more). Decoded strings
+// point into the decoder's copy of the whole record body; without this a
+// row would keep that buffer alive, and batches would hold several times
+// their size.
 func (r *Row) compact() {
-	n := 0
-	for _, c := range eventColumns {
-		switch {
-		case c.str != nil:
-			n += len(*c.str(r))
-		case c.strs != nil:
-			for _, s := range *c.strs(r) {
-				n += len(s)
+	p := unsafe.Pointer(r)
+	n, k := 0, 0
+	for _, off := range rowStrings {
+		n += len(*(*string)(unsafe.Add(p, off)))
+	}
+	for _, off := range rowStringSlices {
+		ss := *(*[]string)(unsafe.Add(p, off))
+		k += len(ss)
+		for _, s := range ss {
+			n += len(s)
+		}
+	}
+	if n > 0 {
+		buf := make([]byte, 0, n)
+		put := func(s string) string {
+			if s == "" {
+				return ""
 			}
+			start := len(buf)
+			buf = append(buf, s...)
+			return unsafe.String(&buf[start], len(s))
 		}
-	}
-	if n == 0 {
-		return
-	}
-	buf := make([]byte, 0, n)
-	put := func(s string) string {
-		if s == "" {
-			return ""
+		for _, off := range rowStrings {
+			f := (*string)(unsafe.Add(p, off))
+			*f = put(*f)
 		}
-		start := len(buf)
-		buf = append(buf, s...)
-		return unsafe.String(&buf[start], len(s))
-	}
-	for _, c := range eventColumns {
-		switch {
-		case c.str != nil:
-			p := c.str(r)
-			*p = put(*p)
-		case c.strs != nil:
-			p := c.strs(r)
-			*p = cloneStrings(*p, put)
+		var strs []string
+		if k > 0 {
+			strs = make([]string, 0, k)
+		}
+		for _, off := range rowStringSlices {
+			f := (*[]string)(unsafe.Add(p, off))
+			if len(*f) == 0 {
+				*f = nil
+				continue
+			}
+			start := len(strs)
+			for _, s := range *f {
+				strs = append(strs, put(s))
+			}
+			*f = strs[start:len(strs):len(strs)]
 		}
 	}
 	r.GroupIDs = append([]uint32(nil), r.GroupIDs...)
 	r.TransferGroupIDs = append([]uint32(nil), r.TransferGroupIDs...)
 }
 
-func cloneStrings(ss []string, put func(string) string) []string {
-	if len(ss) == 0 {
-		return nil
+// rowStrings and rowStringSlices are the offsets in Row of the fields of
+// its String and Array(String) columns, taken once from eventColumns so
+// compact, which runs for every row, walks plain offsets.
+var rowStrings, rowStringSlices = func() (strs, slices []uintptr) {
+	var r Row
+	base := uintptr(unsafe.Pointer(&r))
+	for _, c := range eventColumns {
+		switch {
+		case c.str != nil:
+			strs = append(strs, uintptr(unsafe.Pointer(c.str(&r)))-base)
+		case c.strs != nil:
+			slices = append(slices, uintptr(unsafe.Pointer(c.strs(&r)))-base)
+		}
 	}
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = put(s)
-	}
-	return out
-}
+	return strs, slices
+}()

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	stdjson "encoding/json"
 )
@@ -244,6 +245,63 @@ func BenchmarkDecode(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		if _, err := Decode(bodies[i%len(bodies)]); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestTimeUnmarshal(t *testing.T) {
+	for _, c := range []struct {
+		in, want string // want "" = zero; "error" = an error
+	}{
+		{`"2025-03-14T10:00:00.123456Z"`, "2025-03-14T10:00:00.123456Z"},
+		{`"2025-03-14T12:00:00.5+02:00"`, "2025-03-14T10:00:00.5Z"},
+		{`"2025-03-14T10:00:00\u002e25Z"`, "2025-03-14T10:00:00.25Z"}, // escaped: the slow path
+		{`null`, ""},
+		{`""`, ""},
+		{`"yesterday"`, "error"},
+		{`12`, "error"},
+	} {
+		var tm Time
+		err := tm.UnmarshalJSON([]byte(c.in))
+		switch {
+		case c.want == "error":
+			if err == nil {
+				t.Errorf("%s: no error", c.in)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.in, err)
+		case c.want == "" && !tm.IsZero():
+			t.Errorf("%s: %v, want zero", c.in, tm.Time)
+		case c.want != "" && tm.Format(time.RFC3339Nano) != c.want:
+			t.Errorf("%s: %s, want %s", c.in, tm.Format(time.RFC3339Nano), c.want)
+		}
+	}
+	// A failed parse's error must not alias the input, which the caller
+	// may reuse.
+	in := []byte(`"not a time"`)
+	var tm Time
+	err := tm.UnmarshalJSON(in)
+	copy(in, `"XXXXXXXXXX"`)
+	if err == nil || !strings.Contains(err.Error(), "not a time") {
+		t.Errorf("error %v lost its input", err)
+	}
+}
+
+// TestDecodeOwnsPayload: the payload Decode returns is its own, not a view
+// of the body (ownedRaw relies on the decoder copying what it hands over).
+func TestDecodeOwnsPayload(t *testing.T) {
+	for _, field := range []string{"payload", "data"} {
+		body := []byte(`{"action":"incoming_event","organization_id":"o","` + field + `":{"chat_id":"C1","event":{"id":"E1","type":"message","text":"hi"}},"additional_data":{}}`)
+		w, err := Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := string(w.Payload)
+		for i := range body {
+			body[i] = 'x'
+		}
+		if string(w.Payload) != want || !strings.Contains(want, `"chat_id":"C1"`) {
+			t.Fatalf("%s: payload %q changed with the body (was %q)", field, w.Payload, want)
 		}
 	}
 }

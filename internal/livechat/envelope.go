@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	json "github.com/goccy/go-json"
 )
@@ -162,9 +163,12 @@ var (
 // raw parts (payload, event JSON) point into it.
 func Decode(body []byte) (*Webhook, error) {
 	w := &Webhook{}
-	if err := json.Unmarshal(body, &w.Envelope); err != nil {
+	var env decodedEnvelope
+	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, &DecodeError{Stage: "envelope", Err: err}
 	}
+	w.Envelope = Envelope(env.envelope)
+	w.Payload, w.Data = json.RawMessage(env.Payload), json.RawMessage(env.Data)
 	if w.Action == "" {
 		return nil, &DecodeError{Stage: "envelope", Err: ErrNoAction}
 	}
@@ -188,6 +192,30 @@ func Decode(body []byte) (*Webhook, error) {
 	return w, nil
 }
 
+// decodedEnvelope is Envelope as Decode reads it: the payload is kept in
+// the buffer the decoder hands to UnmarshalJSON, which goccy/go-json
+// allocates for it alone (a copy of the value, never a view of the body),
+// instead of being copied once more. Payload and Data shadow the
+// embedded fields.
+type decodedEnvelope struct {
+	envelope
+	Payload ownedRaw `json:"payload,omitempty"`
+	Data    ownedRaw `json:"data,omitempty"`
+}
+
+type envelope Envelope
+
+// ownedRaw is a json.RawMessage that takes the decoder's bytes without a
+// copy; only for decoders that pass a private copy (goccy/go-json does,
+// TestDecodeOwnsPayload checks it).
+type ownedRaw []byte
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (r *ownedRaw) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
+}
+
 // isNull reports an absent or JSON-null payload.
 func isNull(b []byte) bool {
 	b = bytes.TrimSpace(b)
@@ -205,12 +233,22 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		t.Time = time.Time{}
 		return nil
 	}
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return fmt.Errorf("time %s: not a string", b)
+	var s string
+	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' && bytes.IndexByte(b[1:n-1], '\\') < 0 {
+		// The usual case, read in place: time.Parse keeps nothing of s,
+		// and a time per event field is otherwise two copies of garbage.
+		s = unsafe.String(&b[1], n-2)
+	} else {
+		u, err := strconv.Unquote(string(b))
+		if err != nil {
+			return fmt.Errorf("time %s: not a string", b)
+		}
+		s = u
 	}
 	p, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
+		s = strings.Clone(s) // the error keeps it
+		_, err = time.Parse(time.RFC3339Nano, s)
 		return fmt.Errorf("time %q: %w", s, err)
 	}
 	t.Time = p.UTC()

@@ -78,7 +78,17 @@ func (col captureColumn) Append(v any) error {
 	return nil
 }
 
-func (col captureColumn) AppendRow(any) error { return fmt.Errorf("captureColumn: AppendRow unused") }
+// AppendRow collects one row's value (the processor appends array
+// columns row by row) into a slice of the value's type.
+func (col captureColumn) AppendRow(v any) error {
+	rv := reflect.ValueOf(v)
+	cur := col.c.cols[col.i]
+	if cur == nil {
+		cur = reflect.MakeSlice(reflect.SliceOf(rv.Type()), 0, 16).Interface()
+	}
+	col.c.cols[col.i] = reflect.Append(reflect.ValueOf(cur), rv).Interface()
+	return nil
+}
 
 // valuesInserts renders rows as INSERT ... VALUES statements (for chdb
 // only: the 18.16 server gets PrepareBatch).

@@ -33,20 +33,14 @@ type loadResult struct {
 	cpuServer, cpuKafka, cpuLoad float64
 }
 
-// cpuSeconds is utime+stime of a process from /proc/<pid>/stat.
+// cpuSeconds is utime+stime of a process (testenv.ProcCPU); 0 when it
+// cannot be read (no broker pid found).
 func cpuSeconds(pid string) float64 {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	d, err := testenv.ProcCPU(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	k, _ := strconv.ParseFloat(f[12], 64)
-	return (u + k) / 100 // CLK_TCK
+	return d.Seconds()
 }
 
 // kafkaPID is the broker's pid: INGEST_BENCH_KAFKA_PID, else the process

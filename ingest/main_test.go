@@ -26,6 +26,7 @@ import (
 	"github.com/lcpipe/lcpipe/internal/kafka"
 	"github.com/lcpipe/lcpipe/internal/secret"
 	"github.com/lcpipe/lcpipe/internal/telemetry"
+	"github.com/lcpipe/lcpipe/internal/testenv"
 )
 
 // The test binary doubles as a child process (helper-process pattern): the
@@ -283,24 +284,9 @@ func (c *child) stop(t testing.TB) {
 	}
 }
 
-// rssKB reads a process's resident set (current and peak) from /proc.
+// rssKB reads a process's resident set (current and peak) from /proc; 0s
+// when it cannot be read.
 func rssKB(pid int) (cur, peak int64) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			cur = n
-		case "VmHWM:":
-			peak = n
-		}
-	}
+	cur, peak, _ = testenv.ProcRSS(strconv.Itoa(pid))
 	return cur, peak
 }

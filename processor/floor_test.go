@@ -2,11 +2,9 @@ package processor
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -124,44 +122,22 @@ func benchFloor(b *testing.B, kcfg kafka.Config, chcfg chconn.Config, rows []Row
 	return res
 }
 
-// clockTick is the kernel's USER_HZ (100 on every Linux Go supports).
-const clockTick = 10 * time.Millisecond
-
-// procCPU is the process's user+system CPU time so far, from
-// /proc/<pid>/stat (fields 14 and 15, after the parenthesised command).
+// procCPU is the process's user+system CPU time so far (testenv.ProcCPU).
 func procCPU(t testing.TB, pid int) time.Duration {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := testenv.ProcCPU(strconv.Itoa(pid))
 	if err != nil {
-		t.Fatalf("cpu: %v", err)
+		t.Fatal(err)
 	}
-	s := string(raw)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// fields[0] is field 3 (state): utime is field 14, stime 15.
-	ut, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("cpu: parse %q", s)
-	}
-	return time.Duration(ut+stime) * clockTick
+	return d
 }
 
 // procHWM is the process's peak RSS in MiB (VmHWM), while it runs.
 func procHWM(t testing.TB, pid int) float64 {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	_, peak, err := testenv.ProcRSS(strconv.Itoa(pid))
 	if err != nil {
-		t.Fatalf("rss: %v", err)
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				t.Fatalf("rss: parse %q", line)
-			}
-			return kb / 1024
-		}
-	}
-	t.Fatal("rss: no VmHWM")
-	return 0
+	return float64(peak) / 1024
 }

@@ -137,6 +137,12 @@ func childBare() int {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Status(200).SendString(`{"status":"ok"}`)
 	})
+	return serveChild(app)
+}
+
+// serveChild serves a benchmark's comparison server (bare, floor) on
+// CHILD_ADDR, with the /healthz the harness waits for, until SIGTERM.
+func serveChild(app *fiber.App) int {
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -180,15 +186,8 @@ func childFloor() int {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Status(200).SendString(`{"status":"ok"}`)
 	})
-	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	defer profile()()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	go func() { <-ctx.Done(); _ = app.Shutdown() }()
-	if err := app.Listen(os.Getenv("CHILD_ADDR")); err != nil {
-		return 1
-	}
-	return 0
+	return serveChild(app)
 }
 
 // profile starts a CPU profile into CHILD_CPUPROFILE and, at the end, writes
